@@ -1,0 +1,467 @@
+/*
+ * backend_epoll.c - Linux epoll, with readiness turned into completions.
+ *
+ * One epoll instance is shared by all workers, like the one completion port
+ * of the classic IOCP server.  Every descriptor is registered EPOLLONESHOT,
+ * so an event hands its connection to exactly one worker; the worker then
+ * performs the pending recv/send/sendfile calls itself (partial sends and
+ * EAGAIN stay in here) and completes the requests.
+ *
+ * Event data carries a pool slot and its generation instead of a pointer:
+ * an event harvested just before its connection closed finds a different
+ * generation (or a closed state) and is dropped, the stale-event problem
+ * nginx solves with its "instance" bit.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "engine_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#define MAX_EVENTS 64
+#define MAX_LISTENERS 64
+#define ACCEPTS_PER_EVENT 64
+/* Bytes one connection may move in one turn before others get theirs: a
+ * fast reader of a 100 MiB file must not keep a worker to itself. */
+#define TURN_BUDGET (4u << 20)
+#define SENDFILE_CHUNK (1u << 30)
+
+enum { KIND_CONN = 0, KIND_LISTENER = 1, KIND_WAKE = 2, KIND_TIMER = 3 };
+#define KIND_SHIFT 62
+#define GENERATION_MASK 0x3fffffffu
+
+typedef struct epoll_backend {
+    int epfd;
+    int wake_fd;   /* eventfd: global ready list, user completions, quit */
+    int timer_fd;  /* idle-timeout sweeps; -1 without an idle timeout */
+    int spare_fd;  /* kept open to shed connections on EMFILE (libuv's trick) */
+    pthread_mutex_t spare_lock;
+    piocp_listener *listeners[MAX_LISTENERS];
+} epoll_backend;
+
+static uint64_t tag(unsigned kind, uint64_t value) { return ((uint64_t)kind << KIND_SHIFT) | value; }
+
+static uint64_t conn_tag(const piocp_conn *c)
+{
+    return tag(KIND_CONN, ((uint64_t)(c->generation & GENERATION_MASK) << 32) | c->slot);
+}
+
+static int rearm(epoll_backend *b, int fd, uint64_t data, uint32_t events, int op)
+{
+    struct epoll_event ev = {.events = events | EPOLLONESHOT, .data.u64 = data};
+    return epoll_ctl(b->epfd, op, fd, &ev) < 0 ? -errno : 0;
+}
+
+static int epoll_probe(void)
+{
+    int fd = epoll_create1(EPOLL_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    close(fd);
+    return 0;
+}
+
+static void epoll_destroy(piocp_engine *e)
+{
+    epoll_backend *b = e->backend_data;
+    if (b->epfd >= 0)
+        close(b->epfd);
+    if (b->wake_fd >= 0)
+        close(b->wake_fd);
+    if (b->timer_fd >= 0)
+        close(b->timer_fd);
+    if (b->spare_fd >= 0)
+        close(b->spare_fd);
+    pthread_mutex_destroy(&b->spare_lock);
+    free(b);
+    e->backend_data = NULL;
+}
+
+static int epoll_init(piocp_engine *e)
+{
+    epoll_backend *b = calloc(1, sizeof *b);
+    if (!b)
+        return -ENOMEM;
+    b->epfd = b->wake_fd = b->timer_fd = b->spare_fd = -1;
+    pthread_mutex_init(&b->spare_lock, NULL);
+    e->backend_data = b;
+    int rc = 0;
+    b->epfd = epoll_create1(EPOLL_CLOEXEC);
+    b->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    b->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (b->epfd < 0 || b->wake_fd < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    rc = rearm(b, b->wake_fd, tag(KIND_WAKE, 0), EPOLLIN, EPOLL_CTL_ADD);
+    if (rc < 0)
+        goto fail;
+    if (e->config.idle_timeout_ms > 0) {
+        b->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        if (b->timer_fd < 0) {
+            rc = -errno;
+            goto fail;
+        }
+        /* sweep four times per timeout: a peer is dropped within 1.25 x */
+        long long period = e->config.idle_timeout_ms / 4;
+        if (period < 10)
+            period = 10;
+        if (period > 1000)
+            period = 1000;
+        struct itimerspec its = {
+            .it_interval = {period / 1000, (period % 1000) * 1000000},
+            .it_value = {period / 1000, (period % 1000) * 1000000},
+        };
+        if (timerfd_settime(b->timer_fd, 0, &its, NULL) < 0) {
+            rc = -errno;
+            goto fail;
+        }
+        rc = rearm(b, b->timer_fd, tag(KIND_TIMER, 0), EPOLLIN, EPOLL_CTL_ADD);
+        if (rc < 0)
+            goto fail;
+    }
+    return 0;
+fail:
+    epoll_destroy(e);
+    return rc;
+}
+
+static void epoll_wake(piocp_engine *e)
+{
+    epoll_backend *b = e->backend_data;
+    uint64_t one = 1;
+    /* can only fail with EAGAIN when the counter is saturated: awake anyway */
+    (void)!write(b->wake_fd, &one, sizeof one);
+}
+
+static int epoll_add_listener(piocp_engine *e, piocp_listener *l)
+{
+    epoll_backend *b = e->backend_data;
+    if (l->index >= MAX_LISTENERS)
+        return -EMFILE;
+    b->listeners[l->index] = l;
+    return rearm(b, l->fd, tag(KIND_LISTENER, l->index), EPOLLIN, EPOLL_CTL_ADD);
+}
+
+static int epoll_add_conn(piocp_engine *e, piocp_conn *c)
+{
+    (void)e;
+    int one = 1;
+    /* small replies and echoes must not wait for Nagle + delayed ACK */
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* registration is lazy (see arm_locked): a request served at once
+     * costs no epoll_ctl at all */
+    return 0;
+}
+
+/* ---------------------------------------------------------- accept -- */
+
+static void shed_one_connection(epoll_backend *b, int listen_fd)
+{
+    /* Out of descriptors: the pending connection would keep the listener
+     * readable forever.  Free the spare, accept and close it, take the spare
+     * back, so the client sees a close instead of a hang. */
+    pthread_mutex_lock(&b->spare_lock);
+    if (b->spare_fd >= 0) {
+        close(b->spare_fd);
+        int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd >= 0)
+            close(fd);
+        b->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    pthread_mutex_unlock(&b->spare_lock);
+}
+
+static void on_listener_event(piocp_engine *e, epoll_backend *b, uint32_t index)
+{
+    piocp_listener *l = index < MAX_LISTENERS ? b->listeners[index] : NULL;
+    if (!l || atomic_load(&l->closed))
+        return;
+    for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
+        struct sockaddr_storage peer;
+        socklen_t peer_len = sizeof peer;
+        int fd = accept4(l->fd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EMFILE || errno == ENFILE)
+                shed_one_connection(b, l->fd);
+            break; /* EAGAIN or a listener error */
+        }
+        piocp_accepted(l, fd, (struct sockaddr *)&peer, peer_len);
+    }
+    pthread_mutex_lock(&e->listeners_lock);
+    if (!atomic_load(&l->closed))
+        rearm(b, l->fd, tag(KIND_LISTENER, index), EPOLLIN, EPOLL_CTL_MOD);
+    pthread_mutex_unlock(&e->listeners_lock);
+}
+
+/* --------------------------------------------------- request steps -- */
+
+/* One system call for the head of the send queue: > 0 progress, 0 the
+ * request is complete, < 0 -errno (-EAGAIN: wait for writability). */
+static ssize_t send_step(piocp_conn *c, piocp_request *r)
+{
+    if (r->op == PIOCP_OP_SEND) {
+        if (r->done == r->u.send.len)
+            return 0;
+        ssize_t n = send(c->fd, (const char *)r->u.send.buf + r->done, r->u.send.len - r->done,
+                         MSG_NOSIGNAL);
+        return n < 0 ? -errno : n;
+    }
+    size_t head_len = r->u.transmit.head_len;
+    uint64_t count = r->u.transmit.count;
+    if (r->done < head_len) {
+        /* MSG_MORE: the head and the first file bytes leave in one segment */
+        int flags = MSG_NOSIGNAL | (count ? MSG_MORE : 0);
+        ssize_t n = send(c->fd, (const char *)r->u.transmit.head + r->done, head_len - r->done,
+                         flags);
+        return n < 0 ? -errno : n;
+    }
+    uint64_t file_done = r->done - head_len;
+    bool to_eof = count == PIOCP_TRANSMIT_TO_EOF;
+    if (!to_eof && file_done >= count)
+        return 0;
+    uint64_t want = to_eof ? SENDFILE_CHUNK : count - file_done;
+    if (want > SENDFILE_CHUNK)
+        want = SENDFILE_CHUNK;
+    off_t offset = (off_t)(r->u.transmit.offset + file_done);
+    ssize_t n = sendfile(c->fd, r->u.transmit.fd, &offset, (size_t)want);
+    if (n < 0)
+        return -errno;
+    if (n == 0)
+        /* end of file: done if that was asked for; otherwise the file shrank
+         * underneath us, and looping would spin forever */
+        return to_eof ? 0 : -EIO;
+    return n;
+}
+
+static void touch(piocp_conn *c) { atomic_store_explicit(&c->last_active_ms, piocp_now_ms(), memory_order_relaxed); }
+
+/* Runs what can run now.  Returns false when the turn budget ran out with
+ * work left. */
+static bool run_requests_locked(piocp_conn *c, piocp_done_list *done, size_t *budget)
+{
+    if (c->recv_req && atomic_load(&c->engine->draining)) {
+        piocp_done_push(done, c->recv_req, -ECANCELED);
+        c->recv_req = NULL;
+    }
+    while (c->recv_req && c->readable && !c->abort_error) {
+        piocp_request *r = c->recv_req;
+        ssize_t n = recv(c->fd, r->u.recv.buf, r->u.recv.len, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            c->readable = false;
+            break;
+        }
+        if (n < 0) {
+            c->abort_error = -errno;
+            break;
+        }
+        /* a short read most likely drained the socket: wait for the next
+         * event rather than pay for a recv that returns EAGAIN */
+        if ((size_t)n < r->u.recv.len)
+            c->readable = false;
+        c->recv_req = NULL;
+        touch(c);
+        piocp_done_push(done, r, n);
+    }
+    while (c->send_head && c->writable && !c->abort_error) {
+        if (*budget == 0)
+            return false;
+        piocp_request *r = c->send_head;
+        ssize_t n = send_step(c, r);
+        if (n == -EINTR)
+            continue;
+        if (n == -EAGAIN || n == -EWOULDBLOCK) {
+            c->writable = false;
+            break;
+        }
+        if (n < 0) {
+            /* the byte stream is broken: later sends cannot keep their order */
+            c->abort_error = (int)n;
+            break;
+        }
+        if (n > 0) {
+            r->done += (size_t)n;
+            *budget = (size_t)n >= *budget ? 0 : *budget - (size_t)n;
+            touch(c);
+            continue;
+        }
+        c->send_head = r->next;
+        if (!c->send_head)
+            c->send_tail = NULL;
+        piocp_done_push(done, r, (ssize_t)r->done);
+    }
+    return true;
+}
+
+static void arm_locked(epoll_backend *b, piocp_conn *c)
+{
+    uint32_t want = 0;
+    if (c->recv_req && !c->readable)
+        want |= EPOLLIN | EPOLLRDHUP;
+    if (c->send_head && !c->writable)
+        want |= EPOLLOUT;
+    if (!want || want == c->armed_events)
+        return;
+    int op = c->armed_events || c->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    int rc = rearm(b, c->fd, conn_tag(c), want, op);
+    if (rc == -ENOENT && op == EPOLL_CTL_MOD)
+        rc = rearm(b, c->fd, conn_tag(c), want, EPOLL_CTL_ADD);
+    if (rc < 0) {
+        c->abort_error = rc; /* cannot wait on it: fail it rather than hang */
+        piocp_schedule_locked(c);
+        return;
+    }
+    c->registered = true;
+    c->armed_events = want;
+}
+
+/* Runs a connection: claims it, runs its requests, completes them outside
+ * the lock (callbacks may post more), closes it when asked or broken, and
+ * arms it for whatever still waits on the kernel. */
+static void epoll_process(piocp_worker *w, piocp_conn *c)
+{
+    epoll_backend *b = w->engine->backend_data;
+    size_t budget = TURN_BUDGET;
+    bool closed = false, more = true;
+    pthread_mutex_lock(&c->lock);
+    if (c->busy || c->state != CONN_OPEN) {
+        if (c->busy)
+            c->again = true;
+        pthread_mutex_unlock(&c->lock);
+        return;
+    }
+    c->busy = true;
+    do {
+        c->again = false;
+        piocp_done_list done = {0};
+        more = run_requests_locked(c, &done, &budget);
+        if (c->abort_error || (c->close_requested && !c->send_head)) {
+            int error = c->abort_error ? c->abort_error : -ECANCELED;
+            piocp_fail_all_locked(c, error, &done);
+            piocp_close_socket_locked(c, c->abort_error);
+            closed = true;
+        }
+        pthread_mutex_unlock(&c->lock);
+        piocp_complete_list(done.head);
+        pthread_mutex_lock(&c->lock);
+    } while (!closed && more && c->again);
+    c->busy = false;
+    if (!closed) {
+        if (!more || c->again)
+            piocp_schedule_locked(c); /* out of budget: back of the line */
+        else
+            arm_locked(b, c);
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (closed)
+        piocp_finish_closed(c);
+}
+
+static void on_conn_event(piocp_worker *w, uint64_t data, uint32_t events)
+{
+    uint32_t slot = (uint32_t)data;
+    uint32_t generation = (uint32_t)(data >> 32) & GENERATION_MASK;
+    piocp_conn *c = piocp_conn_from_slot(w->engine, slot);
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->lock);
+    if ((c->generation & GENERATION_MASK) != generation || c->state != CONN_OPEN) {
+        pthread_mutex_unlock(&c->lock); /* stale: the connection it named is gone */
+        return;
+    }
+    c->armed_events = 0; /* EPOLLONESHOT disarmed it */
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        c->readable = true;
+    if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+        c->writable = true;
+    piocp_schedule_locked(c);
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* ----------------------------------------------------------- worker -- */
+
+static void epoll_post_quit(piocp_engine *e) { epoll_wake(e); }
+
+/* Returns true when this worker must leave. */
+static bool on_wake_event(piocp_worker *w, epoll_backend *b)
+{
+    piocp_engine *e = w->engine;
+    if (atomic_load(&e->quit)) {
+        /* leave the counter set and re-arm: the next worker gets the same
+         * quit completion, until every worker has seen it */
+        rearm(b, b->wake_fd, tag(KIND_WAKE, 0), EPOLLIN, EPOLL_CTL_MOD);
+        return true;
+    }
+    uint64_t value;
+    (void)!read(b->wake_fd, &value, sizeof value);
+    rearm(b, b->wake_fd, tag(KIND_WAKE, 0), EPOLLIN, EPOLL_CTL_MOD);
+    piocp_take_global(w);
+    piocp_run_user_completions(e);
+    return false;
+}
+
+static void on_timer_event(piocp_engine *e, epoll_backend *b)
+{
+    uint64_t expirations;
+    (void)!read(b->timer_fd, &expirations, sizeof expirations);
+    rearm(b, b->timer_fd, tag(KIND_TIMER, 0), EPOLLIN, EPOLL_CTL_MOD);
+    piocp_scan_idle(e);
+}
+
+static void epoll_run_worker(piocp_worker *w)
+{
+    piocp_engine *e = w->engine;
+    epoll_backend *b = e->backend_data;
+    struct epoll_event events[MAX_EVENTS];
+    bool leave = false;
+    while (!leave) {
+        /* work of our own pending: only look, do not sleep */
+        int n = epoll_wait(b->epfd, events, MAX_EVENTS, w->local.head ? 0 : -1);
+        if (n < 0 && errno != EINTR)
+            break;
+        for (int i = 0; i < n; i++) {
+            uint64_t data = events[i].data.u64;
+            unsigned kind = (unsigned)(data >> KIND_SHIFT);
+            uint64_t value = data & ~((uint64_t)3 << KIND_SHIFT);
+            if (kind == KIND_CONN)
+                on_conn_event(w, value, events[i].events);
+            else if (kind == KIND_LISTENER)
+                on_listener_event(e, b, (uint32_t)value);
+            else if (kind == KIND_WAKE)
+                leave |= on_wake_event(w, b);
+            else
+                on_timer_event(e, b);
+        }
+        piocp_run_local(w);
+        piocp_batch_end(e);
+    }
+}
+
+const piocp_backend_ops piocp_backend_epoll = {
+    .name = "epoll",
+    .probe = epoll_probe,
+    .init = epoll_init,
+    .destroy = epoll_destroy,
+    .add_listener = epoll_add_listener,
+    .add_conn = epoll_add_conn,
+    .run_worker = epoll_run_worker,
+    .wake = epoll_wake,
+    .post_quit = epoll_post_quit,
+    .process = epoll_process,
+};

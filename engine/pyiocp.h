@@ -1,0 +1,198 @@
+/*
+ * pyiocp.h - the whole C API of the pyiocp completion engine.
+ *
+ * The model is the Windows I/O completion port: an operation is *posted*
+ * and returns at once; it later *completes exactly once*, with a byte count
+ * (>= 0) or a negative errno, on one of a small pool of worker threads that
+ * all wait on one completion queue.  Backends turn a kernel mechanism into
+ * that shape (epoll: readiness -> completions; io_uring and IOCP: native).
+ *
+ * Conventions (after liburing): functions return 0 or a count on success
+ * and -errno on failure; they never rely on errno.  Requests are allocated
+ * by the caller (after libuv's uv_write_t) and must stay valid, with the
+ * buffers they name, until their completion callback has run.
+ *
+ * Threading: completion callbacks run on worker threads.  All callbacks of
+ * one connection are serialised: two never run at once.  Posting is allowed
+ * from any thread, including from inside a callback.
+ */
+#ifndef PYIOCP_H
+#define PYIOCP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PIOCP_VERSION "0.1.0"
+
+typedef struct piocp_engine piocp_engine;
+typedef struct piocp_conn piocp_conn;
+typedef struct piocp_listener piocp_listener;
+typedef struct piocp_request piocp_request;
+
+typedef enum piocp_op {
+    PIOCP_OP_NONE = 0,
+    PIOCP_OP_RECV,
+    PIOCP_OP_SEND,
+    PIOCP_OP_TRANSMIT,
+    PIOCP_OP_USER
+} piocp_op;
+
+/* Called exactly once per posted request.  `result` is the number of bytes
+ * moved (0 for a recv means the peer closed its side), or -errno.  A request
+ * that could not run because its connection was closed completes with
+ * -ECANCELED (or with the error that broke the connection). */
+typedef void (*piocp_complete_fn)(piocp_request *req, ssize_t result);
+
+/* transmit: send to the end of the file instead of an exact count. */
+#define PIOCP_TRANSMIT_TO_EOF ((uint64_t)-1)
+
+struct piocp_request {
+    /* Set by the caller before posting. */
+    piocp_complete_fn complete;
+    void *user;
+    /* Owned by the engine while the request is in flight. */
+    piocp_op op;
+    piocp_conn *conn;
+    piocp_request *next;
+    size_t done;    /* bytes moved so far (send/transmit) */
+    ssize_t result; /* set just before `complete` runs */
+    union {
+        struct { void *buf; size_t len; } recv;
+        struct { const void *buf; size_t len; } send;
+        struct {
+            const void *head; size_t head_len;
+            int fd; uint64_t offset; uint64_t count;
+        } transmit;
+    } u;
+};
+
+/* ------------------------------------------------------------ engine -- */
+
+typedef struct piocp_config {
+    int threads;              /* worker threads; 0 = 2 x online CPUs */
+    const char *backend;      /* "auto" (or NULL) or "epoll" */
+    int max_connections;      /* 0 = default (10000); also the pool size */
+    int idle_timeout_ms;      /* 0 = never; otherwise peers silent this long are dropped */
+    /* Called on a worker after it has handled one batch of completions and
+     * before it waits again: lets a binding dispatch the batch at once (one
+     * GIL acquisition per batch instead of one per completion). */
+    void (*batch_end)(void *batch_user);
+    void *batch_user;
+} piocp_config;
+
+/* Creates the engine (queue, pool) but starts no thread. */
+int piocp_engine_new(piocp_engine **out, const piocp_config *config);
+/* Starts the worker threads. */
+int piocp_engine_start(piocp_engine *engine);
+/* Graceful stop: close listeners, cancel pending recvs (no new requests are
+ * read), let sends and transmits finish for up to `drain_ms`, then abort what
+ * is left, post the quit completion that wakes every worker, and join them.
+ * Must not be called from a worker thread (-EDEADLK).  Idempotent. */
+int piocp_engine_stop(piocp_engine *engine, int drain_ms);
+/* Frees a stopped (or never started) engine. */
+void piocp_engine_free(piocp_engine *engine);
+
+const char *piocp_engine_backend(const piocp_engine *engine);
+int piocp_engine_threads(const piocp_engine *engine);
+/* Connections open right now. */
+int piocp_engine_connections(const piocp_engine *engine);
+/* Which backends this build and kernel support, as "epoll" etc.; returns
+ * how many names were written to `names` (at most `max`). */
+int piocp_backends_available(const char **names, int max);
+/* Index of the calling worker thread in [0, threads), or -1 elsewhere. */
+int piocp_worker_index(void);
+
+/* Posts a user completion: `req->complete(req, result)` will run once on a
+ * worker.  Used for wake-ups and cross-thread hand-offs. */
+int piocp_post(piocp_engine *engine, piocp_request *req, ssize_t result);
+
+/* --------------------------------------------------------- listeners -- */
+
+typedef struct piocp_listener_callbacks {
+    /* A connection was accepted (runs on a worker).  The callee sets the
+     * connection's callbacks and usually posts its first recv.  The engine
+     * holds the only reference; take one with piocp_conn_retain to keep the
+     * pointer past on_closed. */
+    void (*on_connection)(piocp_listener *listener, piocp_conn *conn, void *user);
+} piocp_listener_callbacks;
+
+/* Binds, listens and starts accepting (also before piocp_engine_start; the
+ * first connections are then handled once the workers run). */
+int piocp_listen(piocp_engine *engine, const struct sockaddr *addr, socklen_t addrlen,
+                 int backlog, const piocp_listener_callbacks *callbacks, void *user,
+                 piocp_listener **out);
+/* The bound address (useful after binding port 0). */
+int piocp_listener_address(const piocp_listener *listener, struct sockaddr_storage *addr,
+                           socklen_t *addrlen);
+/* Connections refused because max_connections was reached. */
+uint64_t piocp_listener_refused(const piocp_listener *listener);
+
+/* ------------------------------------------------------- connections -- */
+
+/* Runs once per connection, after its socket is closed and every request
+ * on it has completed.  `error` is 0 for an orderly close, or -errno for the
+ * error that broke the connection (-ETIMEDOUT for an idle timeout). */
+typedef void (*piocp_closed_fn)(piocp_conn *conn, int error);
+
+void piocp_conn_set_callbacks(piocp_conn *conn, piocp_closed_fn on_closed, void *user);
+void *piocp_conn_user(const piocp_conn *conn);
+piocp_engine *piocp_conn_engine(const piocp_conn *conn);
+int piocp_conn_peer(const piocp_conn *conn, struct sockaddr_storage *addr, socklen_t *addrlen);
+/* Extra references keep the connection's memory valid (not its socket). */
+void piocp_conn_retain(piocp_conn *conn);
+void piocp_conn_release(piocp_conn *conn);
+
+/* At most one recv may be pending on a connection (-EBUSY otherwise). */
+int piocp_recv(piocp_conn *conn, piocp_request *req, void *buf, size_t len);
+/* Sends and transmits complete in the order they were posted; a send
+ * completes once every byte is handed to the kernel. */
+int piocp_send(piocp_conn *conn, piocp_request *req, const void *buf, size_t len);
+/* Sends `head` (may be NULL/0), then `count` bytes of `fd` from `offset`
+ * (PIOCP_TRANSMIT_TO_EOF: to the end of the file), with zero-copy file
+ * transmission, as one operation.  If the file ends before `count` bytes the
+ * request completes with -EIO.  The engine does not close `fd`. */
+int piocp_transmit(piocp_conn *conn, piocp_request *req, const void *head, size_t head_len,
+                   int fd, uint64_t offset, uint64_t count);
+/* Graceful close: a pending recv is cancelled, queued sends are finished,
+ * then the socket is closed and on_closed runs. */
+int piocp_close(piocp_conn *conn);
+/* Immediate close: every pending request completes with -ECANCELED. */
+int piocp_abort(piocp_conn *conn);
+
+
+/* ------------------------------------------ native raw file protocol -- */
+/*
+ * The classic IOCP file server's protocol, served in C with no Python per
+ * request: the client sends a file name ending in "\n" (or "\r\n"); the
+ * server sends the file's bytes; the connection stays open for the next
+ * name, and is closed once the answers are sent if the client half-closed.
+ * A name that is missing, escapes the root, is not a regular file or is too
+ * long gets one line "ERROR: <reason>\r\n" and the connection stays usable.
+ */
+typedef struct piocp_raw_server piocp_raw_server;
+
+typedef struct piocp_raw_options {
+    size_t max_name;      /* longest accepted name in bytes; 0 = 1024 */
+    int access_log_fd;    /* where access lines go; -1 = no access log */
+} piocp_raw_options;
+
+/* Opens `root` (a directory) and prepares the handler.  Errors: -ENOENT,
+ * -ENOTDIR, -EACCES... as for opening the directory. */
+int piocp_raw_server_new(piocp_raw_server **out, const char *root, const piocp_raw_options *options);
+/* Frees the handler; only after the engine using it has stopped. */
+void piocp_raw_server_free(piocp_raw_server *server);
+/* Pass to piocp_listen together with the server as `user`. */
+extern const piocp_listener_callbacks piocp_raw_server_callbacks;
+/* Transfers answered so far (files sent + error lines), for tests/stats. */
+uint64_t piocp_raw_server_requests(const piocp_raw_server *server);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PYIOCP_H */
