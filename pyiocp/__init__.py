@@ -1,0 +1,44 @@
+"""pyiocp: the I/O-completion-port model for Python.
+
+Post an operation (recv, send, transmit a file), return at once, and react
+when it completes; a small pool of native worker threads waits on one
+completion queue without the GIL.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from . import _core
+from ._core import Connection, Listener, RawFileServer, available_backends
+from .config import EngineConfig, default_threads
+from .handler import Handler
+
+__version__ = _core.__version__
+__all__ = [
+    "Engine", "EngineConfig", "Handler", "Connection", "Listener", "RawFileServer",
+    "available_backends", "default_threads", "__version__",
+]
+
+
+class Engine(_core.Engine):
+    """A completion engine.
+
+    >>> engine = Engine(threads=4)                  # doctest: +SKIP
+    >>> engine.listen(("127.0.0.1", 8000), Echo)    # doctest: +SKIP
+    >>> engine.run()                                # doctest: +SKIP
+
+    threads: worker threads (default 2 x CPUs); backend: "auto" or "epoll";
+    backlog: listen backlog; recv_buffer_size: bytes per recv;
+    max_connections: beyond this, new connections are closed at once;
+    idle_timeout: seconds without progress before a peer is dropped.
+    """
+
+    def __init__(self, threads: Optional[int] = None, backend: str = "auto", backlog: int = 1024,
+                 recv_buffer_size: int = 64 * 1024, max_connections: int = 10_000,
+                 idle_timeout: Optional[float] = None) -> None:
+        super().__init__(EngineConfig(threads=threads, backend=backend, backlog=backlog,
+                                      recv_buffer_size=recv_buffer_size,
+                                      max_connections=max_connections, idle_timeout=idle_timeout))
+
+    def __repr__(self) -> str:
+        return f"<pyiocp.Engine backend={self.backend} threads={self.threads}>"

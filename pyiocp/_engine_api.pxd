@@ -1,0 +1,93 @@
+# Declarations of engine/pyiocp.h (the whole C API) and of the dispatch
+# queue; no code.  Kept apart from _core.pyx as uvloop keeps includes/uv.pxd.
+from libc.stdint cimport uint64_t
+from posix.types cimport off_t
+
+cdef extern from "<sys/types.h>":
+    ctypedef long ssize_t
+
+cdef extern from "<sys/socket.h>":
+    ctypedef unsigned int socklen_t
+    struct sockaddr:
+        unsigned short sa_family
+    struct sockaddr_storage:
+        unsigned short ss_family
+
+cdef extern from "pyiocp.h" nogil:
+    const char *PIOCP_VERSION
+    ctypedef struct piocp_engine:
+        pass
+    ctypedef struct piocp_conn:
+        pass
+    ctypedef struct piocp_listener:
+        pass
+    ctypedef void (*piocp_complete_fn)(piocp_request *req, ssize_t result) noexcept nogil
+    ctypedef struct piocp_request:
+        piocp_complete_fn complete
+        void *user
+        piocp_conn *conn
+    uint64_t PIOCP_TRANSMIT_TO_EOF
+
+    ctypedef struct piocp_config:
+        int threads
+        const char *backend
+        int max_connections
+        int idle_timeout_ms
+        void (*batch_end)(void *batch_user) noexcept nogil
+        void *batch_user
+
+    int piocp_engine_new(piocp_engine **out, const piocp_config *config)
+    int piocp_engine_start(piocp_engine *engine)
+    int piocp_engine_stop(piocp_engine *engine, int drain_ms)
+    void piocp_engine_free(piocp_engine *engine)
+    const char *piocp_engine_backend(const piocp_engine *engine)
+    int piocp_engine_threads(const piocp_engine *engine)
+    int piocp_engine_connections(const piocp_engine *engine)
+    int piocp_backends_available(const char **names, int max)
+    int piocp_worker_index()
+    int piocp_post(piocp_engine *engine, piocp_request *req, ssize_t result)
+
+    ctypedef struct piocp_listener_callbacks:
+        void (*on_connection)(piocp_listener *listener, piocp_conn *conn, void *user) noexcept nogil
+
+    int piocp_listen(piocp_engine *engine, const sockaddr *addr, socklen_t addrlen, int backlog,
+                     const piocp_listener_callbacks *callbacks, void *user, piocp_listener **out)
+    int piocp_listener_address(const piocp_listener *listener, sockaddr_storage *addr,
+                               socklen_t *addrlen)
+    uint64_t piocp_listener_refused(const piocp_listener *listener)
+
+    ctypedef void (*piocp_closed_fn)(piocp_conn *conn, int error) noexcept nogil
+    void piocp_conn_set_callbacks(piocp_conn *conn, piocp_closed_fn on_closed, void *user)
+    void *piocp_conn_user(const piocp_conn *conn)
+    int piocp_conn_peer(const piocp_conn *conn, sockaddr_storage *addr, socklen_t *addrlen)
+    void piocp_conn_retain(piocp_conn *conn)
+    void piocp_conn_release(piocp_conn *conn)
+    int piocp_recv(piocp_conn *conn, piocp_request *req, void *buf, size_t len)
+    int piocp_send(piocp_conn *conn, piocp_request *req, const void *buf, size_t len)
+    int piocp_transmit(piocp_conn *conn, piocp_request *req, const void *head, size_t head_len,
+                       int fd, uint64_t offset, uint64_t count)
+    int piocp_close(piocp_conn *conn)
+    int piocp_abort(piocp_conn *conn)
+
+    ctypedef struct piocp_raw_server:
+        pass
+    ctypedef struct piocp_raw_options:
+        size_t max_name
+        int access_log_fd
+    int piocp_raw_server_new(piocp_raw_server **out, const char *root, const piocp_raw_options *options)
+    void piocp_raw_server_free(piocp_raw_server *server)
+    const piocp_listener_callbacks piocp_raw_server_callbacks
+    uint64_t piocp_raw_server_requests(const piocp_raw_server *server)
+
+cdef extern from "dispatch_queue.h" nogil:
+    ctypedef struct dispatch_item:
+        int kind
+        void *ptr
+        ssize_t result
+    ctypedef struct dispatch_queue:
+        pass
+    int dispatch_queue_init(dispatch_queue *q)
+    void dispatch_queue_destroy(dispatch_queue *q)
+    int dispatch_queue_push(dispatch_queue *q, int kind, void *ptr, ssize_t result)
+    size_t dispatch_queue_claim(dispatch_queue *q, dispatch_item **batch)
+    void dispatch_queue_release(dispatch_queue *q)

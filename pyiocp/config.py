@@ -1,0 +1,54 @@
+"""Engine configuration: defaults and validation, with errors that say what
+was wrong and what is allowed."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+BACKENDS = ("auto", "epoll")
+
+MAX_THREADS = 1024
+MAX_CONNECTIONS = 1_000_000
+MAX_RECV_BUFFER = 16 * 1024 * 1024
+
+
+def default_threads() -> int:
+    """Twice the CPU count, as the classic IOCP server sizes its pool."""
+    return 2 * (os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    threads: Optional[int] = None          # None: 2 x CPUs
+    backend: str = "auto"
+    backlog: int = 1024
+    recv_buffer_size: int = 64 * 1024
+    max_connections: int = 10_000
+    idle_timeout: Optional[float] = None   # seconds; None: never
+
+    def __post_init__(self) -> None:
+        _check_int("threads", self.threads, 1, MAX_THREADS, optional=True)
+        if not isinstance(self.backend, str) or self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
+        _check_int("backlog", self.backlog, 1, 65535)
+        _check_int("recv_buffer_size", self.recv_buffer_size, 1, MAX_RECV_BUFFER)
+        _check_int("max_connections", self.max_connections, 1, MAX_CONNECTIONS)
+        if self.idle_timeout is not None:
+            if isinstance(self.idle_timeout, bool) or not isinstance(self.idle_timeout, (int, float)):
+                raise TypeError(f"idle_timeout must be a number of seconds or None, not {self.idle_timeout!r}")
+            if not 0 < self.idle_timeout <= 86400 * 365:
+                raise ValueError(f"idle_timeout must be > 0 seconds (or None for never), not {self.idle_timeout!r}")
+
+    @property
+    def effective_threads(self) -> int:
+        return self.threads if self.threads is not None else default_threads()
+
+
+def _check_int(name, value, low, high, optional=False):
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in {low}..{high}, not {value}")
