@@ -481,6 +481,12 @@ void piocp_fail_all_locked(piocp_conn *c, int error, piocp_done_list *done)
 
 void piocp_close_socket_locked(piocp_conn *c, int error)
 {
+    if (c->fd >= 0 && error) {
+        /* an aborted connection ends with a reset, not a FIN: a client must
+         * not take a cut-off file for a whole one */
+        struct linger reset = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+    }
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;

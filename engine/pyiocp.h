@@ -15,6 +15,17 @@
  * Threading: completion callbacks run on worker threads.  All callbacks of
  * one connection are serialised: two never run at once.  Posting is allowed
  * from any thread, including from inside a callback.
+ *
+ * Guarantees handlers rely on:
+ *  - a post that returns an error never completes; one that returns 0
+ *    completes exactly once;
+ *  - on_closed never runs inside piocp_close/piocp_abort or while another
+ *    callback of the same connection runs; it runs after every completion;
+ *  - piocp_abort is allowed after piocp_close (it cuts the graceful close);
+ *  - a failed send or transmit aborts the connection (the byte stream can
+ *    no longer keep its order); `req->done` then says how far it got;
+ *  - an aborted connection is reset (RST), a closed one gets a FIN;
+ *  - a transmit of 0 bytes without head completes at once with 0.
  */
 #ifndef PYIOCP_H
 #define PYIOCP_H
@@ -179,7 +190,7 @@ typedef struct piocp_raw_server piocp_raw_server;
 
 typedef struct piocp_raw_options {
     size_t max_name;      /* longest accepted name in bytes; 0 = 1024 */
-    int access_log_fd;    /* where access lines go; -1 = no access log */
+    int access_log_fd;    /* where access lines go; -1 = no access log (0 is stdin!) */
 } piocp_raw_options;
 
 /* Opens `root` (a directory) and prepares the handler.  Errors: -ENOENT,

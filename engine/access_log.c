@@ -1,0 +1,192 @@
+/*
+ * access_log.c - bounded ring of log lines drained by one writer thread.
+ *
+ * The mutex is held only to copy bytes in or to move the ring's indices,
+ * never across write(2): a slow disk or a full pipe stalls only the writer
+ * thread, and callers lose lines instead of time once the ring is full.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include "access_log.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Room for several thousand lines: enough to ride out a stalled disk for a
+ * moment without making the log a memory hog. */
+#define RING_CAPACITY ((size_t)1 << 20)
+
+struct piocp_access_log {
+    int fd;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    bool stop;
+    /* Bytes [head, head + used) (modulo capacity) are queued.  The writer
+     * thread reads them without the lock: producers only ever touch the
+     * free part of the ring. */
+    char *ring;
+    size_t capacity;
+    size_t head;
+    size_t used;
+    _Atomic uint64_t dropped;
+};
+
+static uint64_t count_lines(const char *p, size_t n)
+{
+    uint64_t lines = 0;
+    const char *end = p + n;
+    while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+        lines++;
+        p++;
+    }
+    return lines;
+}
+
+/* Returns how many bytes reached the descriptor (all of them unless it
+ * failed for good). */
+static size_t write_all(int fd, const char *p, size_t n)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = write(fd, p + done, n - done);
+        if (w > 0) {
+            done += (size_t)w;
+        } else if (w < 0 && errno == EINTR) {
+            continue;
+        } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            /* We were handed a non-blocking descriptor; this thread exists
+             * precisely so that waiting here costs nobody else anything. */
+            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+            if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+                break;
+        } else {
+            break;
+        }
+    }
+    return done;
+}
+
+static void *writer_main(void *arg)
+{
+    piocp_access_log *log = arg;
+
+    pthread_mutex_lock(&log->lock);
+    for (;;) {
+        while (log->used == 0 && !log->stop)
+            pthread_cond_wait(&log->wake, &log->lock);
+        if (log->used == 0)
+            break; /* stopping, and everything is out */
+
+        /* One contiguous run per write(): the whole backlog when it does
+         * not wrap, so lines go out in batches. */
+        size_t start = log->head;
+        size_t n = log->used < log->capacity - start ? log->used : log->capacity - start;
+        pthread_mutex_unlock(&log->lock);
+
+        size_t written = write_all(log->fd, log->ring + start, n);
+        if (written < n) {
+            /* Counting newlines in what is thrown away keeps the figure in
+             * lines even when a line was split by the wrap-around. */
+            atomic_fetch_add_explicit(&log->dropped,
+                                      count_lines(log->ring + start + written, n - written),
+                                      memory_order_relaxed);
+        }
+
+        pthread_mutex_lock(&log->lock);
+        log->head = (start + n) % log->capacity;
+        log->used -= n;
+    }
+    pthread_mutex_unlock(&log->lock);
+    return NULL;
+}
+
+piocp_access_log *piocp_access_log_new(int fd)
+{
+    piocp_access_log *log = calloc(1, sizeof *log);
+    if (log == NULL)
+        return NULL;
+    log->fd = fd;
+    log->capacity = RING_CAPACITY;
+    log->ring = malloc(log->capacity);
+    if (log->ring == NULL)
+        goto fail_ring;
+    atomic_init(&log->dropped, 0);
+    if (pthread_mutex_init(&log->lock, NULL) != 0)
+        goto fail_mutex;
+    if (pthread_cond_init(&log->wake, NULL) != 0)
+        goto fail_cond;
+
+    /* The writer thread blocks every signal: asynchronous signals belong to
+     * the application's own threads (Python handles them on its main
+     * thread), and a write to a closed pipe then fails with EPIPE instead
+     * of killing the process with SIGPIPE. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&log->thread, NULL, writer_main, log);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0)
+        goto fail_thread;
+    return log;
+
+fail_thread:
+    pthread_cond_destroy(&log->wake);
+fail_cond:
+    pthread_mutex_destroy(&log->lock);
+fail_mutex:
+    free(log->ring);
+fail_ring:
+    free(log);
+    return NULL;
+}
+
+void piocp_access_log_write(piocp_access_log *log, const char *line, size_t len)
+{
+    if (len == 0)
+        return;
+
+    pthread_mutex_lock(&log->lock);
+    if (log->stop || len > log->capacity - log->used) {
+        pthread_mutex_unlock(&log->lock);
+        atomic_fetch_add_explicit(&log->dropped, 1, memory_order_relaxed);
+        return;
+    }
+    size_t tail = (log->head + log->used) % log->capacity;
+    size_t first = len < log->capacity - tail ? len : log->capacity - tail;
+    memcpy(log->ring + tail, line, first);
+    memcpy(log->ring, line + first, len - first);
+    log->used += len;
+    pthread_cond_signal(&log->wake);
+    pthread_mutex_unlock(&log->lock);
+}
+
+uint64_t piocp_access_log_dropped(const piocp_access_log *log)
+{
+    return atomic_load_explicit(&log->dropped, memory_order_relaxed);
+}
+
+void piocp_access_log_free(piocp_access_log *log)
+{
+    if (log == NULL)
+        return;
+    pthread_mutex_lock(&log->lock);
+    log->stop = true;
+    pthread_cond_signal(&log->wake);
+    pthread_mutex_unlock(&log->lock);
+    pthread_join(log->thread, NULL);
+
+    pthread_cond_destroy(&log->wake);
+    pthread_mutex_destroy(&log->lock);
+    free(log->ring);
+    free(log);
+}

@@ -1,0 +1,36 @@
+/*
+ * access_log.h - an append-only log that never makes its callers wait on I/O.
+ *
+ * Callers (worker threads) copy whole lines into a bounded in-memory ring;
+ * one dedicated thread writes the ring to the descriptor.  When the ring is
+ * full a line is dropped and counted rather than stalling the caller.
+ * Shared by the native protocol handlers; internal, not part of the
+ * public API.
+ */
+#ifndef PIOCP_ACCESS_LOG_H
+#define PIOCP_ACCESS_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct piocp_access_log piocp_access_log;
+
+/* Starts the writer thread for `fd`.  The descriptor stays the caller's:
+ * it is not closed by piocp_access_log_free.  Returns NULL if memory or the
+ * thread cannot be had. */
+piocp_access_log *piocp_access_log_new(int fd);
+
+/* Queues `len` bytes (normally one line ending in '\n') as one unit: all of
+ * it is written, or none of it and the line is counted as dropped.
+ * Thread-safe; never blocks on the descriptor. */
+void piocp_access_log_write(piocp_access_log *log, const char *line, size_t len);
+
+/* Lines dropped so far: ring full, or the descriptor refused the bytes. */
+uint64_t piocp_access_log_dropped(const piocp_access_log *log);
+
+/* Writes out everything queued, stops and joins the writer thread, frees.
+ * Blocks as long as the descriptor does (a pipe nobody reads stalls it).
+ * No other thread may be writing to the log any more.  NULL is ignored. */
+void piocp_access_log_free(piocp_access_log *log);
+
+#endif /* PIOCP_ACCESS_LOG_H */

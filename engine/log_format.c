@@ -1,0 +1,57 @@
+/*
+ * log_format.c - peer addresses and escaped names for access-log lines.
+ *
+ * Client-supplied bytes are escaped before they reach the log so that a
+ * name cannot forge extra lines or terminal escapes in it.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include "log_format.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+
+void piocp_log_peer(const struct sockaddr_storage *addr, socklen_t addrlen,
+                    char out[PIOCP_LOG_PEER_MAX])
+{
+    char ip[INET6_ADDRSTRLEN];
+
+    if (addr->ss_family == AF_INET && addrlen >= (socklen_t)sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)addr;
+        if (inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof ip) != NULL) {
+            snprintf(out, PIOCP_LOG_PEER_MAX, "%s:%u", ip, (unsigned)ntohs(sin->sin_port));
+            return;
+        }
+    } else if (addr->ss_family == AF_INET6 &&
+               addrlen >= (socklen_t)sizeof(struct sockaddr_in6)) {
+        /* Brackets keep the port apart from the colons of the address. */
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)addr;
+        if (inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof ip) != NULL) {
+            snprintf(out, PIOCP_LOG_PEER_MAX, "[%s]:%u", ip, (unsigned)ntohs(sin6->sin6_port));
+            return;
+        }
+    }
+    strcpy(out, "-");
+}
+
+size_t piocp_log_escape(char *dst, const char *src, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    char *d = dst;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)src[i];
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+            *d++ = (char)c;
+        } else {
+            *d++ = '\\';
+            *d++ = 'x';
+            *d++ = hex[c >> 4];
+            *d++ = hex[c & 0xf];
+        }
+    }
+    return (size_t)(d - dst);
+}
