@@ -79,7 +79,10 @@ def serve(args: argparse.Namespace) -> int:
     shown = f"[{host}]" if ":" in host else host
     print(f"pyiocp {__version__}: serving {root} over {args.protocol} on {shown}:{port} "
           f"(backend {engine.backend}, {engine.threads} threads)", flush=True)
-    signal.signal(signal.SIGTERM, lambda signum, frame: engine.request_stop())
+    # Ctrl-C and SIGTERM both mean "stop gracefully"; a second one while
+    # draining changes nothing (no traceback from half-way through a stop)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda signum, frame: engine.request_stop())
     engine.run(drain_timeout=args.drain_timeout)
     print("pyiocp: stopped", file=sys.stderr, flush=True)
     return 0

@@ -1,0 +1,97 @@
+"""Shared fixtures.  Every test that takes `backend` runs once per backend
+this machine supports: a new backend only has to appear in
+pyiocp.available_backends() to be tested."""
+from __future__ import annotations
+
+import gc
+import os
+import socket
+import time
+
+import pytest
+
+import pyiocp
+
+BACKENDS = pyiocp.available_backends()
+
+
+def pytest_report_header(config):
+    return f"pyiocp {pyiocp.__version__}; backends under test: {', '.join(BACKENDS)}"
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    return request.param
+
+
+def open_fds() -> set:
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture
+def no_fd_leak():
+    """Fails the test if it leaves descriptors open (sockets, files, the
+    engine's own)."""
+    gc.collect()
+    before = open_fds()
+    yield
+    gc.collect()
+    deadline = time.monotonic() + 2.0
+    while True:
+        leaked = open_fds() - before
+        if not leaked or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+        gc.collect()
+    details = {fd: _describe(fd) for fd in leaked}
+    assert not leaked, f"descriptors leaked: {details}"
+
+
+def _describe(fd):
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return "?"
+
+
+@pytest.fixture
+def make_engine(backend, no_fd_leak):
+    """Engines on the backend under test, stopped and freed after the test."""
+    engines = []
+
+    def make(**options):
+        options.setdefault("threads", 2)
+        engine = pyiocp.Engine(backend=backend, **options)
+        engines.append(engine)
+        return engine
+
+    yield make
+    for engine in engines:
+        engine.stop(drain_timeout=1.0)
+    engines.clear()
+    gc.collect()
+
+
+def connect(address, timeout=10.0) -> socket.socket:
+    sock = socket.create_connection(address, timeout=timeout)
+    return sock
+
+
+def recv_exactly(sock: socket.socket, size: int) -> bytes:
+    chunks, got = [], 0
+    while got < size:
+        chunk = sock.recv(min(size - got, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def recv_until_eof(sock: socket.socket) -> bytes:
+    chunks = []
+    while True:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
