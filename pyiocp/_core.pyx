@@ -341,7 +341,6 @@ def available_backends():
 
 # ------------------------------------------------------------- objects --
 
-@cython.no_gc_clear   # its __dealloc__ needs _engine: the engine must outlive it
 @cython.final
 cdef class Connection:
     """One accepted TCP connection.  Post operations on it; the handler
@@ -352,6 +351,7 @@ cdef class Connection:
     cdef readonly Engine _engine
     cdef readonly object handler
     cdef object _peer
+    cdef sockaddr_storage _peer_address
     cdef object _on_data, _on_eof, _on_sent, _on_transmitted, _on_lost
     cdef bint _notify_send, _notify_transmit
     cdef public bint closed
@@ -359,12 +359,8 @@ cdef class Connection:
     def __cinit__(self):
         self._conn = NULL
 
-    def __dealloc__(self):
-        if self._conn != NULL:
-            piocp_conn_release(self._conn)
-            self._conn = NULL
-        if self._engine is not None:
-            self._engine._connection_gone()
+    # No __dealloc__: the engine holds a strong reference to every open
+    # Connection, and _closed gives the C reference back.
 
     def __repr__(self):
         return f"<pyiocp.Connection peer={self.peername} {'closed' if self.closed else 'open'}>"
@@ -372,11 +368,8 @@ cdef class Connection:
     @property
     def peername(self):
         """(host, port) of the peer."""
-        cdef sockaddr_storage addr
-        cdef socklen_t length
         if self._peer is None:
-            piocp_conn_peer(self._conn, &addr, &length)
-            self._peer = sockaddr_to_tuple(&addr)
+            self._peer = sockaddr_to_tuple(&self._peer_address)
         return self._peer
 
     @property
@@ -536,6 +529,11 @@ cdef class Connection:
     cdef _closed(self, int error):
         self.closed = True
         self._state = NULL
+        # give the pool slot back now, not when Python drops this object (a
+        # logged traceback may keep it for long): a stopped engine can then
+        # free everything at once
+        piocp_conn_release(self._conn)
+        self._conn = NULL
         if self._on_lost is None:
             return
         exc = _os_error(error) if error < 0 else None
@@ -580,7 +578,8 @@ cdef class Listener:
         conn._conn = cs.conn          # takes over the reference from on_connection
         conn._state = cs
         conn._engine = self._engine
-        self._engine._live_connections += 1
+        cdef socklen_t length
+        piocp_conn_peer(cs.conn, &conn._peer_address, &length)
         cs.connection = <PyObject *>conn
         Py_INCREF(conn)               # the engine's, dropped when it closes
         try:
@@ -656,7 +655,6 @@ cdef class Engine:
     cdef bint _stopped
     cdef bint _stop_requested
     cdef readonly object config
-    cdef int _live_connections
     cdef object _backend_name
     cdef int _threads
 
@@ -701,9 +699,8 @@ cdef class Engine:
         self._free()
 
     cdef _free(self):
-        """Gives back every descriptor and byte once nothing can use them:
-        stopped, and no Connection object left (each holds a reference into
-        the engine's pool)."""
+        """Gives back every descriptor and byte: called once stopped and
+        drained, when every Connection has been told it closed."""
         cdef Listener listener
         if self._c != NULL:
             for listener in self._listeners or ():
@@ -717,11 +714,6 @@ cdef class Engine:
             c_close(self._wake_read)
             c_close(self._wake_write)
             self._wake_read = self._wake_write = -1
-
-    cdef _connection_gone(self):
-        self._live_connections -= 1
-        if self._live_connections == 0 and self._stopped:
-            self._free()
 
     @property
     def backend(self):
@@ -834,8 +826,7 @@ cdef class Engine:
         with nogil:
             piocp_engine_stop(self._c, drain_ms)
         self._drain(True)
-        if self._live_connections == 0:
-            self._free()
+        self._free()
 
     cdef _drain(self, bint run_handlers):
         """Dispatches what the workers left in the queue (GIL held)."""

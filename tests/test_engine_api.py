@@ -1,0 +1,488 @@
+"""The Python API: Engine, Handler callbacks, Connection operations."""
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+import pyiocp
+from conftest import connect, recv_exactly, recv_until_eof
+
+
+class Echo(pyiocp.Handler):
+    def data_received(self, conn, data):
+        conn.send(data)
+        conn.recv()
+
+
+class Recorder(pyiocp.Handler):
+    """Records every callback, for tests that check what was called."""
+
+    events: list = []
+    lost = threading.Event()
+
+    def connection_made(self, conn):
+        self.events.append(("made", conn.peername))
+        conn.recv()
+
+    def data_received(self, conn, data):
+        self.events.append(("data", data))
+        conn.recv()
+
+    def connection_lost(self, conn, exc):
+        self.events.append(("lost", exc))
+        self.lost.set()
+
+
+def wait_for(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+# ------------------------------------------------------------- echo --
+
+@pytest.mark.parametrize("size", [1, 1000, 16384, 16385, 300_000])
+def test_echo_round_trip(make_engine, size):
+    engine = make_engine()
+    listener = engine.listen(("127.0.0.1", 0), Echo)
+    engine.start()
+    payload = os.urandom(size)
+    with connect(listener.address) as sock:
+        sock.sendall(payload)
+        assert recv_exactly(sock, size) == payload
+
+
+def test_echo_many_clients_many_messages(make_engine):
+    engine = make_engine(threads=4)
+    listener = engine.listen(("127.0.0.1", 0), Echo)
+    engine.start()
+    errors = []
+
+    def client(seed):
+        try:
+            with connect(listener.address) as sock:
+                for i in range(100):
+                    msg = struct.pack("!II", seed, i) * 50
+                    sock.sendall(msg)
+                    assert recv_exactly(sock, len(msg)) == msg
+        except Exception as exc:  # reported below, with the seed
+            errors.append((seed, exc))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    assert wait_for(lambda: engine.connections == 0)
+
+
+def test_send_accepts_bytes_like_objects(make_engine):
+    sent = []
+
+    class Sender(pyiocp.Handler):
+        def connection_made(self, conn):
+            conn.send(bytearray(b"ab"))
+            conn.send(memoryview(b"xxcdxx")[2:4])
+            conn.send(b"e" * 20000)           # above the copy limit: buffer held
+            conn.close()
+
+        def send_done(self, conn, nbytes):
+            sent.append(nbytes)
+
+    engine = make_engine()
+    listener = engine.listen(("127.0.0.1", 0), Sender)
+    engine.start()
+    with connect(listener.address) as sock:
+        assert recv_until_eof(sock) == b"abcd" + b"e" * 20000
+    assert wait_for(lambda: len(sent) == 3)
+    assert sent == [2, 2, 20000]
+
+
+def test_send_rejects_non_buffers(make_engine):
+    failures = []
+
+    class Bad(pyiocp.Handler):
+        def connection_made(self, conn):
+            for value in ("text", 12, None):
+                try:
+                    conn.send(value)
+                except TypeError as exc:
+                    failures.append(exc)
+            conn.close()
+
+    engine = make_engine()
+    listener = engine.listen(("127.0.0.1", 0), Bad)
+    engine.start()
+    with connect(listener.address) as sock:
+        assert recv_until_eof(sock) == b""
+    assert wait_for(lambda: len(failures) == 3)
+
+
+def test_second_pending_recv_is_refused(make_engine):
+    outcome = []
+
+    class Twice(pyiocp.Handler):
+        def connection_made(self, conn):
+            conn.recv()
+            try:
+                conn.recv()
+            except RuntimeError as exc:
+                outcome.append(str(exc))
+            conn.close()
+
+    engine = make_engine()
+    listener = engine.listen(("127.0.0.1", 0), Twice)
+    engine.start()
+    with connect(listener.address) as sock:
+        recv_until_eof(sock)
+    assert wait_for(lambda: outcome)
+    assert "already pending" in outcome[0]
+
+
+# -------------------------------------------------------- callbacks --
+
+def test_callbacks_order_and_orderly_close(make_engine):
+    Recorder.events = []
+    Recorder.lost = threading.Event()
+    engine = make_engine()
+    listener = engine.listen(("127.0.0.1", 0), Recorder)
+    engine.start()
+    with connect(listener.address) as sock:
+        sock.sendall(b"hello")
+        assert wait_for(lambda: ("data", b"hello") in Recorder.events)
+        sock.shutdown(socket.SHUT_WR)   # EOF: default eof_received closes
+        assert recv_until_eof(sock) == b""
+    assert Recorder.lost.wait(5)
+    kinds = [event[0] for event in Recorder.events]
+    assert kinds == ["made", "data", "lost"]
+    assert Recorder.events[0][1][0] == "127.0.0.1"
+    assert Recorder.events[-1] == ("lost", None)
+
+
+def test_peer_reset_reaches_connection_lost(make_engine):
+    Recorder.events = []
+    Recorder.lost = threading.Event()
+    engine = make_engine()
+    listener = engine.listen(("127.0.0.1", 0), Recorder)
+    engine.start()
+    sock = connect(listener.address)
+    assert wait_for(lambda: Recorder.events)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()                         # RST
+    assert Recorder.lost.wait(5)
+    exc = Recorder.events[-1][1]
+    assert isinstance(exc, ConnectionResetError)
+    assert exc.errno == errno.ECONNRESET
+
+
+def test_handler_exception_is_logged_and_closes_only_its_connection(make_engine, caplog):
+    class Fragile(Echo):
+        def data_received(self, conn, data):
+            if data == b"boom":
+                raise ValueError("handler failure on purpose")
+            super().data_received(conn, data)
+
+    engine = make_engine()
+    listener = engine.listen(("127.0.0.1", 0), Fragile)
+    engine.start()
+    with caplog.at_level(logging.ERROR, logger="pyiocp"):
+        with connect(listener.address) as good, connect(listener.address) as bad:
+            good.sendall(b"one")
+            assert recv_exactly(good, 3) == b"one"
+            bad.sendall(b"boom")
+            with pytest.raises(ConnectionResetError):
+                recv_until_eof(bad)      # aborted: reset, not served
+            good.sendall(b"two")
+            assert recv_exactly(good, 3) == b"two"
+    assert "handler failure on purpose" in caplog.text
+    assert "Traceback" in caplog.text
+    assert "data_received" in caplog.text
+
+
+def test_factory_exception_is_logged(make_engine, caplog):
+    def factory():
+        raise RuntimeError("no handler today")
+
+    engine = make_engine()
+    listener = engine.listen(("127.0.0.1", 0), factory)
+    engine.start()
+    with caplog.at_level(logging.ERROR, logger="pyiocp"):
+        with connect(listener.address) as sock:
+            with pytest.raises(ConnectionResetError):
+                recv_until_eof(sock)
+    assert "no handler today" in caplog.text
+
+
+# ---------------------------------------------------------- transmit --
+
+@pytest.fixture
+def data_file(tmp_path):
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    path = tmp_path / "data.bin"
+    path.write_bytes(data)
+    return path, data
+
+
+@pytest.mark.parametrize("offset,count", [(0, None), (0, 0), (5, 1000), (1 << 20, None)])
+def test_transmit_file_path_with_head(make_engine, data_file, offset, count):
+    path, data = data_file
+    done = []
+
+    class Transmitter(pyiocp.Handler):
+        def connection_made(self, conn):
+            conn.transmit_file(path, offset=offset, count=count, head=b"HEAD\n")
+            conn.close()
+
+        def transmit_done(self, conn, nbytes):
+            done.append(nbytes)
+
+    engine = make_engine()
+    listener = engine.listen(("127.0.0.1", 0), Transmitter)
+    engine.start()
+    expected = b"HEAD\n" + (data[offset:] if count is None else data[offset:offset + count])
+    with connect(listener.address) as sock:
+        got = recv_until_eof(sock)
+    assert hashlib.sha256(got).hexdigest() == hashlib.sha256(expected).hexdigest()
+    assert wait_for(lambda: done)
+    assert done == [len(expected)]
+
+
+def test_transmit_file_descriptor_stays_callers(make_engine, data_file):
+    path, data = data_file
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        class Transmitter(pyiocp.Handler):
+            def connection_made(self, conn):
+                conn.transmit_file(fd, offset=10, count=100)
+                conn.close()
+
+        engine = make_engine()
+        listener = engine.listen(("127.0.0.1", 0), Transmitter)
+        engine.start()
+        with connect(listener.address) as sock:
+            assert recv_until_eof(sock) == data[10:110]
+        os.fstat(fd)                     # still open: the engine did not close it
+    finally:
+        os.close(fd)
+
+
+def test_transmit_missing_file_raises_file_not_found(make_engine, tmp_path):
+    raised = []
+
+    class Missing(pyiocp.Handler):
+        def connection_made(self, conn):
+            try:
+                conn.transmit_file(tmp_path / "absent")
+            except FileNotFoundError as exc:
+                raised.append(exc)
+            conn.close()
+
+    engine = make_engine()
+    listener = engine.listen(("127.0.0.1", 0), Missing)
+    engine.start()
+    with connect(listener.address) as sock:
+        recv_until_eof(sock)
+    assert wait_for(lambda: raised)
+
+
+def test_transmit_beyond_end_of_file_resets(make_engine, data_file):
+    path, data = data_file
+    lost = []
+
+    class TooMuch(pyiocp.Handler):
+        def connection_made(self, conn):
+            conn.transmit_file(path, count=len(data) + 100)
+
+        def connection_lost(self, conn, exc):
+            lost.append(exc)
+
+    engine = make_engine()
+    listener = engine.listen(("127.0.0.1", 0), TooMuch)
+    engine.start()
+    received = bytearray()
+    with connect(listener.address) as sock:
+        with pytest.raises(ConnectionResetError):
+            while True:
+                chunk = sock.recv(1 << 20)
+                if not chunk:
+                    break
+                received += chunk
+    assert wait_for(lambda: lost)
+    assert isinstance(lost[0], OSError) and lost[0].errno == errno.EIO
+    assert len(received) <= len(data)
+
+
+# ------------------------------------------------ lifecycle and config --
+
+def test_post_runs_callback_on_a_worker(make_engine):
+    engine = make_engine()
+    engine.start()
+    seen = []
+    done = threading.Event()
+
+    def callback():
+        seen.append(threading.get_ident())
+        done.set()
+
+    engine.post(callback)
+    assert done.wait(5)
+    assert seen[0] != threading.get_ident()
+
+
+def test_context_manager_and_stop_is_idempotent(backend, no_fd_leak):
+    with pyiocp.Engine(threads=1, backend=backend) as engine:
+        listener = engine.listen(("127.0.0.1", 0), Echo)
+        with connect(listener.address) as sock:
+            sock.sendall(b"x")
+            assert recv_exactly(sock, 1) == b"x"
+    engine.stop()
+    with pytest.raises(RuntimeError):
+        engine.start()
+    with pytest.raises(RuntimeError):
+        engine.listen(("127.0.0.1", 0), Echo)
+
+
+def test_run_in_thread_until_request_stop(backend, no_fd_leak):
+    engine = pyiocp.Engine(threads=2, backend=backend)
+    listener = engine.listen(("127.0.0.1", 0), Echo)
+    runner = threading.Thread(target=engine.run)
+    runner.start()
+    with connect(listener.address) as sock:
+        sock.sendall(b"ping")
+        assert recv_exactly(sock, 4) == b"ping"
+        engine.request_stop()
+        runner.join(10)
+        assert not runner.is_alive()
+        assert recv_until_eof(sock) == b""   # its pending recv was cancelled: closed
+
+
+def test_stop_from_inside_a_handler_requests_it(backend, no_fd_leak):
+    class Stopper(pyiocp.Handler):
+        def data_received(self, conn, data):
+            conn.engine.stop()            # on a worker: must not deadlock
+            conn.send(data)
+
+    engine = pyiocp.Engine(threads=2, backend=backend)
+    listener = engine.listen(("127.0.0.1", 0), Stopper)
+    runner = threading.Thread(target=engine.run)
+    runner.start()
+    with connect(listener.address) as sock:
+        sock.sendall(b"bye")
+        assert recv_exactly(sock, 3) == b"bye"
+    runner.join(10)
+    assert not runner.is_alive()
+
+
+def test_stop_while_transmits_run_respects_the_deadline(make_engine, data_file):
+    path, data = data_file
+
+    class Big(pyiocp.Handler):
+        def connection_made(self, conn):
+            for _ in range(40):          # ~120 MiB queued to a reader that stalls
+                conn.transmit_file(path)
+
+    engine = make_engine()
+    listener = engine.listen(("127.0.0.1", 0), Big)
+    engine.start()
+    socks = [connect(listener.address) for _ in range(3)]
+    for sock in socks:
+        sock.recv(1000)
+    started = time.monotonic()
+    engine.stop(drain_timeout=0.5)
+    assert time.monotonic() - started < 5
+    assert engine.connections == 0
+    for sock in socks:
+        sock.close()
+
+
+def test_idle_timeout_drops_silent_peers(make_engine):
+    Recorder.events = []
+    Recorder.lost = threading.Event()
+    engine = make_engine(idle_timeout=0.3)
+    listener = engine.listen(("127.0.0.1", 0), Recorder)
+    engine.start()
+    with connect(listener.address) as sock:
+        started = time.monotonic()
+        assert Recorder.lost.wait(5)
+        assert 0.25 <= time.monotonic() - started < 3
+        with pytest.raises(ConnectionResetError):
+            recv_until_eof(sock)
+    assert isinstance(Recorder.events[-1][1], TimeoutError)
+
+
+def test_max_connections_refuses_the_extra_one(make_engine):
+    engine = make_engine(max_connections=2)
+    listener = engine.listen(("127.0.0.1", 0), Echo)
+    engine.start()
+    with connect(listener.address) as a, connect(listener.address) as b:
+        a.sendall(b"a")
+        b.sendall(b"b")
+        assert recv_exactly(a, 1) == b"a" and recv_exactly(b, 1) == b"b"
+        with connect(listener.address) as c:
+            assert recv_until_eof(c) == b""
+        assert listener.refused == 1
+
+
+def test_listen_errors(make_engine):
+    engine = make_engine()
+    listener = engine.listen(("127.0.0.1", 0), Echo)
+    with pytest.raises(OSError) as info:
+        engine.listen(listener.address, Echo)
+    assert info.value.errno == errno.EADDRINUSE
+    with pytest.raises(TypeError):
+        engine.listen("127.0.0.1:80", Echo)
+    with pytest.raises(ValueError):
+        engine.listen(("127.0.0.1", 70000), Echo)
+    with pytest.raises(TypeError):
+        engine.listen(("127.0.0.1", 0), "not a handler")
+
+
+def test_ipv6_loopback(make_engine):
+    if not socket.has_ipv6:
+        pytest.fail("this machine has no IPv6 loopback; the test needs ::1")
+    engine = make_engine()
+    listener = engine.listen(("::1", 0), Echo)
+    engine.start()
+    assert listener.address[0] == "::1"
+    with socket.create_connection(listener.address[:2], timeout=10) as sock:
+        sock.sendall(b"six")
+        assert recv_exactly(sock, 3) == b"six"
+
+
+@pytest.mark.parametrize("options,error", [
+    ({"threads": 0}, ValueError),
+    ({"threads": 2000}, ValueError),
+    ({"threads": "4"}, TypeError),
+    ({"threads": True}, TypeError),
+    ({"backend": "kqueue"}, ValueError),
+    ({"backlog": 0}, ValueError),
+    ({"recv_buffer_size": 0}, ValueError),
+    ({"max_connections": 0}, ValueError),
+    ({"idle_timeout": 0}, ValueError),
+    ({"idle_timeout": -1.5}, ValueError),
+    ({"idle_timeout": "soon"}, TypeError),
+])
+def test_configuration_is_validated(options, error):
+    with pytest.raises(error) as info:
+        pyiocp.Engine(**options)
+    assert next(iter(options)) in str(info.value)
+
+
+def test_defaults():
+    engine = pyiocp.Engine()
+    assert engine.threads == 2 * os.cpu_count()
+    assert engine.backend in pyiocp.available_backends()
+    assert engine.config.max_connections == 10_000
+    engine.stop()
