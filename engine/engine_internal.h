@@ -130,6 +130,7 @@ piocp_conn *piocp_pool_acquire(piocp_engine *engine, int fd, const struct sockad
 void piocp_accepted(piocp_listener *listener, int fd, const struct sockaddr *peer,
                     socklen_t peer_len);
 void piocp_schedule_locked(piocp_conn *conn);
+void piocp_abort_locked(piocp_conn *conn); /* abort with -ECANCELED unless already failing */
 void piocp_run_local(piocp_worker *worker);
 void piocp_take_global(piocp_worker *worker);
 void piocp_run_user_completions(piocp_engine *engine);

@@ -1,0 +1,371 @@
+/*
+ * connection.c - connections: the pool of slots, references, ready lists
+ * (which worker runs a connection next), posting requests, close/abort and
+ * the idle-timeout sweep.  Backend-neutral.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "engine_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---------------------------------------------------------- pool -- */
+
+piocp_conn *piocp_pool_acquire(piocp_engine *e, int fd, const struct sockaddr *peer,
+                               socklen_t peer_len)
+{
+    pthread_mutex_lock(&e->pool_lock);
+    uint32_t slot;
+    if (e->free_count > 0) {
+        slot = e->free_slots[--e->free_count];
+    } else if (e->high_water < e->conn_capacity) {
+        slot = e->high_water;
+        pthread_mutex_init(&e->conns[slot].lock, NULL);
+        e->high_water++;
+        atomic_store(&e->high_water_published, e->high_water);
+    } else {
+        pthread_mutex_unlock(&e->pool_lock);
+        return NULL;
+    }
+    atomic_fetch_add(&e->open_conns, 1);
+    pthread_mutex_unlock(&e->pool_lock);
+
+    piocp_conn *c = &e->conns[slot];
+    pthread_mutex_lock(&c->lock);
+    /* `lock` is the first member and stays; everything after it is reset */
+    uint32_t generation = c->generation + 1;
+    memset((char *)c + sizeof c->lock, 0, sizeof *c - sizeof c->lock);
+    c->generation = generation;
+    c->slot = slot;
+    c->engine = e;
+    atomic_store(&c->refs, 1); /* the engine's, dropped after on_closed */
+    atomic_store(&c->last_active_ms, piocp_now_ms());
+    c->state = CONN_OPEN;
+    c->fd = fd;
+    /* optimistic: a client usually sends its request right after connecting */
+    c->readable = true;
+    c->writable = true;
+    if (peer_len > sizeof c->peer)
+        peer_len = sizeof c->peer;
+    memcpy(&c->peer, peer, peer_len);
+    c->peer_len = peer_len;
+    pthread_mutex_unlock(&c->lock);
+    return c;
+}
+
+piocp_conn *piocp_conn_from_slot(piocp_engine *e, uint32_t slot)
+{
+    /* the caller compares the generation under the slot's lock */
+    return slot < e->high_water_published ? &e->conns[slot] : NULL;
+}
+
+void piocp_conn_retain(piocp_conn *c) { atomic_fetch_add(&c->refs, 1); }
+
+void piocp_conn_release(piocp_conn *c)
+{
+    if (atomic_fetch_sub(&c->refs, 1) != 1)
+        return;
+    piocp_engine *e = c->engine;
+    pthread_mutex_lock(&c->lock);
+    c->state = CONN_FREE;
+    pthread_mutex_unlock(&c->lock);
+    pthread_mutex_lock(&e->pool_lock);
+    e->free_slots[e->free_count++] = c->slot;
+    pthread_mutex_unlock(&e->pool_lock);
+}
+
+void piocp_conn_set_callbacks(piocp_conn *c, piocp_closed_fn on_closed, void *user)
+{
+    pthread_mutex_lock(&c->lock);
+    c->on_closed = on_closed;
+    c->user = user;
+    pthread_mutex_unlock(&c->lock);
+}
+
+void *piocp_conn_user(const piocp_conn *c) { return c->user; }
+piocp_engine *piocp_conn_engine(const piocp_conn *c) { return c->engine; }
+
+int piocp_conn_peer(const piocp_conn *c, struct sockaddr_storage *addr, socklen_t *addrlen)
+{
+    memcpy(addr, &c->peer, c->peer_len);
+    *addrlen = c->peer_len;
+    return 0;
+}
+
+/* ---------------------------------------------------- ready lists -- */
+
+static void ready_push(ready_list *l, piocp_conn *c)
+{
+    c->ready_next = NULL;
+    if (l->tail)
+        l->tail->ready_next = c;
+    else
+        l->head = c;
+    l->tail = c;
+}
+
+static piocp_conn *ready_pop(ready_list *l)
+{
+    piocp_conn *c = l->head;
+    if (c) {
+        l->head = c->ready_next;
+        if (!l->head)
+            l->tail = NULL;
+    }
+    return c;
+}
+
+/* Makes sure a worker will run this connection's requests.  Posts made on a
+ * worker go to its local list (no lock, no system call); posts from other
+ * threads go to the global list and wake one worker. */
+void piocp_abort_locked(piocp_conn *c)
+{
+    if (!c->abort_error)
+        c->abort_error = -ECANCELED;
+    piocp_schedule_locked(c);
+}
+
+void piocp_schedule_locked(piocp_conn *c)
+{
+    if (c->busy) {
+        c->again = true;
+        return;
+    }
+    if (c->queued)
+        return;
+    c->queued = true;
+    atomic_fetch_add(&c->refs, 1);
+    piocp_engine *e = c->engine;
+    piocp_worker *w = piocp_current_worker();
+    if (w && w->engine == e) {
+        ready_push(&w->local, c);
+        return;
+    }
+    pthread_mutex_lock(&e->ready_lock);
+    bool was_empty = e->ready.head == NULL;
+    ready_push(&e->ready, c);
+    pthread_mutex_unlock(&e->ready_lock);
+    if (was_empty)
+        e->backend->wake(e);
+}
+
+void piocp_take_global(piocp_worker *w)
+{
+    piocp_engine *e = w->engine;
+    pthread_mutex_lock(&e->ready_lock);
+    while (e->ready.head)
+        ready_push(&w->local, ready_pop(&e->ready));
+    pthread_mutex_unlock(&e->ready_lock);
+}
+
+void piocp_run_local(piocp_worker *w)
+{
+    piocp_conn *c;
+    while ((c = ready_pop(&w->local))) {
+        pthread_mutex_lock(&c->lock);
+        c->queued = false;
+        bool run = c->state == CONN_OPEN;
+        pthread_mutex_unlock(&c->lock);
+        if (run)
+            w->engine->backend->process(w, c);
+        piocp_conn_release(c);
+    }
+}
+
+/* ------------------------------------------------------- requests -- */
+
+void piocp_complete_list(piocp_request *list)
+{
+    while (list) {
+        piocp_request *next = list->next;
+        list->next = NULL;
+        list->complete(list, list->result);
+        list = next;
+    }
+}
+
+void piocp_done_push(piocp_done_list *done, piocp_request *r, ssize_t result)
+{
+    r->result = result;
+    r->next = NULL;
+    if (done->tail)
+        done->tail->next = r;
+    else
+        done->head = r;
+    done->tail = r;
+}
+
+/* Fails every pending request with `error`, in posting order. */
+void piocp_fail_all_locked(piocp_conn *c, int error, piocp_done_list *done)
+{
+    if (c->recv_req) {
+        piocp_done_push(done, c->recv_req, error);
+        c->recv_req = NULL;
+    }
+    for (piocp_request *r = c->send_head, *next; r; r = next) {
+        next = r->next;
+        piocp_done_push(done, r, error);
+    }
+    c->send_head = c->send_tail = NULL;
+}
+
+void piocp_close_socket_locked(piocp_conn *c, int error)
+{
+    if (c->fd >= 0 && error) {
+        /* an aborted connection ends with a reset, not a FIN: a client must
+         * not take a cut-off file for a whole one */
+        struct linger reset = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+    }
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    c->state = CONN_CLOSED;
+    c->closed_error = error == -ECANCELED ? 0 : error;
+}
+
+/* After the socket is closed and every request has completed. */
+void piocp_finish_closed(piocp_conn *c)
+{
+    piocp_engine *e = c->engine;
+    if (c->on_closed)
+        c->on_closed(c, c->closed_error);
+    pthread_mutex_lock(&e->pool_lock);
+    if (atomic_fetch_sub(&e->open_conns, 1) == 1)
+        pthread_cond_broadcast(&e->idle_cond);
+    pthread_mutex_unlock(&e->pool_lock);
+    piocp_conn_release(c);
+}
+
+static int post_check_locked(piocp_conn *c)
+{
+    if (c->state != CONN_OPEN || c->close_requested || c->abort_error)
+        return -ENOTCONN;
+    return 0;
+}
+
+int piocp_recv(piocp_conn *c, piocp_request *req, void *buf, size_t len)
+{
+    if (!req || !req->complete || (!buf && len))
+        return -EINVAL;
+    pthread_mutex_lock(&c->lock);
+    int rc = post_check_locked(c);
+    if (rc == 0 && c->recv_req)
+        rc = -EBUSY;
+    if (rc == 0) {
+        req->op = PIOCP_OP_RECV;
+        req->conn = c;
+        req->next = NULL;
+        req->done = 0;
+        req->u.recv.buf = buf;
+        req->u.recv.len = len;
+        c->recv_req = req;
+        piocp_schedule_locked(c);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
+static int queue_send(piocp_conn *c, piocp_request *req)
+{
+    pthread_mutex_lock(&c->lock);
+    int rc = post_check_locked(c);
+    if (rc == 0) {
+        req->conn = c;
+        req->next = NULL;
+        req->done = 0;
+        if (c->send_tail)
+            c->send_tail->next = req;
+        else
+            c->send_head = req;
+        c->send_tail = req;
+        piocp_schedule_locked(c);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
+int piocp_send(piocp_conn *c, piocp_request *req, const void *buf, size_t len)
+{
+    if (!req || !req->complete || (!buf && len))
+        return -EINVAL;
+    req->op = PIOCP_OP_SEND;
+    req->u.send.buf = buf;
+    req->u.send.len = len;
+    return queue_send(c, req);
+}
+
+int piocp_transmit(piocp_conn *c, piocp_request *req, const void *head, size_t head_len,
+                   int fd, uint64_t offset, uint64_t count)
+{
+    if (!req || !req->complete || (!head && head_len) || fd < 0 ||
+        (count != PIOCP_TRANSMIT_TO_EOF && offset + count < offset))
+        return -EINVAL;
+    if (count == PIOCP_TRANSMIT_TO_EOF) {
+        /* fix the length now: an exact count lets the head go out with
+         * MSG_MORE and turns a file shrinking underneath into an error */
+        struct stat st;
+        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+            count = (uint64_t)st.st_size > offset ? (uint64_t)st.st_size - offset : 0;
+    }
+    req->op = PIOCP_OP_TRANSMIT;
+    req->u.transmit.head = head;
+    req->u.transmit.head_len = head_len;
+    req->u.transmit.fd = fd;
+    req->u.transmit.offset = offset;
+    req->u.transmit.count = count;
+    return queue_send(c, req);
+}
+
+int piocp_close(piocp_conn *c)
+{
+    pthread_mutex_lock(&c->lock);
+    int rc = c->state == CONN_OPEN ? 0 : -ENOTCONN;
+    if (rc == 0 && !c->close_requested) {
+        c->close_requested = true;
+        piocp_schedule_locked(c);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
+int piocp_abort(piocp_conn *c)
+{
+    pthread_mutex_lock(&c->lock);
+    int rc = c->state == CONN_OPEN ? 0 : -ENOTCONN;
+    if (rc == 0)
+        piocp_abort_locked(c);
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
+/* ------------------------------------------------------ idle timeout -- */
+
+void piocp_scan_idle(piocp_engine *e)
+{
+    long long limit = e->config.idle_timeout_ms;
+    if (limit <= 0)
+        return;
+    long long now = piocp_now_ms();
+    pthread_mutex_lock(&e->pool_lock);
+    uint32_t high = e->high_water;
+    pthread_mutex_unlock(&e->pool_lock);
+    for (uint32_t i = 0; i < high; i++) {
+        piocp_conn *c = &e->conns[i];
+        if (now - atomic_load(&c->last_active_ms) < limit)
+            continue;
+        pthread_mutex_lock(&c->lock);
+        if (c->state == CONN_OPEN && !c->abort_error &&
+            now - atomic_load(&c->last_active_ms) >= limit) {
+            c->abort_error = -ETIMEDOUT;
+            piocp_schedule_locked(c);
+        }
+        pthread_mutex_unlock(&c->lock);
+    }
+}
+
