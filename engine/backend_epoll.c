@@ -2,10 +2,16 @@
  * backend_epoll.c - Linux epoll, with readiness turned into completions.
  *
  * One epoll instance is shared by all workers, like the one completion port
- * of the classic IOCP server.  Every descriptor is registered EPOLLONESHOT,
- * so an event hands its connection to exactly one worker; the worker then
- * performs the pending recv/send/sendfile calls itself (partial sends and
- * EAGAIN stay in here) and completes the requests.
+ * of the classic IOCP server.  Connections are registered once, edge-
+ * triggered: an event only records that the socket became readable or
+ * writable and hands the connection to a worker (the connection's `busy`
+ * flag makes sure only one runs it); that worker performs the pending
+ * recv/send/sendfile calls itself (partial sends and EAGAIN stay in here)
+ * and completes the requests.  Edge-triggered, because EPOLLONESHOT would
+ * cost an epoll_ctl to re-arm after every single event: with it an echo
+ * took four system calls per message, now it takes three (epoll_wait, recv,
+ * send), as libuv does.  The rare descriptors that several workers must
+ * take turns on (listeners, the wake-up eventfd, the timer) stay ONESHOT.
  *
  * Event data carries a pool slot and its generation instead of a pointer:
  * an event harvested just before its connection closed finds a different
@@ -62,6 +68,16 @@ static int rearm(epoll_backend *b, int fd, uint64_t data, uint32_t events, int o
 {
     struct epoll_event ev = {.events = events | EPOLLONESHOT, .data.u64 = data};
     return epoll_ctl(b->epfd, op, fd, &ev) < 0 ? -errno : 0;
+}
+
+/* EPOLLOUT is left out until a send first meets a full buffer: registering
+ * it at once would wake a worker for every new connection for nothing. */
+#define CONN_EVENTS (EPOLLIN | EPOLLRDHUP | EPOLLET)
+
+static int watch_conn(epoll_backend *b, piocp_conn *c, uint32_t events, int op)
+{
+    struct epoll_event ev = {.events = events, .data.u64 = conn_tag(c)};
+    return epoll_ctl(b->epfd, op, c->fd, &ev) < 0 ? -errno : 0;
 }
 
 static int epoll_probe(void)
@@ -157,13 +173,11 @@ static int epoll_add_listener(piocp_engine *e, piocp_listener *l)
 
 static int epoll_add_conn(piocp_engine *e, piocp_conn *c)
 {
-    (void)e;
     int one = 1;
     /* small replies and echoes must not wait for Nagle + delayed ACK */
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    /* registration is lazy (see arm_locked): a request served at once
-     * costs no epoll_ctl at all */
-    return 0;
+    c->watched_events = CONN_EVENTS;
+    return watch_conn(e->backend_data, c, CONN_EVENTS, EPOLL_CTL_ADD);
 }
 
 /* ---------------------------------------------------------- accept -- */
@@ -271,8 +285,9 @@ static bool run_requests_locked(piocp_conn *c, piocp_done_list *done, size_t *bu
             c->abort_error = -errno;
             break;
         }
-        /* a short read most likely drained the socket: wait for the next
-         * event rather than pay for a recv that returns EAGAIN */
+        /* a short read emptied the socket's queue, so more data will raise
+         * a new edge: wait for it rather than pay for a recv that returns
+         * EAGAIN */
         if ((size_t)n < r->u.recv.len)
             c->readable = false;
         c->recv_req = NULL;
@@ -309,31 +324,24 @@ static bool run_requests_locked(piocp_conn *c, piocp_done_list *done, size_t *bu
     return true;
 }
 
-static void arm_locked(epoll_backend *b, piocp_conn *c)
+/* A send met a full buffer: from now on the edge that says it drained must
+ * reach us.  Once per connection at most. */
+static void watch_writable_locked(epoll_backend *b, piocp_conn *c)
 {
-    uint32_t want = 0;
-    if (c->recv_req && !c->readable)
-        want |= EPOLLIN | EPOLLRDHUP;
-    if (c->send_head && !c->writable)
-        want |= EPOLLOUT;
-    if (!want || want == c->armed_events)
+    if (!c->send_head || c->writable || (c->watched_events & EPOLLOUT))
         return;
-    int op = c->armed_events || c->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-    int rc = rearm(b, c->fd, conn_tag(c), want, op);
-    if (rc == -ENOENT && op == EPOLL_CTL_MOD)
-        rc = rearm(b, c->fd, conn_tag(c), want, EPOLL_CTL_ADD);
+    int rc = watch_conn(b, c, CONN_EVENTS | EPOLLOUT, EPOLL_CTL_MOD);
     if (rc < 0) {
         c->abort_error = rc; /* cannot wait on it: fail it rather than hang */
         piocp_schedule_locked(c);
         return;
     }
-    c->registered = true;
-    c->armed_events = want;
+    c->watched_events |= EPOLLOUT;
 }
 
 /* Runs a connection: claims it, runs its requests, completes them outside
- * the lock (callbacks may post more), closes it when asked or broken, and
- * arms it for whatever still waits on the kernel. */
+ * the lock (callbacks may post more), and closes it when asked or broken.
+ * What still waits on the kernel resumes on the next edge event. */
 static void epoll_process(piocp_worker *w, piocp_conn *c)
 {
     epoll_backend *b = w->engine->backend_data;
@@ -366,7 +374,7 @@ static void epoll_process(piocp_worker *w, piocp_conn *c)
         if (!more || c->again)
             piocp_schedule_locked(c); /* out of budget: back of the line */
         else
-            arm_locked(b, c);
+            watch_writable_locked(b, c);
     }
     pthread_mutex_unlock(&c->lock);
     if (closed)
@@ -385,7 +393,6 @@ static void on_conn_event(piocp_worker *w, uint64_t data, uint32_t events)
         pthread_mutex_unlock(&c->lock); /* stale: the connection it named is gone */
         return;
     }
-    c->armed_events = 0; /* EPOLLONESHOT disarmed it */
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
         c->readable = true;
     if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))

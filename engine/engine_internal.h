@@ -36,10 +36,9 @@ struct piocp_conn {
     int abort_error;           /* != 0: fail everything with this and close */
     int closed_error;          /* what on_closed reports */
 
-    /* backend state (epoll: readiness hints and the armed event mask) */
+    /* backend state (epoll: readiness hints and the watched event mask) */
     bool readable, writable;
-    uint32_t armed_events;
-    bool registered;           /* known to the kernel's interest list */
+    uint32_t watched_events;
 
     piocp_request *recv_req;
     piocp_request *send_head, *send_tail;

@@ -853,7 +853,13 @@ cdef class Engine:
                 previous = signal.set_wakeup_fd(self._wake_write, warn_on_full_buffer=False)
             pfd.fd = self._wake_read
             pfd.events = POLLIN
-            while not self._stop_requested:
+            while True:
+                # compiled code never passes through the eval loop's signal
+                # check: run handlers of signals that came before the wake-up
+                # fd was set, or they would be seen only after the next one
+                PyErr_CheckSignals()
+                if self._stop_requested:
+                    break
                 with nogil:
                     rc = poll(&pfd, 1, -1)
                 try:
@@ -861,7 +867,6 @@ cdef class Engine:
                         pass
                 except BlockingIOError:
                     pass
-                PyErr_CheckSignals()
         except KeyboardInterrupt:
             pass
         finally:

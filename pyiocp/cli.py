@@ -8,7 +8,7 @@ import sys
 from typing import Optional, Sequence
 
 from . import Engine, RawFileServer, __version__, available_backends, default_threads
-from .config import BACKENDS, MAX_CONNECTIONS, MAX_THREADS
+from .config import BACKENDS, MAX_CONNECTIONS, MAX_IDLE_TIMEOUT, MAX_THREADS
 
 PROTOCOLS = ("raw",)
 
@@ -30,8 +30,8 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0 seconds, not {text}")
+    if not 0 < value <= MAX_IDLE_TIMEOUT:
+        raise argparse.ArgumentTypeError(f"must be in (0, {MAX_IDLE_TIMEOUT:.0f}] seconds, not {text}")
     return value
 
 
@@ -75,14 +75,15 @@ def serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"pyiocp: {exc}", file=sys.stderr)
         return 1
+    # Ctrl-C and SIGTERM both mean "stop gracefully"; a second one while
+    # draining changes nothing.  Installed before the startup line, which
+    # tells supervisors that signals are now handled.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda signum, frame: engine.request_stop())
     host, port = listener.address[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"pyiocp {__version__}: serving {root} over {args.protocol} on {shown}:{port} "
           f"(backend {engine.backend}, {engine.threads} threads)", flush=True)
-    # Ctrl-C and SIGTERM both mean "stop gracefully"; a second one while
-    # draining changes nothing (no traceback from half-way through a stop)
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda signum, frame: engine.request_stop())
     engine.run(drain_timeout=args.drain_timeout)
     print("pyiocp: stopped", file=sys.stderr, flush=True)
     return 0

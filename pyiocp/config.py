@@ -11,6 +11,7 @@ BACKENDS = ("auto", "epoll")
 MAX_THREADS = 1024
 MAX_CONNECTIONS = 1_000_000
 MAX_RECV_BUFFER = 16 * 1024 * 1024
+MAX_IDLE_TIMEOUT = 365 * 86400.0
 
 
 def default_threads() -> int:
@@ -37,8 +38,9 @@ class EngineConfig:
         if self.idle_timeout is not None:
             if isinstance(self.idle_timeout, bool) or not isinstance(self.idle_timeout, (int, float)):
                 raise TypeError(f"idle_timeout must be a number of seconds or None, not {self.idle_timeout!r}")
-            if not 0 < self.idle_timeout <= 86400 * 365:
-                raise ValueError(f"idle_timeout must be > 0 seconds (or None for never), not {self.idle_timeout!r}")
+            if not 0 < self.idle_timeout <= MAX_IDLE_TIMEOUT:
+                raise ValueError(f"idle_timeout must be in (0, {MAX_IDLE_TIMEOUT:.0f}] seconds "
+                                 f"(or None for never), not {self.idle_timeout!r}")
 
     @property
     def effective_threads(self) -> int:
