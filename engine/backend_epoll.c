@@ -287,8 +287,10 @@ static bool run_requests_locked(piocp_conn *c, piocp_done_list *done, size_t *bu
         }
         /* a short read emptied the socket's queue, so more data will raise
          * a new edge: wait for it rather than pay for a recv that returns
-         * EAGAIN */
-        if ((size_t)n < r->u.recv.len)
+         * EAGAIN.  Not after the peer's FIN (or an error): its edge may have
+         * come with the data just read, and no other will follow, so the
+         * next recv must go ahead and see EOF. */
+        if ((size_t)n < r->u.recv.len && !c->peer_closed)
             c->readable = false;
         c->recv_req = NULL;
         touch(c);
@@ -395,6 +397,8 @@ static void on_conn_event(piocp_worker *w, uint64_t data, uint32_t events)
     }
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
         c->readable = true;
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        c->peer_closed = true;
     if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
         c->writable = true;
     piocp_schedule_locked(c);

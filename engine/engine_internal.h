@@ -38,6 +38,7 @@ struct piocp_conn {
 
     /* backend state (epoll: readiness hints and the watched event mask) */
     bool readable, writable;
+    bool peer_closed;          /* FIN or error seen: reads must go on to see it */
     uint32_t watched_events;
 
     piocp_request *recv_req;

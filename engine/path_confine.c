@@ -219,7 +219,7 @@ static int open_resolved(int root_fd, char *path, int *out_fd, const char **reas
 }
 
 int piocp_open_beneath(int root_fd, const char *name, size_t name_len, int *out_fd,
-                       const char **reason)
+                       const char **reason, struct stat *st_out)
 {
     *out_fd = -1;
     int rc = check_name(name, name_len, reason);
@@ -230,7 +230,7 @@ int piocp_open_beneath(int root_fd, const char *name, size_t name_len, int *out_
     memcpy(path, name, name_len);
     path[name_len] = '\0';
 
-    int fd;
+    int fd = -1;
     rc = open_resolved(root_fd, path, &fd, reason);
     if (rc < 0)
         return rc;
@@ -248,6 +248,8 @@ int piocp_open_beneath(int root_fd, const char *name, size_t name_len, int *out_
         return fail(S_ISDIR(st.st_mode) ? EISDIR : EINVAL, "not a regular file", reason);
     }
     *out_fd = fd;
+    if (st_out)
+        *st_out = st;
     return 0;
 }
 

@@ -7,6 +7,7 @@
 #define PIOCP_PATH_CONFINE_H
 
 #include <stddef.h>
+#include <sys/stat.h>
 
 /*
  * Opens `name` (name_len bytes, need not be NUL-terminated) for reading,
@@ -20,10 +21,11 @@
  * Any ".." component is refused, even one that would stay inside the root.
  * With openat2(2) symbolic links are followed only while they stay beneath
  * the root; without it (old kernel, seccomp) every symbolic link is refused.
- * Thread-safe.
+ * `st` (may be NULL) receives the file's fstat, which the check needed
+ * anyway: callers need not pay for a second one.  Thread-safe.
  */
 int piocp_open_beneath(int root_fd, const char *name, size_t name_len, int *out_fd,
-                       const char **reason);
+                       const char **reason, struct stat *st);
 
 /* 1 if names are resolved with openat2(2), 0 if with the stricter
  * component-by-component walk. */

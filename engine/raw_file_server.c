@@ -16,7 +16,7 @@
 #include "pyiocp.h"
 #include "access_log.h"
 #include "log_format.h"
-#include "path_confine.h"
+#include "file_cache.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -39,8 +40,22 @@
  * flight.  It also bounds the descriptors one connection holds. */
 #define MAX_IN_FLIGHT 16
 
+/* Cached descriptors must leave room for connections: at most 1/16 of the
+ * descriptor limit, and 1024. */
+#define FILE_CACHE_MAX_AGE_MS 1000
+static size_t file_cache_capacity(void)
+{
+    struct rlimit limit;
+    size_t capacity = 1024;
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY &&
+        limit.rlim_cur / 16 < capacity)
+        capacity = (size_t)(limit.rlim_cur / 16);
+    return capacity;
+}
+
 struct piocp_raw_server {
     int root_fd;
+    piocp_file_cache *files;
     size_t max_name;
     piocp_access_log *log; /* NULL: no access log */
     _Atomic uint64_t requests;
@@ -53,7 +68,7 @@ typedef struct raw_reply {
     piocp_request req;
     raw_conn *rc;
     struct raw_reply *next;
-    int fd;             /* the file being sent, or -1 for an error line */
+    const piocp_cached_file *file; /* the file being sent, or NULL for an error line */
     uint64_t expected;  /* bytes the request must move to have succeeded */
     const char *reason; /* error line: why (static text) */
     size_t line_len;    /* error line bytes at the start of data[] */
@@ -103,7 +118,7 @@ static void log_reply(raw_conn *rc, const raw_reply *reply, ssize_t result)
     char errbuf[128];
     char outcome[160];
     if (result >= 0 && (uint64_t)result == reply->expected) {
-        if (reply->fd >= 0)
+        if (reply->file)
             snprintf(outcome, sizeof outcome, "ok");
         else
             snprintf(outcome, sizeof outcome, "error: %s", reply->reason);
@@ -184,7 +199,7 @@ static raw_reply *reply_new(raw_conn *rc, const char *name, size_t name_len, con
     reply->req.user = reply;
     reply->rc = rc;
     reply->next = NULL;
-    reply->fd = -1;
+    reply->file = NULL;
     reply->expected = line_len;
     reply->reason = reason;
     reply->line_len = line_len;
@@ -202,8 +217,8 @@ static raw_reply *reply_new(raw_conn *rc, const char *name, size_t name_len, con
 
 static void reply_free(raw_reply *reply)
 {
-    if (reply->fd >= 0)
-        close(reply->fd);
+    if (reply->file)
+        piocp_file_cache_release(reply->rc->server->files, reply->file);
     free(reply);
 }
 
@@ -215,8 +230,8 @@ static void reply_post(raw_conn *rc, raw_reply *reply)
     atomic_fetch_add_explicit(&rc->server->requests, 1, memory_order_relaxed);
 
     int r;
-    if (reply->fd >= 0)
-        r = piocp_transmit(rc->conn, &reply->req, NULL, 0, reply->fd, 0, reply->expected);
+    if (reply->file)
+        r = piocp_transmit(rc->conn, &reply->req, NULL, 0, reply->file->fd, 0, reply->expected);
     else
         r = piocp_send(rc->conn, &reply->req, reply->data, reply->line_len);
     if (r < 0) {
@@ -241,29 +256,23 @@ static void answer_error(raw_conn *rc, const char *name, size_t name_len, const 
 
 static void answer_name(raw_conn *rc, const char *name, size_t name_len)
 {
-    int fd;
+    const piocp_cached_file *file;
     const char *reason;
-    if (piocp_open_beneath(rc->server->root_fd, name, name_len, &fd, &reason) < 0) {
+    if (piocp_file_cache_open(rc->server->files, name, name_len, &file, &reason) < 0) {
         answer_error(rc, name, name_len, reason);
-        return;
-    }
-    struct stat st;
-    if (fstat(fd, &st) < 0) {
-        close(fd);
-        answer_error(rc, name, name_len, "cannot open file");
         return;
     }
     raw_reply *reply = reply_new(rc, name, name_len, NULL);
     if (reply == NULL) {
-        close(fd);
+        piocp_file_cache_release(rc->server->files, file);
         rc->want_abort = true;
         return;
     }
     /* An exact count, fixed now: the protocol carries no length, so a file
      * that shrank while being sent would look complete to the client.  With
      * a count the transmit fails instead, and the connection is aborted. */
-    reply->fd = fd;
-    reply->expected = (uint64_t)st.st_size;
+    reply->file = file;
+    reply->expected = (uint64_t)file->st.st_size;
     reply_post(rc, reply);
 }
 
@@ -461,9 +470,20 @@ int piocp_raw_server_new(piocp_raw_server **out, const char *root, const piocp_r
         free(server);
         return -err;
     }
+    char real_root[PATH_MAX];
+    int rc = realpath(root, real_root) ? 0 : -errno;
+    if (rc == 0)
+        rc = piocp_file_cache_new(&server->files, server->root_fd, real_root,
+                                  file_cache_capacity(), FILE_CACHE_MAX_AGE_MS);
+    if (rc < 0) {
+        close(server->root_fd);
+        free(server);
+        return rc;
+    }
     if (options && options->access_log_fd >= 0) {
         server->log = piocp_access_log_new(options->access_log_fd);
         if (server->log == NULL) {
+            piocp_file_cache_free(server->files);
             close(server->root_fd);
             free(server);
             return -ENOMEM;
@@ -478,6 +498,7 @@ void piocp_raw_server_free(piocp_raw_server *server)
     if (server == NULL)
         return;
     piocp_access_log_free(server->log); /* writes out what is queued */
+    piocp_file_cache_free(server->files);
     close(server->root_fd);
     free(server);
 }

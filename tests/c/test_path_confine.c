@@ -72,7 +72,7 @@ static void expect_ok(int root, const char *name, size_t len, const char *conten
 {
     int fd = -2;
     const char *reason = "(unset)";
-    int rc = piocp_open_beneath(root, name, len, &fd, &reason);
+    int rc = piocp_open_beneath(root, name, len, &fd, &reason, NULL);
     if (rc != 0 || fd < 0) {
         fprintf(stderr, "FAIL [%s] %.*s: expected success, got %d (%s)\n", mode, (int)len,
                 name, rc, reason);
@@ -99,7 +99,7 @@ static void expect_err(int root, const char *name, size_t len, const char *want_
 {
     int fd = -2;
     const char *reason = NULL;
-    int rc = piocp_open_beneath(root, name, len, &fd, &reason);
+    int rc = piocp_open_beneath(root, name, len, &fd, &reason, NULL);
     if (rc >= 0) {
         fprintf(stderr, "FAIL [%s] %.*s: expected \"%s\", but it opened\n", mode, (int)len, name,
                 want_reason);

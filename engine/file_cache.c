@@ -1,0 +1,352 @@
+/*
+ * file_cache.c - see file_cache.h.
+ *
+ * One mutex guards a chained hash table and an LRU list; the critical
+ * section is a hash lookup and a few pointer moves.  Entries are reference
+ * counted: one evicted or invalidated while a transmit still uses its fd is
+ * unlinked at once and closed when the last user releases it.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "file_cache.h"
+#include "path_confine.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct cache_entry {
+    piocp_cached_file file;    /* first: the public view */
+    struct cache_entry *bucket_next;
+    struct cache_entry *lru_prev, *lru_next;
+    long long opened_ms;
+    int refs;                  /* the table's (while linked) + users' */
+    int watch;                 /* inotify watch of its directory, or -1 */
+    bool linked;
+    uint32_t hash;
+    size_t name_len;
+    char name[];
+} cache_entry;
+
+struct piocp_file_cache {
+    int root_fd;
+    char *root_path;
+    size_t capacity, count;
+    int max_age_ms;
+    pthread_mutex_t lock;
+    cache_entry **buckets;
+    size_t bucket_mask;
+    cache_entry *lru_head, *lru_tail; /* head: most recently used */
+    atomic_uint_fast64_t hits, misses;
+
+    int inotify_fd, stop_fd;
+    pthread_t watcher;
+    bool watching;
+};
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint32_t hash_name(const char *name, size_t len)
+{
+    uint32_t h = 2166136261u; /* FNV-1a: names are short, this is plenty */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)name[i]) * 16777619u;
+    return h;
+}
+
+/* ------------------------------------------------------ list helpers -- */
+
+static void lru_unlink(piocp_file_cache *c, cache_entry *e)
+{
+    if (e->lru_prev)
+        e->lru_prev->lru_next = e->lru_next;
+    else
+        c->lru_head = e->lru_next;
+    if (e->lru_next)
+        e->lru_next->lru_prev = e->lru_prev;
+    else
+        c->lru_tail = e->lru_prev;
+    e->lru_prev = e->lru_next = NULL;
+}
+
+static void lru_push_front(piocp_file_cache *c, cache_entry *e)
+{
+    e->lru_prev = NULL;
+    e->lru_next = c->lru_head;
+    if (c->lru_head)
+        c->lru_head->lru_prev = e;
+    c->lru_head = e;
+    if (!c->lru_tail)
+        c->lru_tail = e;
+}
+
+static void entry_put_locked(cache_entry *e)
+{
+    if (--e->refs == 0) {
+        close(e->file.fd);
+        free(e);
+    }
+}
+
+/* Takes the entry out of the table; users keep it alive until released. */
+static void unlink_locked(piocp_file_cache *c, cache_entry *e)
+{
+    cache_entry **p = &c->buckets[e->hash & c->bucket_mask];
+    while (*p != e)
+        p = &(*p)->bucket_next;
+    *p = e->bucket_next;
+    lru_unlink(c, e);
+    e->linked = false;
+    c->count--;
+    entry_put_locked(e);
+}
+
+static cache_entry *find_locked(piocp_file_cache *c, const char *name, size_t len, uint32_t h)
+{
+    for (cache_entry *e = c->buckets[h & c->bucket_mask]; e; e = e->bucket_next)
+        if (e->hash == h && e->name_len == len && memcmp(e->name, name, len) == 0)
+            return e;
+    return NULL;
+}
+
+/* ---------------------------------------------------------- inotify -- */
+
+#define WATCH_EVENTS (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | \
+                      IN_CREATE | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
+
+static void invalidate_watch(piocp_file_cache *c, int watch)
+{
+    pthread_mutex_lock(&c->lock);
+    for (cache_entry *e = c->lru_head, *next; e; e = next) {
+        next = e->lru_next;
+        if (watch < 0 || e->watch == watch)
+            unlink_locked(c, e);
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void *watcher_main(void *arg)
+{
+    piocp_file_cache *c = arg;
+    char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+    struct pollfd fds[2] = {{.fd = c->inotify_fd, .events = POLLIN}, {.fd = c->stop_fd, .events = POLLIN}};
+    for (;;) {
+        if (poll(fds, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (fds[1].revents)
+            break;
+        ssize_t n = read(c->inotify_fd, buf, sizeof buf);
+        if (n <= 0)
+            continue;
+        for (char *p = buf; p < buf + n;) {
+            const struct inotify_event *ev = (const struct inotify_event *)p;
+            /* a lost event queue or a directory gone: trust nothing cached */
+            bool all = ev->mask & (IN_Q_OVERFLOW | IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF);
+            invalidate_watch(c, all ? -1 : ev->wd);
+            p += sizeof *ev + ev->len;
+        }
+    }
+    return NULL;
+}
+
+static int watch_directory(piocp_file_cache *c, const char *name, size_t len)
+{
+    if (!c->watching)
+        return -1;
+    size_t dir_len = len;
+    while (dir_len > 0 && name[dir_len - 1] != '/')
+        dir_len--;
+    char path[PATH_MAX];
+    int n = snprintf(path, sizeof path, "%s/%.*s", c->root_path, (int)dir_len, name);
+    if (n < 0 || (size_t)n >= sizeof path)
+        return -1;
+    /* the same directory returns the same watch: no table of our own */
+    return inotify_add_watch(c->inotify_fd, path, WATCH_EVENTS);
+}
+
+/* ------------------------------------------------------------- API -- */
+
+int piocp_file_cache_new(piocp_file_cache **out, int root_fd, const char *root_path,
+                         size_t capacity, int max_age_ms)
+{
+    piocp_file_cache *c = calloc(1, sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    c->root_fd = root_fd;
+    c->capacity = capacity;
+    c->max_age_ms = max_age_ms;
+    c->inotify_fd = c->stop_fd = -1;
+    size_t buckets = 16;
+    while (buckets < 2 * capacity)
+        buckets *= 2;
+    c->bucket_mask = buckets - 1;
+    c->buckets = calloc(buckets, sizeof *c->buckets);
+    c->root_path = strdup(root_path ? root_path : ".");
+    if (!c->buckets || !c->root_path) {
+        free(c->buckets);
+        free(c->root_path);
+        free(c);
+        return -ENOMEM;
+    }
+    pthread_mutex_init(&c->lock, NULL);
+    if (capacity > 0) {
+        /* without inotify (limits, seccomp) the maximum age still bounds
+         * how stale an entry can be */
+        c->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        c->stop_fd = eventfd(0, EFD_CLOEXEC);
+        if (c->inotify_fd >= 0 && c->stop_fd >= 0) {
+            sigset_t all, old;
+            sigfillset(&all);
+            pthread_sigmask(SIG_BLOCK, &all, &old);
+            c->watching = pthread_create(&c->watcher, NULL, watcher_main, c) == 0;
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
+        }
+    }
+    *out = c;
+    return 0;
+}
+
+void piocp_file_cache_free(piocp_file_cache *c)
+{
+    if (!c)
+        return;
+    if (c->watching) {
+        uint64_t one = 1;
+        (void)!write(c->stop_fd, &one, sizeof one);
+        pthread_join(c->watcher, NULL);
+    }
+    invalidate_watch(c, -1);
+    if (c->inotify_fd >= 0)
+        close(c->inotify_fd);
+    if (c->stop_fd >= 0)
+        close(c->stop_fd);
+    pthread_mutex_destroy(&c->lock);
+    free(c->buckets);
+    free(c->root_path);
+    free(c);
+}
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+int piocp_file_cache_open(piocp_file_cache *c, const char *name, size_t len,
+                          const piocp_cached_file **out, const char **reason)
+{
+    uint32_t h = hash_name(name, len);
+    long long now = now_ms();
+    if (c->capacity > 0) {
+        pthread_mutex_lock(&c->lock);
+        cache_entry *e = find_locked(c, name, len, h);
+        if (e && now - e->opened_ms <= c->max_age_ms) {
+            e->refs++;
+            lru_unlink(c, e);
+            lru_push_front(c, e);
+            pthread_mutex_unlock(&c->lock);
+            atomic_fetch_add_explicit(&c->hits, 1, memory_order_relaxed);
+            *out = &e->file;
+            return 0;
+        }
+        pthread_mutex_unlock(&c->lock);
+    }
+    atomic_fetch_add_explicit(&c->misses, 1, memory_order_relaxed);
+
+    int fd;
+    struct stat st;
+    int rc = piocp_open_beneath(c->root_fd, name, len, &fd, reason, &st);
+    if (rc < 0) {
+        /* the name is gone or now refused: so is any cached answer for it */
+        if (c->capacity > 0) {
+            pthread_mutex_lock(&c->lock);
+            cache_entry *e = find_locked(c, name, len, h);
+            if (e)
+                unlink_locked(c, e);
+            pthread_mutex_unlock(&c->lock);
+        }
+        return rc;
+    }
+    cache_entry *fresh = malloc(sizeof *fresh + len);
+    if (!fresh) {
+        close(fd);
+        *reason = "out of memory";
+        return -ENOMEM;
+    }
+    memset(fresh, 0, sizeof *fresh);
+    fresh->file.fd = fd;
+    fresh->file.st = st;
+    fresh->opened_ms = now;
+    fresh->refs = 1; /* the caller's */
+    fresh->hash = h;
+    fresh->name_len = len;
+    memcpy(fresh->name, name, len);
+    if (c->capacity == 0) {
+        *out = &fresh->file;
+        return 0;
+    }
+    fresh->watch = watch_directory(c, name, len);
+
+    pthread_mutex_lock(&c->lock);
+    cache_entry *old = find_locked(c, name, len, h);
+    if (old && same_file(&old->file.st, &st)) {
+        /* revalidated: keep the old descriptor, refresh its age */
+        old->opened_ms = now;
+        old->refs++;
+        lru_unlink(c, old);
+        lru_push_front(c, old);
+        pthread_mutex_unlock(&c->lock);
+        close(fd);
+        free(fresh);
+        *out = &old->file;
+        return 0;
+    }
+    if (old)
+        unlink_locked(c, old);
+    if (c->count >= c->capacity && c->lru_tail)
+        unlink_locked(c, c->lru_tail);
+    size_t b = h & c->bucket_mask;
+    fresh->bucket_next = c->buckets[b];
+    c->buckets[b] = fresh;
+    lru_push_front(c, fresh);
+    fresh->linked = true;
+    fresh->refs++; /* the table's */
+    c->count++;
+    pthread_mutex_unlock(&c->lock);
+    *out = &fresh->file;
+    return 0;
+}
+
+void piocp_file_cache_release(piocp_file_cache *c, const piocp_cached_file *file)
+{
+    cache_entry *e = (cache_entry *)file; /* `file` is the first member */
+    pthread_mutex_lock(&c->lock);
+    entry_put_locked(e);
+    pthread_mutex_unlock(&c->lock);
+}
+
+void piocp_file_cache_stats(piocp_file_cache *c, uint64_t *hits, uint64_t *misses)
+{
+    *hits = atomic_load(&c->hits);
+    *misses = atomic_load(&c->misses);
+}

@@ -1,0 +1,43 @@
+/*
+ * file_cache.h - open descriptors of served files, kept between requests
+ * (nginx's open_file_cache): a hit costs no openat2 and no fstat, which
+ * was a third of a small file's system calls.
+ *
+ * Internal to the native handlers.  Names are opened through
+ * piocp_open_beneath, so everything cached was confined to the root when
+ * it was opened.  An entry is dropped when inotify reports a change in its
+ * directory, and in any case re-checked (re-opened, compared by device,
+ * inode, size and mtime) once it is older than the maximum age, which
+ * covers file systems where inotify says nothing.
+ */
+#ifndef PIOCP_FILE_CACHE_H
+#define PIOCP_FILE_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+typedef struct piocp_file_cache piocp_file_cache;
+
+typedef struct piocp_cached_file {
+    int fd;              /* open for reading; valid until released */
+    struct stat st;      /* as of opening */
+} piocp_cached_file;
+
+/* root_path: the root directory's path (for inotify), root_fd: the open root.
+ * capacity 0 disables caching (every open goes to the file system). */
+int piocp_file_cache_new(piocp_file_cache **out, int root_fd, const char *root_path,
+                         size_t capacity, int max_age_ms);
+void piocp_file_cache_free(piocp_file_cache *cache);
+
+/* Opens `name` beneath the root, through the cache.  On success returns 0 and
+ * a referenced entry: release it once the transmit using its fd completed.
+ * On failure returns -errno and a short reason (see piocp_open_beneath). */
+int piocp_file_cache_open(piocp_file_cache *cache, const char *name, size_t name_len,
+                          const piocp_cached_file **out, const char **reason);
+void piocp_file_cache_release(piocp_file_cache *cache, const piocp_cached_file *file);
+
+/* Hits and misses so far (for tests and `info`). */
+void piocp_file_cache_stats(piocp_file_cache *cache, uint64_t *hits, uint64_t *misses);
+
+#endif
