@@ -835,17 +835,22 @@ cdef class Engine:
             dispatch_queue_release(&self._shared.queue)
 
     def run(self, drain_timeout=5.0):
-        """Serves in the foreground until SIGINT/SIGTERM-driven request_stop()
-        or KeyboardInterrupt, then stops gracefully."""
+        """Serves in the foreground until Ctrl-C, SIGTERM (unless the program
+        handles it itself) or request_stop(), then stops gracefully."""
         cdef pollfd pfd
         cdef int rc
-        previous = None
+        previous = previous_term = None
         in_main = threading.current_thread() is threading.main_thread()
         self.start()
         try:
             if in_main:
                 # a signal handled by any thread still wakes the poll below
                 previous = signal.set_wakeup_fd(self._wake_write, warn_on_full_buffer=False)
+                # SIGTERM, like Ctrl-C, stops gracefully, unless the program
+                # has a handler of its own
+                if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+                    previous_term = signal.signal(signal.SIGTERM,
+                                                  lambda signum, frame: self.request_stop())
             pfd.fd = self._wake_read
             pfd.events = POLLIN
             while True:
@@ -868,6 +873,8 @@ cdef class Engine:
             if in_main and previous is not None:
                 signal.set_wakeup_fd(previous)
             self.stop(drain_timeout)
+            if previous_term is not None:
+                signal.signal(signal.SIGTERM, previous_term)
 
     def __enter__(self):
         self.start()

@@ -5,6 +5,9 @@ import errno
 import hashlib
 import logging
 import os
+import signal
+import subprocess
+import sys
 import socket
 import struct
 import threading
@@ -486,3 +489,28 @@ def test_defaults():
     assert engine.backend in pyiocp.available_backends()
     assert engine.config.max_connections == 10_000
     engine.stop()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_run_stops_gracefully_on_sigterm_and_sigint(backend, signum, tmp_path):
+    script = (
+        "import sys, pyiocp\n"
+        f"engine = pyiocp.Engine(threads=2, backend={backend!r})\n"
+        "listener = engine.listen(('127.0.0.1', 0), pyiocp.Handler)\n"
+        "print(listener.address[1], flush=True)\n"
+        "engine.run()\n"
+        "print('returned', flush=True)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(pyiocp.__file__)))
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=tmp_path, env=env)
+    try:
+        port = int(proc.stdout.readline())
+        with connect(("127.0.0.1", port)):
+            proc.send_signal(signum)
+            out, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, err.decode()
+    assert out.strip() == b"returned"
