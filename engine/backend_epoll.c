@@ -268,9 +268,15 @@ static void touch(piocp_conn *c) { atomic_store_explicit(&c->last_active_ms, pio
  * work left. */
 static bool run_requests_locked(piocp_conn *c, piocp_done_list *done, size_t *budget)
 {
-    if (c->recv_req && atomic_load(&c->engine->draining)) {
-        piocp_done_push(done, c->recv_req, -ECANCELED);
-        c->recv_req = NULL;
+    if (atomic_load_explicit(&c->engine->draining, memory_order_relaxed)) {
+        /* stopping: read no new request; a connection with nothing left to
+         * send is not a running transfer and closes now */
+        if (c->recv_req) {
+            piocp_done_push(done, c->recv_req, -ECANCELED);
+            c->recv_req = NULL;
+        }
+        if (!c->send_head)
+            c->close_requested = true;
     }
     while (c->recv_req && c->readable && !c->abort_error) {
         piocp_request *r = c->recv_req;

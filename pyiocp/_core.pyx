@@ -841,7 +841,6 @@ cdef class Engine:
         cdef int rc
         previous = previous_term = None
         in_main = threading.current_thread() is threading.main_thread()
-        self.start()
         try:
             if in_main:
                 # a signal handled by any thread still wakes the poll below
@@ -851,6 +850,8 @@ cdef class Engine:
                 if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
                     previous_term = signal.signal(signal.SIGTERM,
                                                   lambda signum, frame: self.request_stop())
+            # after the handlers: once connections are served, signals stop it
+            self.start()
             pfd.fd = self._wake_read
             pfd.events = POLLIN
             while True:

@@ -496,7 +496,10 @@ def test_run_stops_gracefully_on_sigterm_and_sigint(backend, signum, tmp_path):
     script = (
         "import sys, pyiocp\n"
         f"engine = pyiocp.Engine(threads=2, backend={backend!r})\n"
-        "listener = engine.listen(('127.0.0.1', 0), pyiocp.Handler)\n"
+        "class Echo(pyiocp.Handler):\n"
+        "    def data_received(self, conn, data):\n"
+        "        conn.send(data)\n"
+        "listener = engine.listen(('127.0.0.1', 0), Echo)\n"
         "print(listener.address[1], flush=True)\n"
         "engine.run()\n"
         "print('returned', flush=True)\n"
@@ -506,7 +509,9 @@ def test_run_stops_gracefully_on_sigterm_and_sigint(backend, signum, tmp_path):
                             stderr=subprocess.PIPE, cwd=tmp_path, env=env)
     try:
         port = int(proc.stdout.readline())
-        with connect(("127.0.0.1", port)):
+        with connect(("127.0.0.1", port)) as sock:
+            sock.sendall(b"up?")                # answered: run() is serving
+            assert recv_exactly(sock, 3) == b"up?"
             proc.send_signal(signum)
             out, err = proc.communicate(timeout=10)
     finally:
