@@ -124,30 +124,24 @@ static int epoll_init(piocp_engine *e)
     rc = rearm(b, b->wake_fd, tag(KIND_WAKE, 0), EPOLLIN, EPOLL_CTL_ADD);
     if (rc < 0)
         goto fail;
-    if (e->config.idle_timeout_ms > 0) {
-        b->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-        if (b->timer_fd < 0) {
-            rc = -errno;
-            goto fail;
-        }
-        /* sweep four times per timeout: a peer is dropped within 1.25 x */
-        long long period = e->config.idle_timeout_ms / 4;
-        if (period < 10)
-            period = 10;
-        if (period > 1000)
-            period = 1000;
-        struct itimerspec its = {
-            .it_interval = {period / 1000, (period % 1000) * 1000000},
-            .it_value = {period / 1000, (period % 1000) * 1000000},
-        };
-        if (timerfd_settime(b->timer_fd, 0, &its, NULL) < 0) {
-            rc = -errno;
-            goto fail;
-        }
-        rc = rearm(b, b->timer_fd, tag(KIND_TIMER, 0), EPOLLIN, EPOLL_CTL_ADD);
-        if (rc < 0)
-            goto fail;
+    /* idle timeouts and per-connection deadlines are swept on a timer */
+    b->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (b->timer_fd < 0) {
+        rc = -errno;
+        goto fail;
     }
+    long long period = piocp_sweep_period_ms(e);
+    struct itimerspec its = {
+        .it_interval = {period / 1000, (period % 1000) * 1000000},
+        .it_value = {period / 1000, (period % 1000) * 1000000},
+    };
+    if (timerfd_settime(b->timer_fd, 0, &its, NULL) < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    rc = rearm(b, b->timer_fd, tag(KIND_TIMER, 0), EPOLLIN, EPOLL_CTL_ADD);
+    if (rc < 0)
+        goto fail;
     return 0;
 fail:
     epoll_destroy(e);

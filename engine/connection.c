@@ -346,26 +346,48 @@ int piocp_abort(piocp_conn *c)
 
 /* ------------------------------------------------------ idle timeout -- */
 
+int piocp_sweep_period_ms(const piocp_engine *e)
+{
+    /* four sweeps per idle timeout (a peer is dropped within 1.25 x), and
+     * at least four a second for per-connection deadlines */
+    int period = 250;
+    if (e->config.idle_timeout_ms > 0 && e->config.idle_timeout_ms / 4 < period)
+        period = e->config.idle_timeout_ms / 4;
+    return period < 10 ? 10 : period;
+}
+
+int piocp_conn_set_deadline(piocp_conn *c, int timeout_ms)
+{
+    if (timeout_ms < 0)
+        return -EINVAL;
+    atomic_store_explicit(&c->deadline_ms, timeout_ms ? piocp_now_ms() + timeout_ms : 0,
+                          memory_order_relaxed);
+    return 0;
+}
+
+static bool expired(const piocp_conn *c, long long now, long long idle_limit)
+{
+    long long deadline = atomic_load_explicit(&c->deadline_ms, memory_order_relaxed);
+    if (deadline && now >= deadline)
+        return true;
+    return idle_limit > 0 &&
+           now - atomic_load_explicit(&c->last_active_ms, memory_order_relaxed) >= idle_limit;
+}
+
 void piocp_scan_idle(piocp_engine *e)
 {
     long long limit = e->config.idle_timeout_ms;
-    if (limit <= 0)
-        return;
     long long now = piocp_now_ms();
-    pthread_mutex_lock(&e->pool_lock);
-    uint32_t high = e->high_water;
-    pthread_mutex_unlock(&e->pool_lock);
+    uint32_t high = atomic_load(&e->high_water_published);
     for (uint32_t i = 0; i < high; i++) {
         piocp_conn *c = &e->conns[i];
-        if (now - atomic_load(&c->last_active_ms) < limit)
+        if (!expired(c, now, limit))
             continue;
         pthread_mutex_lock(&c->lock);
-        if (c->state == CONN_OPEN && !c->abort_error &&
-            now - atomic_load(&c->last_active_ms) >= limit) {
+        if (c->state == CONN_OPEN && !c->abort_error && expired(c, now, limit)) {
             c->abort_error = -ETIMEDOUT;
             piocp_schedule_locked(c);
         }
         pthread_mutex_unlock(&c->lock);
     }
 }
-

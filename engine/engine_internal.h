@@ -26,6 +26,7 @@ struct piocp_conn {
     uint32_t generation;       /* bumped on every reuse: stale events carry the old one */
     atomic_int refs;
     atomic_llong last_active_ms;
+    atomic_llong deadline_ms;  /* 0: none; else dropped (-ETIMEDOUT) once past */
 
     conn_state state;
     int fd;
@@ -144,6 +145,7 @@ void piocp_fail_all_locked(piocp_conn *conn, int error, piocp_done_list *done);
 void piocp_close_socket_locked(piocp_conn *conn, int error);
 void piocp_finish_closed(piocp_conn *conn);
 void piocp_scan_idle(piocp_engine *engine);
+int piocp_sweep_period_ms(const piocp_engine *engine);
 void piocp_batch_end(piocp_engine *engine);
 
 extern const piocp_backend_ops piocp_backend_epoll;

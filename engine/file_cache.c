@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -186,6 +187,24 @@ static int watch_directory(piocp_file_cache *c, const char *name, size_t len)
 
 /* ------------------------------------------------------------- API -- */
 
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+size_t piocp_file_cache_default_capacity(void)
+{
+    /* cached descriptors must leave room for connections: at most 1/16 of
+     * the descriptor limit, and 1024 */
+    struct rlimit limit;
+    size_t capacity = 1024;
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY &&
+        limit.rlim_cur / 16 < capacity)
+        capacity = (size_t)(limit.rlim_cur / 16);
+    return capacity;
+}
+
 int piocp_file_cache_new(piocp_file_cache **out, int root_fd, const char *root_path,
                          size_t capacity, int max_age_ms)
 {
@@ -246,12 +265,6 @@ void piocp_file_cache_free(piocp_file_cache *c)
     free(c);
 }
 
-static bool same_file(const struct stat *a, const struct stat *b)
-{
-    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
-           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
-}
-
 int piocp_file_cache_open(piocp_file_cache *c, const char *name, size_t len,
                           const piocp_cached_file **out, const char **reason)
 {
@@ -265,11 +278,25 @@ int piocp_file_cache_open(piocp_file_cache *c, const char *name, size_t len,
             lru_unlink(c, e);
             lru_push_front(c, e);
             pthread_mutex_unlock(&c->lock);
-            atomic_fetch_add_explicit(&c->hits, 1, memory_order_relaxed);
-            *out = &e->file;
-            return 0;
+            /* inotify tells us late (its thread has to run): a file rewritten
+             * in place just now would go out with its old size, cut short or
+             * reset.  One fstat on the open descriptor is the price of never
+             * sending a stale length; a rename is caught by inotify alone and
+             * can only serve the previous, complete version. */
+            struct stat st;
+            if (fstat(e->file.fd, &st) == 0 && same_file(&e->file.st, &st)) {
+                atomic_fetch_add_explicit(&c->hits, 1, memory_order_relaxed);
+                *out = &e->file;
+                return 0;
+            }
+            pthread_mutex_lock(&c->lock);
+            if (e->linked)
+                unlink_locked(c, e);
+            entry_put_locked(e);
+            pthread_mutex_unlock(&c->lock);
+        } else {
+            pthread_mutex_unlock(&c->lock);
         }
-        pthread_mutex_unlock(&c->lock);
     }
     atomic_fetch_add_explicit(&c->misses, 1, memory_order_relaxed);
 

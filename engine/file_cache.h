@@ -1,13 +1,15 @@
 /*
  * file_cache.h - open descriptors of served files, kept between requests
- * (nginx's open_file_cache): a hit costs no openat2 and no fstat, which
- * was a third of a small file's system calls.
+ * (nginx's open_file_cache): a hit costs one fstat instead of openat2,
+ * fstat, fstat and close, which were most of a small file's system calls.
  *
  * Internal to the native handlers.  Names are opened through
  * piocp_open_beneath, so everything cached was confined to the root when
- * it was opened.  An entry is dropped when inotify reports a change in its
- * directory, and in any case re-checked (re-opened, compared by device,
- * inode, size and mtime) once it is older than the maximum age, which
+ * it was opened.  Every hit re-checks size and mtime with one fstat of the
+ * open descriptor (so a file rewritten in place never goes out with a
+ * stale length); an entry is dropped when inotify reports a change in its
+ * directory (renames, deletions, symlinks swapped), and in any case re-
+ * opened by name and compared once it is older than the maximum age, which
  * covers file systems where inotify says nothing.
  */
 #ifndef PIOCP_FILE_CACHE_H
@@ -23,6 +25,11 @@ typedef struct piocp_cached_file {
     int fd;              /* open for reading; valid until released */
     struct stat st;      /* as of opening */
 } piocp_cached_file;
+
+#define FILE_CACHE_MAX_AGE_MS 1000
+
+/* A capacity that leaves room for connections under RLIMIT_NOFILE. */
+size_t piocp_file_cache_default_capacity(void);
 
 /* root_path: the root directory's path (for inotify), root_fd: the open root.
  * capacity 0 disables caching (every open goes to the file system). */

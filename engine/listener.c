@@ -76,6 +76,8 @@ void piocp_accepted(piocp_listener *l, int fd, const struct sockaddr *peer, sock
     piocp_conn *c = atomic_load(&e->stopping) ? NULL : piocp_pool_acquire(e, fd, peer, peer_len);
     if (!c) {
         atomic_fetch_add(&l->refused, 1);
+        if (l->callbacks.on_refused && !atomic_load(&e->stopping))
+            l->callbacks.on_refused(l, fd, l->user);
         close(fd);
         return;
     }

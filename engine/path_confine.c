@@ -253,6 +253,36 @@ int piocp_open_beneath(int root_fd, const char *name, size_t name_len, int *out_
     return 0;
 }
 
+int piocp_open_dir_beneath(int root_fd, const char *name, size_t name_len, int *out_fd,
+                           const char **reason)
+{
+    *out_fd = -1;
+    if (name_len == 0) {
+        int fd = openat(root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+            return fail(errno, reason_for(errno), reason);
+        *out_fd = fd;
+        return 0;
+    }
+    int rc = check_name(name, name_len, reason);
+    if (rc < 0)
+        return rc;
+    char path[PATH_MAX];
+    memcpy(path, name, name_len);
+    path[name_len] = '\0';
+    int fd = -1;
+    rc = open_resolved(root_fd, path, &fd, reason);
+    if (rc < 0)
+        return rc;
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        close(fd);
+        return fail(ENOTDIR, "not a directory", reason);
+    }
+    *out_fd = fd;
+    return 0;
+}
+
 int piocp_path_confine_uses_openat2(void)
 {
     if (atomic_load_explicit(&force_fallback, memory_order_relaxed))

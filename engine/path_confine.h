@@ -27,6 +27,11 @@
 int piocp_open_beneath(int root_fd, const char *name, size_t name_len, int *out_fd,
                        const char **reason, struct stat *st);
 
+/* The same confinement for a directory (for listings); an empty name is
+ * the root itself. */
+int piocp_open_dir_beneath(int root_fd, const char *name, size_t name_len, int *out_fd,
+                           const char **reason);
+
 /* 1 if names are resolved with openat2(2), 0 if with the stricter
  * component-by-component walk. */
 int piocp_path_confine_uses_openat2(void);

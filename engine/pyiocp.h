@@ -131,6 +131,10 @@ typedef struct piocp_listener_callbacks {
      * holds the only reference; take one with piocp_conn_retain to keep the
      * pointer past on_closed. */
     void (*on_connection)(piocp_listener *listener, piocp_conn *conn, void *user);
+    /* Optional: a connection over max_connections is about to be closed; a
+     * protocol may write a short refusal (e.g. an HTTP 503) to `fd` with a
+     * non-blocking send.  The engine closes fd afterwards. */
+    void (*on_refused)(piocp_listener *listener, int fd, void *user);
 } piocp_listener_callbacks;
 
 /* Binds, listens and starts accepting (also before piocp_engine_start; the
@@ -155,6 +159,11 @@ void piocp_conn_set_callbacks(piocp_conn *conn, piocp_closed_fn on_closed, void 
 void *piocp_conn_user(const piocp_conn *conn);
 piocp_engine *piocp_conn_engine(const piocp_conn *conn);
 int piocp_conn_peer(const piocp_conn *conn, struct sockaddr_storage *addr, socklen_t *addrlen);
+/* Drops the connection (on_closed gets -ETIMEDOUT) if it is still open
+ * `timeout_ms` from now; 0 clears the deadline.  Checked a few times a
+ * second: for request-head and keep-alive timeouts, which the idle timeout
+ * (no progress) cannot express against a client that trickles bytes. */
+int piocp_conn_set_deadline(piocp_conn *conn, int timeout_ms);
 /* Extra references keep the connection's memory valid (not its socket). */
 void piocp_conn_retain(piocp_conn *conn);
 void piocp_conn_release(piocp_conn *conn);
@@ -202,6 +211,33 @@ void piocp_raw_server_free(piocp_raw_server *server);
 extern const piocp_listener_callbacks piocp_raw_server_callbacks;
 /* Transfers answered so far (files sent + error lines), for tests/stats. */
 uint64_t piocp_raw_server_requests(const piocp_raw_server *server);
+
+/* ------------------------------------------ native HTTP/1.1 file server -- */
+/*
+ * Static files over HTTP/1.1 (RFC 9110/9112), served in C with no Python
+ * per request: GET and HEAD, persistent and pipelined connections, ETag and
+ * Last-Modified validators, conditional requests, single byte ranges,
+ * index.html or a directory listing.  Headers and file go out as one
+ * zero-copy transmit.  Paths are confined to the root like the raw
+ * protocol's.
+ */
+typedef struct piocp_http_server piocp_http_server;
+
+typedef struct piocp_http_options {
+    int listing;               /* 1: list directories without index.html; 0: 403 */
+    size_t max_head;           /* request line + headers, bytes; 0 = 8192 */
+    int header_timeout_ms;     /* a request head must arrive within this; 0 = 10 s */
+    int keepalive_timeout_ms;  /* idle time between requests; 0 = 15 s */
+    uint64_t max_discard;      /* request body bytes read and dropped on GET/HEAD; 0 = 64 KiB */
+    int access_log_fd;         /* Common Log Format lines go here; -1 = none (0 is stdin!) */
+} piocp_http_options;
+
+int piocp_http_server_new(piocp_http_server **out, const char *root,
+                          const piocp_http_options *options);
+void piocp_http_server_free(piocp_http_server *server);
+extern const piocp_listener_callbacks piocp_http_server_callbacks;
+/* Responses sent so far (any status). */
+uint64_t piocp_http_server_requests(const piocp_http_server *server);
 
 #ifdef __cplusplus
 }

@@ -26,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -39,19 +38,6 @@
  * us open one file per name it wrote: stop reading at this many answers in
  * flight.  It also bounds the descriptors one connection holds. */
 #define MAX_IN_FLIGHT 16
-
-/* Cached descriptors must leave room for connections: at most 1/16 of the
- * descriptor limit, and 1024. */
-#define FILE_CACHE_MAX_AGE_MS 1000
-static size_t file_cache_capacity(void)
-{
-    struct rlimit limit;
-    size_t capacity = 1024;
-    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY &&
-        limit.rlim_cur / 16 < capacity)
-        capacity = (size_t)(limit.rlim_cur / 16);
-    return capacity;
-}
 
 struct piocp_raw_server {
     int root_fd;
@@ -474,7 +460,7 @@ int piocp_raw_server_new(piocp_raw_server **out, const char *root, const piocp_r
     int rc = realpath(root, real_root) ? 0 : -errno;
     if (rc == 0)
         rc = piocp_file_cache_new(&server->files, server->root_fd, real_root,
-                                  file_cache_capacity(), FILE_CACHE_MAX_AGE_MS);
+                                  piocp_file_cache_default_capacity(), FILE_CACHE_MAX_AGE_MS);
     if (rc < 0) {
         close(server->root_fd);
         free(server);

@@ -32,12 +32,21 @@ class Listener:
     @property
     def refused(self) -> int: ...
     handler_factory: Optional[Callable[[], Handler]]
-    native: Optional["RawFileServer"]
+    native: Optional[Union["RawFileServer", "StaticFiles"]]
 
 class RawFileServer:
     root: str
     def __init__(self, root: Union[str, PathLike], *, access_log: Any = None,
                  max_name: int = 1024) -> None: ...
+    @property
+    def requests(self) -> int: ...
+
+class StaticFiles:
+    root: str
+    def __init__(self, root: Union[str, PathLike], *, listing: bool = True,
+                 access_log: Any = None, header_timeout: float = 10.0,
+                 keepalive_timeout: float = 15.0, max_head: int = 8192,
+                 max_discard: int = 65536) -> None: ...
     @property
     def requests(self) -> int: ...
 
@@ -54,7 +63,7 @@ class Engine:
     @property
     def listeners(self) -> List[Listener]: ...
     def listen(self, address: _Address,
-               handler: Union[Callable[[], Handler], RawFileServer], *,
+               handler: Union[Callable[[], Handler], RawFileServer, StaticFiles], *,
                backlog: int = -1) -> Listener: ...
     def start(self) -> None: ...
     def post(self, callback: Callable[[], Any]) -> None: ...

@@ -27,6 +27,7 @@ from posix.unistd cimport close as c_close
 from ._engine_api cimport *
 
 import logging
+import math
 import os
 import signal
 import socket
@@ -629,6 +630,61 @@ cdef class RawFileServer:
         return piocp_raw_server_requests(self._server)
 
 
+@cython.final
+cdef class StaticFiles:
+    """Static files over HTTP/1.1, served by a native handler in C (no
+    Python per request): GET/HEAD, keep-alive and pipelining, ETag and
+    Last-Modified, conditional requests, byte ranges, index.html or a
+    directory listing.  Pass it to Engine.listen next to Python handlers."""
+    cdef piocp_http_server *_server
+    cdef readonly object root
+
+    def __cinit__(self, root, *, listing=True, access_log=None, header_timeout=10.0,
+                  keepalive_timeout=15.0, int max_head=8192, int max_discard=65536):
+        cdef piocp_http_options options
+        cdef int rc
+        self._server = NULL
+        if not 1024 <= max_head <= 1024 * 1024:
+            raise ValueError("max_head must be in 1024..1048576 bytes")
+        if not 1 <= max_discard <= 1 << 30:
+            raise ValueError("max_discard must be in 1..1073741824 bytes")
+        for name, value in (("header_timeout", header_timeout),
+                            ("keepalive_timeout", keepalive_timeout)):
+            if _milliseconds(value, name) == 0:
+                raise ValueError(f"{name} must be > 0 seconds")
+        self.root = os.fspath(root)
+        memset(&options, 0, sizeof(options))
+        options.listing = 1 if listing else 0
+        options.max_head = max_head
+        options.header_timeout_ms = _milliseconds(header_timeout, "header_timeout")
+        options.keepalive_timeout_ms = _milliseconds(keepalive_timeout, "keepalive_timeout")
+        options.max_discard = max_discard
+        options.access_log_fd = -1 if access_log is None else _fileno(access_log)
+        path = os.fsencode(self.root)
+        rc = piocp_http_server_new(&self._server, path, &options)
+        if rc < 0:
+            raise OSError(-rc, os.strerror(-rc), self.root)
+
+    def __dealloc__(self):
+        if self._server != NULL:
+            piocp_http_server_free(self._server)
+
+    @property
+    def requests(self):
+        """Responses sent so far."""
+        return piocp_http_server_requests(self._server)
+
+
+def _milliseconds(seconds, name="timeout"):
+    """Seconds as whole milliseconds for C: rounded up, and capped where a C
+    int would overflow (about 24 days, far beyond any sensible deadline)."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {seconds!r}")
+    if not seconds >= 0:   # also refuses NaN
+        raise ValueError(f"{name} must be >= 0 seconds, not {seconds!r}")
+    return int(min(math.ceil(seconds * 1000), 2**31 - 1))
+
+
 def _fileno(target):
     if isinstance(target, int):
         return target
@@ -671,7 +727,8 @@ cdef class Engine:
         c.threads = config.threads or 0
         c.backend = backend
         c.max_connections = config.max_connections
-        c.idle_timeout_ms = int(config.idle_timeout * 1000) if config.idle_timeout else 0
+        # rounded up: a timeout under 1 ms must not become 0, "never"
+        c.idle_timeout_ms = _milliseconds(config.idle_timeout) if config.idle_timeout else 0
         c.batch_end = batch_end
         c.batch_user = &self._shared
         rc = piocp_engine_new(&self._c, &c)
@@ -747,6 +804,10 @@ cdef class Engine:
             listener.native = handler
             callbacks = &piocp_raw_server_callbacks
             user = (<RawFileServer>handler)._server
+        elif isinstance(handler, StaticFiles):
+            listener.native = handler
+            callbacks = &piocp_http_server_callbacks
+            user = (<StaticFiles>handler)._server
         elif callable(handler):
             listener.handler_factory = handler
             listener._state.shared = &self._shared
@@ -811,7 +872,7 @@ cdef class Engine:
         """Stops accepting, lets running transfers finish for up to
         drain_timeout seconds, closes everything and joins the workers.
         From inside a handler this only requests the stop."""
-        cdef int drain_ms = int(max(0.0, float(drain_timeout)) * 1000)
+        cdef int drain_ms = _milliseconds(drain_timeout, "drain_timeout")
         if piocp_worker_index() >= 0:
             self.request_stop()
             return

@@ -79,6 +79,21 @@ cdef extern from "pyiocp.h" nogil:
     const piocp_listener_callbacks piocp_raw_server_callbacks
     uint64_t piocp_raw_server_requests(const piocp_raw_server *server)
 
+    ctypedef struct piocp_http_server:
+        pass
+    ctypedef struct piocp_http_options:
+        int listing
+        size_t max_head
+        int header_timeout_ms
+        int keepalive_timeout_ms
+        uint64_t max_discard
+        int access_log_fd
+    int piocp_http_server_new(piocp_http_server **out, const char *root,
+                              const piocp_http_options *options)
+    void piocp_http_server_free(piocp_http_server *server)
+    const piocp_listener_callbacks piocp_http_server_callbacks
+    uint64_t piocp_http_server_requests(const piocp_http_server *server)
+
 cdef extern from "dispatch_queue.h" nogil:
     ctypedef struct dispatch_item:
         int kind

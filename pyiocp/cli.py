@@ -7,10 +7,10 @@ import signal
 import sys
 from typing import Optional, Sequence
 
-from . import Engine, RawFileServer, __version__, available_backends, default_threads
+from . import Engine, RawFileServer, StaticFiles, __version__, available_backends, default_threads
 from .config import BACKENDS, MAX_CONNECTIONS, MAX_IDLE_TIMEOUT, MAX_THREADS
 
-PROTOCOLS = ("raw",)
+PROTOCOLS = ("http", "raw")
 
 
 def _bounded_int(low: int, high: int):
@@ -25,14 +25,20 @@ def _bounded_int(low: int, high: int):
     return parse
 
 
-def _seconds(text: str) -> float:
+def _seconds(text: str, allow_zero: bool = False) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < value <= MAX_IDLE_TIMEOUT:
-        raise argparse.ArgumentTypeError(f"must be in (0, {MAX_IDLE_TIMEOUT:.0f}] seconds, not {text}")
+    low_ok = value >= 0 if allow_zero else value > 0
+    if not (low_ok and value <= MAX_IDLE_TIMEOUT):   # also refuses nan and inf
+        low = "[0" if allow_zero else "(0"
+        raise argparse.ArgumentTypeError(f"must be in {low}, {MAX_IDLE_TIMEOUT:.0f}] seconds, not {text}")
     return value
+
+
+def _drain_seconds(text: str) -> float:
+    return _seconds(text, allow_zero=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,15 +52,22 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=_bounded_int(0, 65535), default=8182,
                        help="port (default 8182; 0 picks a free one)")
-    serve.add_argument("--protocol", choices=PROTOCOLS, default="raw",
-                       help='"raw": a file name per line in, the file\'s bytes out')
+    serve.add_argument("--protocol", choices=PROTOCOLS, default="http",
+                       help='"http" (default): HTTP/1.1; "raw": a file name per line in, '
+                            "the file's bytes out")
+    serve.add_argument("--no-listing", dest="listing", action="store_false",
+                       help="http: answer 403 for directories without index.html")
+    serve.add_argument("--header-timeout", type=_seconds, default=10.0, metavar="SECONDS",
+                       help="http: a request head must arrive within this (default 10)")
+    serve.add_argument("--keepalive-timeout", type=_seconds, default=15.0, metavar="SECONDS",
+                       help="http: idle time allowed between requests (default 15)")
     serve.add_argument("--threads", type=_bounded_int(1, MAX_THREADS), default=None,
                        help=f"worker threads (default 2 x CPUs = {default_threads()})")
     serve.add_argument("--backend", choices=BACKENDS, default="auto")
     serve.add_argument("--max-connections", type=_bounded_int(1, MAX_CONNECTIONS), default=10_000)
     serve.add_argument("--idle-timeout", type=_seconds, default=60.0, metavar="SECONDS",
                        help="drop peers that make no progress this long (default 60)")
-    serve.add_argument("--drain-timeout", type=float, default=10.0, metavar="SECONDS",
+    serve.add_argument("--drain-timeout", type=_drain_seconds, default=10.0, metavar="SECONDS",
                        help="on Ctrl-C/SIGTERM, how long running transfers may finish (default 10)")
     serve.add_argument("--quiet", action="store_true", help="no access log")
 
@@ -70,7 +83,13 @@ def serve(args: argparse.Namespace) -> int:
     try:
         engine = Engine(threads=args.threads, backend=args.backend,
                         max_connections=args.max_connections, idle_timeout=args.idle_timeout)
-        handler = RawFileServer(root, access_log=None if args.quiet else sys.stdout)
+        access_log = None if args.quiet else sys.stdout
+        if args.protocol == "http":
+            handler = StaticFiles(root, listing=args.listing, access_log=access_log,
+                                  header_timeout=args.header_timeout,
+                                  keepalive_timeout=args.keepalive_timeout)
+        else:
+            handler = RawFileServer(root, access_log=access_log)
         listener = engine.listen((args.host, args.port), handler)
     except OSError as exc:
         print(f"pyiocp: {exc}", file=sys.stderr)

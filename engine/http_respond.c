@@ -1,0 +1,437 @@
+/*
+ * http_respond.c - what a static-file request is answered with: method,
+ * path confinement, index.html or listing, validators (ETag,
+ * Last-Modified), conditional requests, byte ranges, error pages, and the
+ * access log line of each answer.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "http_server_internal.h"
+#include "http_listing.h"
+#include "log_clf.h"
+#include "mime_types.h"
+#include "path_confine.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Room for the status line and the headers we write, besides any
+ * Location and the request line kept for the log. */
+#define HEAD_ROOM 640
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 416: return "Range Not Satisfiable";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Error";
+    }
+}
+
+/* The Date header changes once a second: format it once a second per
+ * thread, not once per response. */
+static const char *date_now(void)
+{
+    static _Thread_local time_t cached_second = -1;
+    static _Thread_local char cached[30];
+    time_t now = time(NULL);
+    if (now != cached_second) {
+        http_format_date((int64_t)now, cached);
+        cached_second = now;
+    }
+    return cached;
+}
+
+/* ---------------------------------------------------------- building -- */
+
+typedef struct builder {
+    http_response *r;
+    size_t cap;
+    bool overflow;
+} builder;
+
+static bool builder_start(builder *b, size_t extra, const http_request *req)
+{
+    size_t line = req ? req->method_len + req->target_len + 16 : 0; /* "M T HTTP/1.x" + NUL */
+    b->cap = HEAD_ROOM + extra;
+    b->r = malloc(sizeof *b->r + b->cap + line);
+    b->overflow = false;
+    if (!b->r)
+        return false;
+    memset(b->r, 0, sizeof *b->r);
+    b->r->req.complete = http_response_done;
+    b->r->req.user = b->r;
+    return true;
+}
+
+static void add(builder *b, const char *text, size_t len)
+{
+    if (b->r->head_len + len > b->cap) {
+        b->overflow = true;
+        return;
+    }
+    memcpy(b->r->data + b->r->head_len, text, len);
+    b->r->head_len += len;
+}
+
+static void addf(builder *b, const char *format, ...)
+{
+    va_list args;
+    va_start(args, format);
+    size_t room = b->cap - b->r->head_len;
+    int n = vsnprintf(b->r->data + b->r->head_len, room, format, args);
+    va_end(args);
+    if (n < 0 || (size_t)n >= room)
+        b->overflow = true;
+    else
+        b->r->head_len += (size_t)n;
+}
+
+static void add_status_and_common(builder *b, int status, bool keep_alive, int minor)
+{
+    b->r->status = status;
+    b->r->close_after = !keep_alive;
+    addf(b, "HTTP/1.1 %d %s\r\nServer: pyiocp\r\nDate: %s\r\n", status, reason_phrase(status),
+         date_now());
+    if (!keep_alive)
+        add(b, "Connection: close\r\n", 19);
+    else if (minor == 0)
+        add(b, "Connection: keep-alive\r\n", 24);
+}
+
+/* Keeps "METHOD target HTTP/1.x" after the head, for the access log. */
+static void keep_request_line(builder *b, const http_request *req)
+{
+    if (!req)
+        return;
+    char *p = b->r->data + b->r->head_len;
+    int n = sprintf(p, "%.*s %.*s HTTP/1.%d", (int)req->method_len, req->method,
+                    (int)req->target_len, req->target, req->minor_version);
+    b->r->request_line_len = n > 0 ? (size_t)n : 0;
+}
+
+static void send_built(http_conn *hc, builder *b, const http_request *req)
+{
+    if (b->overflow) {
+        /* our own headers did not fit: a bug, but answer rather than hang */
+        b->r->head_len = 0;
+        b->r->file = NULL;
+        b->r->body_count = 0;
+        b->r->close_after = true;
+        addf(b, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        b->r->status = 500;
+    }
+    keep_request_line(b, req);
+    http_queue_response(hc, b->r);
+}
+
+static bool wants_keep_alive(const http_request *req)
+{
+    if (req->connection_close)
+        return false;
+    return req->minor_version >= 1 || req->connection_keep_alive;
+}
+
+static void error_page(http_conn *hc, const http_request *req, int status, bool keep_alive,
+                       const char *extra_headers)
+{
+    builder b;
+    if (!builder_start(&b, strlen(extra_headers), req)) {
+        piocp_abort(hc->conn);
+        return;
+    }
+    char body[96];
+    int body_len = snprintf(body, sizeof body, "%d %s\r\n", status, reason_phrase(status));
+    bool head_only = req && req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
+    add_status_and_common(&b, status, keep_alive, req ? req->minor_version : 1);
+    addf(&b, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n%s\r\n", body_len,
+         extra_headers);
+    if (!head_only) {
+        add(&b, body, (size_t)body_len);
+        b.r->body_bytes = (uint64_t)body_len;
+    }
+    send_built(hc, &b, req);
+}
+
+void http_respond_error(http_conn *hc, int status, const char *method, size_t method_len,
+                        const char *extra_headers, bool close)
+{
+    (void)method;
+    (void)method_len;
+    (void)close; /* errors reported this way always end the connection */
+    error_page(hc, NULL, status ? status : 400, false, extra_headers);
+}
+
+void http_response_free(http_response *r)
+{
+    if (r->file)
+        piocp_file_cache_release(r->hc->server->files, r->file);
+    free(r);
+}
+
+/* ------------------------------------------------------- validators -- */
+
+static size_t format_etag(char out[64], const struct stat *st)
+{
+    /* strong: inode, size and mtime to the nanosecond change with any
+     * rewrite that matters (nginx uses mtime-size; the inode also catches
+     * a same-size replacement within one second) */
+    return (size_t)snprintf(out, 64, "\"%" PRIx64 "-%" PRIx64 "-%" PRIx64 "\"", (uint64_t)st->st_ino,
+                            (uint64_t)st->st_size,
+                            (uint64_t)st->st_mtim.tv_sec * 1000000000u + (uint64_t)st->st_mtim.tv_nsec);
+}
+
+/* RFC 9110 13.2.2: If-None-Match first; If-Modified-Since only without it. */
+static bool not_modified(const http_request *req, const struct stat *st, const char *etag,
+                         size_t etag_len)
+{
+    if (req->if_none_match)
+        return http_etag_matches(req->if_none_match, req->if_none_match_len, etag, etag_len);
+    int64_t since;
+    if (req->if_modified_since &&
+        http_parse_date(req->if_modified_since, req->if_modified_since_len, &since) == 0)
+        return (int64_t)st->st_mtim.tv_sec <= since;
+    return false;
+}
+
+/* If-Range: the range holds only if the representation is the one the
+ * client has (strong ETag match, or exactly the Last-Modified date). */
+static bool range_applies(const http_request *req, const struct stat *st, const char *etag,
+                          size_t etag_len)
+{
+    if (!req->if_range)
+        return true;
+    if (req->if_range_len > 0 && req->if_range[0] == '"')
+        return req->if_range_len == etag_len && memcmp(req->if_range, etag, etag_len) == 0;
+    int64_t date;
+    return http_parse_date(req->if_range, req->if_range_len, &date) == 0 &&
+           date == (int64_t)st->st_mtim.tv_sec;
+}
+
+/* ------------------------------------------------------------ files -- */
+
+static void serve_file(http_conn *hc, const http_request *req, const char *path, size_t path_len,
+                       const piocp_cached_file *file, bool head_only, bool keep_alive)
+{
+    const struct stat *st = &file->st;
+    char etag[64];
+    size_t etag_len = format_etag(etag, st);
+    char modified[30];
+    http_format_date((int64_t)st->st_mtim.tv_sec, modified);
+    uint64_t size = (uint64_t)st->st_size;
+
+    builder b;
+    if (!builder_start(&b, 0, req)) {
+        piocp_file_cache_release(hc->server->files, file);
+        piocp_abort(hc->conn);
+        return;
+    }
+    if (not_modified(req, st, etag, etag_len)) {
+        add_status_and_common(&b, 304, keep_alive, req->minor_version);
+        addf(&b, "Last-Modified: %s\r\nETag: %s\r\n\r\n", modified, etag);
+        piocp_file_cache_release(hc->server->files, file);
+        send_built(hc, &b, req);
+        return;
+    }
+    uint64_t start = 0, end = size ? size - 1 : 0;
+    int range = 0;
+    if (req->range && !head_only && range_applies(req, st, etag, etag_len))
+        range = http_parse_range(req->range, req->range_len, size, &start, &end);
+    if (range < 0) {
+        piocp_file_cache_release(hc->server->files, file);
+        free(b.r);
+        char extra[64];
+        snprintf(extra, sizeof extra, "Content-Range: bytes */%" PRIu64 "\r\n", size);
+        error_page(hc, req, 416, keep_alive, extra);
+        return;
+    }
+    uint64_t count = size == 0 ? 0 : end - start + 1;
+    add_status_and_common(&b, range > 0 ? 206 : 200, keep_alive, req->minor_version);
+    addf(&b,
+         "Content-Type: %s\r\nContent-Length: %" PRIu64 "\r\nLast-Modified: %s\r\nETag: %s\r\n"
+         "Accept-Ranges: bytes\r\n",
+         piocp_mime_type(path, path_len), count, modified, etag);
+    if (range > 0)
+        addf(&b, "Content-Range: bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64 "\r\n", start, end, size);
+    add(&b, "\r\n", 2);
+    if (head_only || count == 0) {
+        piocp_file_cache_release(hc->server->files, file);
+    } else {
+        b.r->file = file;
+        b.r->body_offset = start;
+        b.r->body_count = count;
+        b.r->body_bytes = count;
+    }
+    send_built(hc, &b, req);
+}
+
+static void serve_listing(http_conn *hc, const http_request *req, const char *path,
+                          size_t path_len, bool head_only, bool keep_alive)
+{
+    int dir_fd;
+    const char *reason;
+    if (piocp_open_dir_beneath(hc->server->root_fd, path, path_len, &dir_fd, &reason) < 0) {
+        error_page(hc, req, 404, keep_alive, "");
+        return;
+    }
+    /* the URL path as the client should see it, starting and ending in '/' */
+    char url[PATH_MAX + 2];
+    int url_len = snprintf(url, sizeof url, "/%.*s%s", (int)path_len, path, path_len ? "/" : "");
+    char *html = NULL;
+    size_t html_len = 0;
+    int rc = url_len > 0 && (size_t)url_len < sizeof url
+                 ? piocp_http_listing(dir_fd, url, (size_t)url_len, &html, &html_len)
+                 : -ENAMETOOLONG;
+    close(dir_fd);
+    if (rc < 0) {
+        error_page(hc, req, rc == -EACCES ? 403 : 500, keep_alive, "");
+        return;
+    }
+    builder b;
+    if (!builder_start(&b, head_only ? 0 : html_len, req)) {
+        free(html);
+        piocp_abort(hc->conn);
+        return;
+    }
+    add_status_and_common(&b, 200, keep_alive, req->minor_version);
+    addf(&b, "Content-Type: text/html; charset=utf-8\r\nContent-Length: %zu\r\n"
+             "Cache-Control: no-cache\r\n\r\n", html_len);
+    if (!head_only) {
+        add(&b, html, html_len);
+        b.r->body_bytes = html_len;
+    }
+    free(html);
+    send_built(hc, &b, req);
+}
+
+/* "/docs" names a directory: send the client to "/docs/" so that relative
+ * links in its index resolve, keeping any query. */
+static void redirect_to_directory(http_conn *hc, const http_request *req, bool keep_alive)
+{
+    const char *target = req->target;
+    size_t len = req->target_len;
+    size_t path_end = 0;
+    while (path_end < len && target[path_end] != '?' && target[path_end] != '#')
+        path_end++;
+    size_t extra = len + 32;
+    builder b;
+    if (!builder_start(&b, extra, req)) {
+        piocp_abort(hc->conn);
+        return;
+    }
+    add_status_and_common(&b, 301, keep_alive, req->minor_version);
+    addf(&b, "Location: %.*s/%.*s\r\nContent-Length: 0\r\n\r\n", (int)path_end, target,
+         (int)(len - path_end), target + path_end);
+    send_built(hc, &b, req);
+}
+
+static bool method_is(const http_request *req, const char *name)
+{
+    size_t n = strlen(name);
+    return req->method_len == n && memcmp(req->method, name, n) == 0;
+}
+
+void http_respond(http_conn *hc, const http_request *req)
+{
+    bool keep_alive = wants_keep_alive(req);
+    bool head_only = method_is(req, "HEAD");
+    if (!head_only && !method_is(req, "GET")) {
+        error_page(hc, req, 405, keep_alive, "Allow: GET, HEAD\r\n");
+        return;
+    }
+    char path[PATH_MAX];
+    size_t path_len;
+    bool trailing_slash;
+    int rc = http_decode_path(req->target, req->target_len, path, sizeof path, &path_len,
+                              &trailing_slash);
+    if (rc < 0) {
+        error_page(hc, req, http_error_status(rc), keep_alive, "");
+        return;
+    }
+    piocp_file_cache *files = hc->server->files;
+    const piocp_cached_file *file;
+    const char *reason;
+    if (path_len > 0 && !trailing_slash) {
+        rc = piocp_file_cache_open(files, path, path_len, &file, &reason);
+        if (rc == 0) {
+            serve_file(hc, req, path, path_len, file, head_only, keep_alive);
+            return;
+        }
+        if (rc == -EISDIR) {
+            redirect_to_directory(hc, req, keep_alive);
+            return;
+        }
+    } else {
+        /* a directory: its index.html, else a listing */
+        static const char index_name[] = "index.html";
+        if (path_len + 1 + sizeof index_name > sizeof path) {
+            error_page(hc, req, 414, keep_alive, "");
+            return;
+        }
+        char index[PATH_MAX];
+        size_t index_len = 0;
+        if (path_len) {
+            memcpy(index, path, path_len);
+            index[path_len] = '/';
+            index_len = path_len + 1;
+        }
+        memcpy(index + index_len, index_name, sizeof index_name);
+        index_len += sizeof index_name - 1;
+        rc = piocp_file_cache_open(files, index, index_len, &file, &reason);
+        if (rc == 0) {
+            serve_file(hc, req, index, index_len, file, head_only, keep_alive);
+            return;
+        }
+        if (rc == -ENOENT && hc->server->listing) {
+            serve_listing(hc, req, path, path_len, head_only, keep_alive);
+            return;
+        }
+        if (rc == -ENOENT)
+            rc = -EACCES; /* the directory exists but listing it is off */
+    }
+    error_page(hc, req, rc == -ENOENT || rc == -ENOTDIR ? 404 : 403, keep_alive, "");
+}
+
+/* ------------------------------------------------------- access log -- */
+
+void http_log_response(http_conn *hc, const http_response *r, ssize_t result)
+{
+    if (!hc->server->log)
+        return;
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
+    piocp_conn_peer(hc->conn, &peer, &peer_len);
+    /* CLF counts body bytes; a cut-off answer logs what went out */
+    uint64_t sent = 0;
+    if (result > 0 && (size_t)result > r->head_len)
+        sent = (uint64_t)result - r->head_len;
+    if (r->file == NULL && result >= 0)
+        sent = r->body_bytes;
+    char line[1024 + 4 * 256];
+    const char *request_line = r->data + r->head_len;
+    size_t n = piocp_clf_line(line, sizeof line, &peer, peer_len, (int64_t)time(NULL),
+                              request_line, r->request_line_len, r->status, sent);
+    piocp_access_log_write(hc->server->log, line, n);
+}
