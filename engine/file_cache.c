@@ -102,8 +102,22 @@ static void entry_put_locked(cache_entry *e)
 {
     if (--e->refs == 0) {
         close(e->file.fd);
+        free((char *)e->file.bytes);
         free(e);
     }
+}
+
+/* Reads a small file whole; a short read (it is changing) keeps none. */
+static const char *load_small(int fd, const struct stat *st)
+{
+    if (st->st_size <= 0 || st->st_size > FILE_CACHE_SMALL_FILE)
+        return NULL;
+    char *bytes = malloc((size_t)st->st_size);
+    if (bytes && pread(fd, bytes, (size_t)st->st_size, 0) != st->st_size) {
+        free(bytes);
+        bytes = NULL;
+    }
+    return bytes;
 }
 
 /* Takes the entry out of the table; users keep it alive until released. */
@@ -323,6 +337,7 @@ int piocp_file_cache_open(piocp_file_cache *c, const char *name, size_t len,
     memset(fresh, 0, sizeof *fresh);
     fresh->file.fd = fd;
     fresh->file.st = st;
+    fresh->file.bytes = c->capacity > 0 ? load_small(fd, &st) : NULL;
     fresh->opened_ms = now;
     fresh->refs = 1; /* the caller's */
     fresh->hash = h;
@@ -344,6 +359,7 @@ int piocp_file_cache_open(piocp_file_cache *c, const char *name, size_t len,
         lru_push_front(c, old);
         pthread_mutex_unlock(&c->lock);
         close(fd);
+        free((char *)fresh->file.bytes);
         free(fresh);
         *out = &old->file;
         return 0;

@@ -21,9 +21,14 @@
 
 typedef struct piocp_file_cache piocp_file_cache;
 
+/* Files up to this size also keep their bytes in memory: a small answer
+ * then leaves in one send with its header instead of send + sendfile. */
+#define FILE_CACHE_SMALL_FILE 16384
+
 typedef struct piocp_cached_file {
     int fd;              /* open for reading; valid until released */
-    struct stat st;      /* as of opening */
+    struct stat st;      /* as of opening (re-checked on every hit) */
+    const char *bytes;   /* the whole file if it is small, else NULL */
 } piocp_cached_file;
 
 #define FILE_CACHE_MAX_AGE_MS 1000

@@ -243,7 +243,9 @@ static void serve_file(http_conn *hc, const http_request *req, const char *path,
     uint64_t size = (uint64_t)st->st_size;
 
     builder b;
-    if (!builder_start(&b, 0, req)) {
+    /* a small file's cached bytes go out with the header in one send */
+    size_t inline_room = file->bytes && !head_only ? (size_t)size : 0;
+    if (!builder_start(&b, inline_room, req)) {
         piocp_file_cache_release(hc->server->files, file);
         piocp_abort(hc->conn);
         return;
@@ -276,7 +278,11 @@ static void serve_file(http_conn *hc, const http_request *req, const char *path,
     if (range > 0)
         addf(&b, "Content-Range: bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64 "\r\n", start, end, size);
     add(&b, "\r\n", 2);
-    if (head_only || count == 0) {
+    if (!head_only && count > 0 && file->bytes) {
+        add(&b, file->bytes + start, (size_t)count);
+        b.r->body_bytes = count;
+        piocp_file_cache_release(hc->server->files, file);
+    } else if (head_only || count == 0) {
         piocp_file_cache_release(hc->server->files, file);
     } else {
         b.r->file = file;

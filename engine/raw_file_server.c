@@ -57,9 +57,10 @@ typedef struct raw_reply {
     const piocp_cached_file *file; /* the file being sent, or NULL for an error line */
     uint64_t expected;  /* bytes the request must move to have succeeded */
     const char *reason; /* error line: why (static text) */
-    size_t line_len;    /* error line bytes at the start of data[] */
+    size_t line_len;    /* bytes sent from data[]: an error line or a small file */
     size_t name_len;    /* name bytes after them, kept for the access log */
     bool name_cut;      /* the name was longer than what is kept */
+    bool sent_inline;   /* a small file sent from data[], not an error line */
     char data[];
 } raw_reply;
 
@@ -104,7 +105,7 @@ static void log_reply(raw_conn *rc, const raw_reply *reply, ssize_t result)
     char errbuf[128];
     char outcome[160];
     if (result >= 0 && (uint64_t)result == reply->expected) {
-        if (reply->file)
+        if (reply->file || reply->sent_inline)
             snprintf(outcome, sizeof outcome, "ok");
         else
             snprintf(outcome, sizeof outcome, "error: %s", reply->reason);
@@ -164,7 +165,10 @@ static void fifo_remove(raw_conn *rc, raw_reply *reply)
 static void reply_done(piocp_request *req, ssize_t result);
 
 /* `reason` NULL: a file answer.  The name is kept only for the log. */
-static raw_reply *reply_new(raw_conn *rc, const char *name, size_t name_len, const char *reason)
+/* `inline_bytes`: a small file's cached bytes, sent from data[] in one send
+ * (reason NULL), instead of a transmit. */
+static raw_reply *reply_new(raw_conn *rc, const char *name, size_t name_len, const char *reason,
+                            const char *inline_bytes, size_t inline_len)
 {
     size_t keep = 0;
     bool cut = false;
@@ -175,7 +179,7 @@ static raw_reply *reply_new(raw_conn *rc, const char *name, size_t name_len, con
             cut = true;
         }
     }
-    size_t line_len = reason ? strlen("ERROR: ") + strlen(reason) + 2 : 0;
+    size_t line_len = reason ? strlen("ERROR: ") + strlen(reason) + 2 : inline_len;
 
     raw_reply *reply = malloc(sizeof *reply + line_len + keep);
     if (reply == NULL)
@@ -191,6 +195,9 @@ static raw_reply *reply_new(raw_conn *rc, const char *name, size_t name_len, con
     reply->line_len = line_len;
     reply->name_len = keep;
     reply->name_cut = cut;
+    reply->sent_inline = false;
+    if (inline_bytes)
+        memcpy(reply->data, inline_bytes, inline_len);
     if (reason) {
         char *p = reply->data;
         memcpy(p, "ERROR: ", 7);
@@ -232,7 +239,7 @@ static void reply_post(raw_conn *rc, raw_reply *reply)
 
 static void answer_error(raw_conn *rc, const char *name, size_t name_len, const char *reason)
 {
-    raw_reply *reply = reply_new(rc, name, name_len, reason);
+    raw_reply *reply = reply_new(rc, name, name_len, reason, NULL, 0);
     if (reply == NULL) {
         rc->want_abort = true; /* an unanswered name would desynchronise the client */
         return;
@@ -248,10 +255,19 @@ static void answer_name(raw_conn *rc, const char *name, size_t name_len)
         answer_error(rc, name, name_len, reason);
         return;
     }
-    raw_reply *reply = reply_new(rc, name, name_len, NULL);
+    bool small = file->bytes != NULL;
+    raw_reply *reply = reply_new(rc, name, name_len, NULL, file->bytes,
+                                 small ? (size_t)file->st.st_size : 0);
     if (reply == NULL) {
         piocp_file_cache_release(rc->server->files, file);
         rc->want_abort = true;
+        return;
+    }
+    if (small) {
+        /* the bytes are in the reply: one send, no file descriptor held */
+        piocp_file_cache_release(rc->server->files, file);
+        reply->sent_inline = true;
+        reply_post(rc, reply);
         return;
     }
     /* An exact count, fixed now: the protocol carries no length, so a file
