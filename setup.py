@@ -16,7 +16,7 @@ extension = Extension(
     define_macros=[("_GNU_SOURCE", None)],
     extra_compile_args=["-O2", "-Wall", "-Wno-unused-function"],
     extra_link_args=["-pthread"],
-    depends=glob.glob("engine/*.h") + ["pyiocp/dispatch_queue.h", "pyiocp/_engine_api.pxd"],
+    depends=glob.glob("engine/*.h") + glob.glob("pyiocp/*.pxi") + ["pyiocp/dispatch_queue.h", "pyiocp/_engine_api.pxd"],
 )
 
 setup(ext_modules=cythonize([extension], language_level=3))

@@ -1,0 +1,259 @@
+# The Engine: lifecycle, listeners, run/stop, signals.
+# Included by _core.pyx (one extension module, several files).
+
+@cython.no_gc_clear   # its listeners must stay valid while it frees itself
+cdef class Engine:
+    """The completion engine: a pool of worker threads around one completion
+    queue.  Use pyiocp.Engine (which validates its configuration)."""
+    cdef piocp_engine *_c
+    cdef engine_shared _shared
+    cdef bint _queue_ready
+    cdef list _listeners
+    cdef object _natives
+    cdef int _wake_read, _wake_write
+    cdef readonly bint started
+    cdef bint _stopped
+    cdef bint _stop_requested
+    cdef readonly object config
+    cdef object _backend_name
+    cdef int _threads
+
+    def __cinit__(self, *args, **kwargs):
+        self._c = NULL
+        self._queue_ready = 0
+        self._wake_read = self._wake_write = -1
+
+    def __init__(self, config):
+        cdef piocp_config c
+        cdef int rc
+        self.config = config
+        if dispatch_queue_init(&self._shared.queue) != 0:
+            raise MemoryError()
+        self._queue_ready = 1
+        self._shared.engine = <PyObject *>self
+        backend = config.backend.encode()
+        memset(&c, 0, sizeof(c))
+        c.threads = config.threads or 0
+        c.backend = backend
+        c.max_connections = config.max_connections
+        # rounded up: a timeout under 1 ms must not become 0, "never"
+        c.idle_timeout_ms = _milliseconds(config.idle_timeout) if config.idle_timeout else 0
+        c.batch_end = batch_end
+        c.batch_user = &self._shared
+        rc = piocp_engine_new(&self._c, &c)
+        if rc < 0:
+            self._c = NULL
+            if config.backend != "auto":
+                raise OSError(-rc, f"backend {config.backend!r} is not available: "
+                                   f"{os.strerror(-rc)}")
+            _raise_errno(rc, "engine")
+        self._listeners = []
+        self._backend_name = piocp_engine_backend(self._c).decode()
+        self._threads = piocp_engine_threads(self._c)
+        self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def __dealloc__(self):
+        if self._c != NULL:
+            with nogil:
+                piocp_engine_stop(self._c, 0)
+            self._drain(False)
+        self._free()
+
+    cdef _free(self):
+        """Gives back every descriptor and byte: called once stopped and
+        drained, when every Connection has been told it closed."""
+        cdef Listener listener
+        if self._c != NULL:
+            for listener in self._listeners or ():
+                listener._refused_at_stop = piocp_listener_refused(listener._listener)
+            piocp_engine_free(self._c)
+            self._c = NULL
+        if self._queue_ready:
+            dispatch_queue_destroy(&self._shared.queue)
+            self._queue_ready = 0
+        if self._wake_read >= 0:
+            c_close(self._wake_read)
+            c_close(self._wake_write)
+            self._wake_read = self._wake_write = -1
+
+    @property
+    def backend(self):
+        """The backend in use ("epoll")."""
+        return self._backend_name
+
+    @property
+    def threads(self):
+        return self._threads
+
+    @property
+    def connections(self):
+        """Connections open right now."""
+        return piocp_engine_connections(self._c) if self._c != NULL else 0
+
+    @property
+    def listeners(self):
+        return list(self._listeners)
+
+    def listen(self, address, handler, *, int backlog=-1):
+        """Listens on (host, port).  `handler` is a factory called once per
+        connection to make a pyiocp.Handler, or a native protocol handler
+        such as pyiocp.RawFileServer.  Returns the Listener."""
+        cdef sockaddr_storage addr
+        cdef socklen_t length = tuple_to_sockaddr(address, &addr)
+        cdef Listener listener = Listener.__new__(Listener)
+        cdef const piocp_listener_callbacks *callbacks
+        cdef void *user
+        cdef int rc
+        if self._stopped:
+            raise RuntimeError("the engine is stopped")
+        if backlog < 0:
+            backlog = self.config.backlog
+        listener._engine = self
+        if isinstance(handler, RawFileServer):
+            listener.native = handler
+            callbacks = &piocp_raw_server_callbacks
+            user = (<RawFileServer>handler)._server
+        elif isinstance(handler, StaticFiles):
+            listener.native = handler
+            callbacks = &piocp_http_server_callbacks
+            user = (<StaticFiles>handler)._server
+        elif callable(handler):
+            listener.handler_factory = handler
+            listener._state.shared = &self._shared
+            listener._state.listener = <PyObject *>listener
+            listener._state.recv_size = self.config.recv_buffer_size
+            callbacks = &python_callbacks
+            user = &listener._state
+        else:
+            raise TypeError("handler must be a Handler factory (such as a Handler "
+                            f"subclass) or a native handler, not {handler!r}")
+        rc = piocp_listen(self._c, <sockaddr *>&addr, length, backlog, callbacks, user,
+                          &listener._listener)
+        if rc < 0:
+            raise OSError(-rc, f"cannot listen on {address!r}: {os.strerror(-rc)}")
+        self._listeners.append(listener)
+        return listener
+
+    def start(self):
+        """Starts the worker threads (background serving)."""
+        cdef int rc
+        if self._stopped:
+            raise RuntimeError("the engine is stopped; make a new one")
+        if self.started:
+            return
+        rc = piocp_engine_start(self._c)
+        if rc < 0:
+            _raise_errno(rc, "start")
+        self.started = True
+
+    def post(self, callback):
+        """Runs callback() once on a worker thread (with the GIL)."""
+        cdef call_request *cr
+        cdef int rc
+        if not callable(callback):
+            raise TypeError("callback must be callable")
+        if self._c == NULL:
+            raise RuntimeError("the engine is stopped")
+        cr = <call_request *>calloc(1, sizeof(call_request))
+        if cr == NULL:
+            raise MemoryError()
+        cr.req.complete = on_call_done
+        cr.shared = &self._shared
+        cr.callback = <PyObject *>callback
+        Py_INCREF(callback)
+        rc = piocp_post(self._c, &cr.req, 0)
+        if rc < 0:
+            Py_DECREF(callback)
+            free(cr)
+            _raise_errno(rc, "post")
+
+    def request_stop(self):
+        """Asks run() to stop; safe from any thread and from handlers."""
+        self._stop_requested = True
+        if self._wake_write < 0:
+            return   # already stopped and freed: nothing waits any more
+        try:
+            os.write(self._wake_write, b"s")
+        except BlockingIOError:
+            pass     # the pipe is full, so run() is awake anyway
+
+    def stop(self, drain_timeout=5.0):
+        """Stops accepting, lets running transfers finish for up to
+        drain_timeout seconds, closes everything and joins the workers.
+        From inside a handler this only requests the stop."""
+        cdef int drain_ms = _milliseconds(drain_timeout, "drain_timeout")
+        if piocp_worker_index() >= 0:
+            self.request_stop()
+            return
+        if self._stopped:
+            return
+        self._stopped = True
+        with nogil:
+            piocp_engine_stop(self._c, drain_ms)
+        self._drain(True)
+        self._free()
+
+    cdef _drain(self, bint run_handlers):
+        """Dispatches what the workers left in the queue (GIL held)."""
+        cdef dispatch_item *items
+        cdef size_t n
+        while True:
+            n = dispatch_queue_claim(&self._shared.queue, &items)
+            if n == 0:
+                return
+            dispatch_batch(items, n, run_handlers)
+            dispatch_queue_release(&self._shared.queue)
+
+    def run(self, drain_timeout=5.0):
+        """Serves in the foreground until Ctrl-C, SIGTERM (unless the program
+        handles it itself) or request_stop(), then stops gracefully."""
+        cdef pollfd pfd
+        cdef int rc
+        previous = previous_term = None
+        in_main = threading.current_thread() is threading.main_thread()
+        try:
+            if in_main:
+                # a signal handled by any thread still wakes the poll below
+                previous = signal.set_wakeup_fd(self._wake_write, warn_on_full_buffer=False)
+                # SIGTERM, like Ctrl-C, stops gracefully, unless the program
+                # has a handler of its own
+                if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+                    previous_term = signal.signal(signal.SIGTERM,
+                                                  lambda signum, frame: self.request_stop())
+            # after the handlers: once connections are served, signals stop it
+            self.start()
+            pfd.fd = self._wake_read
+            pfd.events = POLLIN
+            while True:
+                # compiled code never passes through the eval loop's signal
+                # check: run handlers of signals that came before the wake-up
+                # fd was set, or they would be seen only after the next one
+                PyErr_CheckSignals()
+                if self._stop_requested:
+                    break
+                with nogil:
+                    rc = poll(&pfd, 1, -1)
+                try:
+                    while os.read(self._wake_read, 64):
+                        pass
+                except BlockingIOError:
+                    pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if in_main and previous is not None:
+                signal.set_wakeup_fd(previous)
+            self.stop(drain_timeout)
+            if previous_term is not None:
+                signal.signal(signal.SIGTERM, previous_term)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+
+cdef piocp_listener_callbacks python_callbacks
+python_callbacks.on_connection = on_connection
