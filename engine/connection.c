@@ -46,6 +46,7 @@ piocp_conn *piocp_pool_acquire(piocp_engine *e, int fd, const struct sockaddr *p
     atomic_store(&c->refs, 1); /* the engine's, dropped after on_closed */
     atomic_store(&c->last_active_ms, piocp_now_ms());
     c->state = CONN_OPEN;
+    c->owner = -1; /* a backend with one ring per worker sets it in add_conn */
     c->fd = fd;
     /* optimistic: a client usually sends its request right after connecting */
     c->readable = true;
@@ -142,7 +143,24 @@ void piocp_schedule_locked(piocp_conn *c)
     atomic_fetch_add(&c->refs, 1);
     piocp_engine *e = c->engine;
     piocp_worker *w = piocp_current_worker();
-    if (w && w->engine == e) {
+    if (w && w->engine != e)
+        w = NULL;
+    if (c->owner >= 0) {
+        /* its requests live on its owner's ring: only the owner may run it */
+        piocp_worker *owner = &e->workers[c->owner];
+        if (w == owner) {
+            ready_push(&w->local, c);
+            return;
+        }
+        pthread_mutex_lock(&owner->remote_lock);
+        bool was_empty = owner->remote.head == NULL;
+        ready_push(&owner->remote, c);
+        pthread_mutex_unlock(&owner->remote_lock);
+        if (was_empty)
+            e->backend->wake_worker(owner);
+        return;
+    }
+    if (w) {
         ready_push(&w->local, c);
         return;
     }
@@ -161,6 +179,14 @@ void piocp_take_global(piocp_worker *w)
     while (e->ready.head)
         ready_push(&w->local, ready_pop(&e->ready));
     pthread_mutex_unlock(&e->ready_lock);
+}
+
+void piocp_take_remote(piocp_worker *w)
+{
+    pthread_mutex_lock(&w->remote_lock);
+    while (w->remote.head)
+        ready_push(&w->local, ready_pop(&w->remote));
+    pthread_mutex_unlock(&w->remote_lock);
 }
 
 void piocp_run_local(piocp_worker *w)

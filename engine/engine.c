@@ -111,6 +111,7 @@ int piocp_engine_new(piocp_engine **out, const piocp_config *config)
     for (int i = 0; i < e->threads; i++) {
         e->workers[i].engine = e;
         e->workers[i].index = i;
+        pthread_mutex_init(&e->workers[i].remote_lock, NULL);
     }
     int rc = backend->init(e);
     if (rc < 0) {
@@ -270,6 +271,8 @@ void piocp_engine_free(piocp_engine *e)
     pthread_mutex_destroy(&e->ready_lock);
     pthread_mutex_destroy(&e->user_lock);
     pthread_mutex_destroy(&e->stop_lock);
+    for (int i = 0; i < e->threads; i++)
+        pthread_mutex_destroy(&e->workers[i].remote_lock);
     free(e->conns);
     free(e->free_slots);
     free(e->workers);

@@ -30,6 +30,7 @@ struct piocp_conn {
 
     conn_state state;
     int fd;
+    int owner;                 /* worker that must run it (one ring per worker), -1: any */
     bool busy;                 /* a worker is running this connection's requests */
     bool again;                /* work arrived while busy: the worker must look again */
     bool queued;               /* sits in a ready list (holds a reference) */
@@ -74,6 +75,11 @@ struct piocp_worker {
     pthread_t thread;
     int index;
     ready_list local;          /* filled by posts made on this worker: no lock, no wake-up */
+    /* Connections owned by this worker (backends with one ring per worker)
+     * that another thread posted on: taken into `local` by the owner. */
+    pthread_mutex_t remote_lock;
+    ready_list remote;
+    void *backend_data;        /* the backend's per-worker state (a ring) */
 };
 
 typedef struct piocp_backend_ops {
@@ -85,6 +91,8 @@ typedef struct piocp_backend_ops {
     int (*add_conn)(piocp_engine *engine, piocp_conn *conn);
     void (*run_worker)(piocp_worker *worker);         /* until the quit completion */
     void (*wake)(piocp_engine *engine);               /* the global ready list has work */
+    void (*wake_worker)(piocp_worker *worker);        /* its remote list has work (may be NULL
+                                                         for backends without owners) */
     void (*post_quit)(piocp_engine *engine);          /* wake every worker for good */
     void (*process)(piocp_worker *worker, piocp_conn *conn); /* run a claimed connection */
 } piocp_backend_ops;
@@ -134,6 +142,7 @@ void piocp_schedule_locked(piocp_conn *conn);
 void piocp_abort_locked(piocp_conn *conn); /* abort with -ECANCELED unless already failing */
 void piocp_run_local(piocp_worker *worker);
 void piocp_take_global(piocp_worker *worker);
+void piocp_take_remote(piocp_worker *worker);
 void piocp_run_user_completions(piocp_engine *engine);
 /* completions collected under a connection's lock, run after unlocking */
 typedef struct piocp_done_list {
