@@ -31,7 +31,6 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -42,7 +41,6 @@
 /* Bytes one connection may move in one turn before others get theirs: a
  * fast reader of a 100 MiB file must not keep a worker to itself. */
 #define TURN_BUDGET (4u << 20)
-#define SENDFILE_CHUNK (1u << 30)
 
 enum { KIND_CONN = 0, KIND_LISTENER = 1, KIND_WAKE = 2, KIND_TIMER = 3 };
 #define KIND_SHIFT 62
@@ -218,46 +216,6 @@ static void on_listener_event(piocp_engine *e, epoll_backend *b, uint32_t index)
 
 /* --------------------------------------------------- request steps -- */
 
-/* One system call for the head of the send queue: > 0 progress, 0 the
- * request is complete, < 0 -errno (-EAGAIN: wait for writability). */
-static ssize_t send_step(piocp_conn *c, piocp_request *r)
-{
-    if (r->op == PIOCP_OP_SEND) {
-        if (r->done == r->u.send.len)
-            return 0;
-        ssize_t n = send(c->fd, (const char *)r->u.send.buf + r->done, r->u.send.len - r->done,
-                         MSG_NOSIGNAL);
-        return n < 0 ? -errno : n;
-    }
-    size_t head_len = r->u.transmit.head_len;
-    uint64_t count = r->u.transmit.count;
-    if (r->done < head_len) {
-        /* MSG_MORE: the head and the first file bytes leave in one segment */
-        int flags = MSG_NOSIGNAL | (count ? MSG_MORE : 0);
-        ssize_t n = send(c->fd, (const char *)r->u.transmit.head + r->done, head_len - r->done,
-                         flags);
-        return n < 0 ? -errno : n;
-    }
-    uint64_t file_done = r->done - head_len;
-    bool to_eof = count == PIOCP_TRANSMIT_TO_EOF;
-    if (!to_eof && file_done >= count)
-        return 0;
-    uint64_t want = to_eof ? SENDFILE_CHUNK : count - file_done;
-    if (want > SENDFILE_CHUNK)
-        want = SENDFILE_CHUNK;
-    off_t offset = (off_t)(r->u.transmit.offset + file_done);
-    ssize_t n = sendfile(c->fd, r->u.transmit.fd, &offset, (size_t)want);
-    if (n < 0)
-        return -errno;
-    if (n == 0)
-        /* end of file: done if that was asked for; otherwise the file shrank
-         * underneath us, and looping would spin forever */
-        return to_eof ? 0 : -EIO;
-    return n;
-}
-
-static void touch(piocp_conn *c) { atomic_store_explicit(&c->last_active_ms, piocp_now_ms(), memory_order_relaxed); }
-
 /* Runs what can run now.  Returns false when the turn budget ran out with
  * work left. */
 static bool run_requests_locked(piocp_conn *c, piocp_done_list *done, size_t *budget)
@@ -293,14 +251,14 @@ static bool run_requests_locked(piocp_conn *c, piocp_done_list *done, size_t *bu
         if ((size_t)n < r->u.recv.len && !c->peer_closed)
             c->readable = false;
         c->recv_req = NULL;
-        touch(c);
+        piocp_touch(c);
         piocp_done_push(done, r, n);
     }
     while (c->send_head && c->writable && !c->abort_error) {
         if (*budget == 0)
             return false;
         piocp_request *r = c->send_head;
-        ssize_t n = send_step(c, r);
+        ssize_t n = piocp_send_step(c, r);
         if (n == -EINTR)
             continue;
         if (n == -EAGAIN || n == -EWOULDBLOCK) {
@@ -315,7 +273,7 @@ static bool run_requests_locked(piocp_conn *c, piocp_done_list *done, size_t *bu
         if (n > 0) {
             r->done += (size_t)n;
             *budget = (size_t)n >= *budget ? 0 : *budget - (size_t)n;
-            touch(c);
+            piocp_touch(c);
             continue;
         }
         c->send_head = r->next;

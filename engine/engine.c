@@ -10,15 +10,20 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #define DEFAULT_MAX_CONNECTIONS 10000
 
+/* In order of preference for "auto": true completions first, readiness
+ * turned into completions where io_uring is refused. */
 static const piocp_backend_ops *const all_backends[] = {
+    &piocp_backend_io_uring,
     &piocp_backend_epoll,
 };
 
@@ -69,6 +74,7 @@ int piocp_engine_new(piocp_engine **out, const piocp_config *config)
 
     const piocp_backend_ops *backend = NULL;
     bool automatic = !cfg.backend || strcmp(cfg.backend, "auto") == 0;
+    char note[256] = "";
     for (size_t i = 0; i < sizeof all_backends / sizeof all_backends[0]; i++) {
         if (!automatic && strcmp(cfg.backend, all_backends[i]->name) != 0)
             continue;
@@ -79,6 +85,8 @@ int piocp_engine_new(piocp_engine **out, const piocp_config *config)
         }
         if (!automatic)
             return rc;
+        if (!note[0]) /* why the preferred backend was passed over */
+            snprintf(note, sizeof note, "%s refused: %s", all_backends[i]->name, strerror(-rc));
     }
     if (!backend)
         return automatic ? -ENOSYS : -ENOENT;
@@ -87,6 +95,7 @@ int piocp_engine_new(piocp_engine **out, const piocp_config *config)
     if (!e)
         return -ENOMEM;
     e->backend = backend;
+    memcpy(e->backend_note, note, sizeof note);
     e->config = cfg;
     e->config.backend = backend->name;
     e->threads = cfg.threads;
@@ -162,8 +171,11 @@ static void close_listeners(piocp_engine *e)
     pthread_mutex_lock(&e->listeners_lock);
     for (piocp_listener *l = e->listeners; l; l = l->next) {
         if (!atomic_exchange(&l->closed, true)) {
-            /* closing the fd also removes it from the kernel's interest set;
-             * a stale event finds `closed` set */
+            /* shutdown first: a ring's pending (multishot) accept holds the
+             * file open past close() and would keep accepting; shutdown ends
+             * it.  Closing also drops the fd from epoll; a stale event finds
+             * `closed` set. */
+            shutdown(l->fd, SHUT_RDWR);
             close(l->fd);
             l->fd = -1;
         }
@@ -280,6 +292,22 @@ void piocp_engine_free(piocp_engine *e)
 }
 
 const char *piocp_engine_backend(const piocp_engine *e) { return e->backend->name; }
+const char *piocp_engine_backend_note(const piocp_engine *e) { return e->backend_note; }
+
+const char *piocp_backend_describe(const char *name, char *buf, size_t len)
+{
+    if (strcmp(name, "io_uring") == 0)
+        return piocp_io_uring_describe(buf, len);
+    for (size_t i = 0; i < sizeof all_backends / sizeof all_backends[0]; i++) {
+        if (strcmp(name, all_backends[i]->name) == 0) {
+            int rc = all_backends[i]->probe();
+            snprintf(buf, len, "%s: %s", name, rc == 0 ? "available" : strerror(-rc));
+            return buf;
+        }
+    }
+    snprintf(buf, len, "%s: unknown backend", name);
+    return buf;
+}
 int piocp_engine_threads(const piocp_engine *e) { return e->threads; }
 int piocp_engine_connections(const piocp_engine *e) { return atomic_load(&e->open_conns); }
 

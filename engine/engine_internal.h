@@ -42,6 +42,9 @@ struct piocp_conn {
     bool readable, writable;
     bool peer_closed;          /* FIN or error seen: reads must go on to see it */
     uint32_t watched_events;
+    /* backend state (io_uring: what is on the ring for this connection) */
+    int inflight;              /* SQEs whose CQE has not come back */
+    bool recv_submitted, send_submitted, cancel_submitted, recv_cancel_submitted;
 
     piocp_request *recv_req;
     piocp_request *send_head, *send_tail;
@@ -99,6 +102,7 @@ typedef struct piocp_backend_ops {
 
 struct piocp_engine {
     const piocp_backend_ops *backend;
+    char backend_note[256];    /* why "auto" passed over a preferred backend */
     void *backend_data;
     piocp_config config;
     int threads;
@@ -157,6 +161,14 @@ void piocp_scan_idle(piocp_engine *engine);
 int piocp_sweep_period_ms(const piocp_engine *engine);
 void piocp_batch_end(piocp_engine *engine);
 
+/* send_step.c: one system call for the head of the send queue: > 0
+ * progress, 0 the request is complete, < 0 -errno (-EAGAIN: wait until
+ * writable).  `piocp_touch` records progress for the idle timeout. */
+ssize_t piocp_send_step(piocp_conn *conn, piocp_request *req);
+void piocp_touch(piocp_conn *conn);
+
 extern const piocp_backend_ops piocp_backend_epoll;
+extern const piocp_backend_ops piocp_backend_io_uring;
+const char *piocp_io_uring_describe(char *buf, size_t len);
 
 #endif

@@ -87,7 +87,7 @@ struct piocp_request {
 
 typedef struct piocp_config {
     int threads;              /* worker threads; 0 = 2 x online CPUs */
-    const char *backend;      /* "auto" (or NULL) or "epoll" */
+    const char *backend;      /* "auto" (or NULL), "io_uring" or "epoll" */
     int max_connections;      /* 0 = default (10000); also the pool size */
     int idle_timeout_ms;      /* 0 = never; otherwise peers silent this long are dropped */
     /* Called on a worker after it has handled one batch of completions and
@@ -110,6 +110,11 @@ int piocp_engine_stop(piocp_engine *engine, int drain_ms);
 void piocp_engine_free(piocp_engine *engine);
 
 const char *piocp_engine_backend(const piocp_engine *engine);
+/* Why "auto" did not pick a preferred backend ("io_uring refused: ..."), or
+ * "" if it did. */
+const char *piocp_engine_backend_note(const piocp_engine *engine);
+/* One line on what the kernel offers a backend (for `pyiocp info`). */
+const char *piocp_backend_describe(const char *name, char *buf, size_t len);
 int piocp_engine_threads(const piocp_engine *engine);
 /* Connections open right now. */
 int piocp_engine_connections(const piocp_engine *engine);

@@ -1,6 +1,23 @@
 # The Engine: lifecycle, listeners, run/stop, signals.
 # Included by _core.pyx (one extension module, several files).
 
+_backend_choice_logged = False
+
+
+def _log_backend_choice_once(chosen, note):
+    global _backend_choice_logged
+    if not _backend_choice_logged:
+        _backend_choice_logged = True
+        log.warning("pyiocp: using the %s backend (%s)", chosen, note)
+
+
+def describe_backend(name):
+    """One line on what this kernel offers the backend `name`."""
+    cdef char buf[512]
+    encoded = name.encode()
+    return piocp_backend_describe(encoded, buf, sizeof(buf)).decode()
+
+
 @cython.no_gc_clear   # its listeners must stay valid while it frees itself
 cdef class Engine:
     """The completion engine: a pool of worker threads around one completion
@@ -49,6 +66,10 @@ cdef class Engine:
             _raise_errno(rc, "engine")
         self._listeners = []
         self._backend_name = piocp_engine_backend(self._c).decode()
+        note = piocp_engine_backend_note(self._c).decode()
+        if note:
+            # said once per process: the reason matters, the repetition not
+            _log_backend_choice_once(self._backend_name, note)
         self._threads = piocp_engine_threads(self._c)
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 

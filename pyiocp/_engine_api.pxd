@@ -41,6 +41,8 @@ cdef extern from "pyiocp.h" nogil:
     int piocp_engine_stop(piocp_engine *engine, int drain_ms)
     void piocp_engine_free(piocp_engine *engine)
     const char *piocp_engine_backend(const piocp_engine *engine)
+    const char *piocp_engine_backend_note(const piocp_engine *engine)
+    const char *piocp_backend_describe(const char *name, char *buf, size_t len)
     int piocp_engine_threads(const piocp_engine *engine)
     int piocp_engine_connections(const piocp_engine *engine)
     int piocp_backends_available(const char **names, int max)

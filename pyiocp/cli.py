@@ -8,6 +8,7 @@ import sys
 from typing import Optional, Sequence
 
 from . import Engine, RawFileServer, StaticFiles, __version__, available_backends, default_threads
+from ._core import describe_backend
 from .config import BACKENDS, MAX_CONNECTIONS, MAX_IDLE_TIMEOUT, MAX_THREADS
 
 PROTOCOLS = ("http", "raw")
@@ -113,8 +114,14 @@ def info() -> int:
     print(f"pyiocp {__version__}")
     print(f"backends available: {', '.join(backends) or 'none'}")
     print(f"auto picks: {backends[0] if backends else 'nothing (no backend works here)'}")
+    for name in BACKENDS[1:]:
+        print(f"  {describe_backend(name)}")
     print(f"default threads: {default_threads()} (2 x {os.cpu_count()} CPUs)")
-    print("file transmission: sendfile(2), zero-copy, outside the GIL")
+    print("zero-copy paths:")
+    print("  epoll:    recv/send/sendfile(2) system calls on readiness")
+    print("  io_uring: recv and send on the ring; a transmit's file part by sendfile(2)")
+    print("            when the ring says the socket is writable (io_uring has no sendfile)")
+    print("  files up to 16 KiB: cached bytes sent with the header in one send")
     return 0
 
 

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-BACKENDS = ("auto", "epoll")
+BACKENDS = ("auto", "io_uring", "epoll")
 
 MAX_THREADS = 1024
 MAX_CONNECTIONS = 1_000_000
