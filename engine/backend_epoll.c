@@ -322,8 +322,12 @@ static void epoll_process(piocp_worker *w, piocp_conn *c)
         if (c->abort_error || (c->close_requested && !c->send_head)) {
             int error = c->abort_error ? c->abort_error : -ECANCELED;
             piocp_fail_all_locked(c, error, &done);
-            piocp_close_socket_locked(c, c->abort_error);
-            closed = true;
+            /* graceful: linger until the peer closes (the next readable
+             * edge brings us back here) */
+            if (c->abort_error || piocp_linger_locked(c)) {
+                piocp_close_socket_locked(c, c->abort_error);
+                closed = true;
+            }
         }
         pthread_mutex_unlock(&c->lock);
         piocp_complete_list(done.head);

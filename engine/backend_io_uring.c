@@ -46,7 +46,7 @@
 
 /* user_data: kind (3 bits) | op (3 bits) | generation (26 bits) | slot (32) */
 enum { KIND_CONN = 0, KIND_ACCEPT = 1, KIND_WAKE = 2, KIND_TIMER = 3, KIND_IGNORE = 4 };
-enum { OP_RECV = 0, OP_SEND = 1, OP_POLLOUT = 2 };
+enum { OP_RECV = 0, OP_SEND = 1, OP_POLLOUT = 2, OP_POLLIN = 3 };
 #define KIND_SHIFT 61
 #define OP_SHIFT 58
 #define GEN_MASK 0x3ffffffu
@@ -294,6 +294,17 @@ static bool submit_pollout(uring_worker *uw, piocp_conn *c)
     return true;
 }
 
+/* Lingering close: wake us when the peer sends more or closes. */
+static bool submit_poll(uring_worker *uw, piocp_conn *c, unsigned events)
+{
+    struct io_uring_sqe *sqe = get_sqe(uw);
+    if (!sqe)
+        return false;
+    piocp_uring_prep_poll_add(sqe, c->fd, events, conn_data(c, OP_POLLIN));
+    c->inflight++;
+    return true;
+}
+
 /* Puts the head of the send queue on its way: a ring send for sends and
  * transmit heads; direct sendfile for a transmit's file (POLLOUT when full).
  * Completes what finishes here.  Returns false when the budget ran out. */
@@ -389,8 +400,13 @@ static void uring_process(piocp_worker *w, piocp_conn *c)
             } else {
                 int error = c->abort_error ? c->abort_error : -ECANCELED;
                 piocp_fail_all_locked(c, error, &done);
-                piocp_close_socket_locked(c, c->abort_error);
-                closed = true;
+                if (c->abort_error || piocp_linger_locked(c)) {
+                    piocp_close_socket_locked(c, c->abort_error);
+                    closed = true;
+                } else if (!submit_poll(uw, c, POLLIN)) {
+                    c->abort_error = -EBUSY; /* cannot wait: reset it */
+                    c->again = true;
+                }
             }
         } else {
             if (c->recv_req && !c->recv_submitted && !submit_recv(uw, c))
@@ -457,11 +473,12 @@ static void on_conn_cqe(piocp_worker *w, uint64_t data, int res)
                 piocp_done_push(&done, r, (ssize_t)r->done);
             }
         }
-    } else { /* OP_POLLOUT: writable again, or failed */
+    } else if (op == OP_POLLOUT) { /* writable again, or failed */
         c->send_submitted = false;
         if (res < 0 && res != -ECANCELED && !c->abort_error)
             c->abort_error = res;
     }
+    /* OP_POLLIN (lingering close): process drains and decides */
     piocp_schedule_locked(c); /* resubmit, carry on, or finish closing */
     pthread_mutex_unlock(&c->lock);
     piocp_complete_list(done.head);

@@ -35,6 +35,7 @@ struct piocp_conn {
     bool again;                /* work arrived while busy: the worker must look again */
     bool queued;               /* sits in a ready list (holds a reference) */
     bool close_requested;      /* graceful close: finish sends, then close */
+    bool lingering;            /* FIN sent; reading until the peer closes */
     int abort_error;           /* != 0: fail everything with this and close */
     int closed_error;          /* what on_closed reports */
 
@@ -165,6 +166,9 @@ void piocp_batch_end(piocp_engine *engine);
  * progress, 0 the request is complete, < 0 -errno (-EAGAIN: wait until
  * writable).  `piocp_touch` records progress for the idle timeout. */
 ssize_t piocp_send_step(piocp_conn *conn, piocp_request *req);
+/* Graceful close after the last send: FIN, then drop what the peer still
+ * sends.  true: the socket may be closed now; false: wait until readable. */
+bool piocp_linger_locked(piocp_conn *conn);
 void piocp_touch(piocp_conn *conn);
 
 extern const piocp_backend_ops piocp_backend_epoll;

@@ -333,23 +333,44 @@ static void serve_listing(http_conn *hc, const http_request *req, const char *pa
 }
 
 /* "/docs" names a directory: send the client to "/docs/" so that relative
- * links in its index resolve, keeping any query. */
-static void redirect_to_directory(http_conn *hc, const http_request *req, bool keep_alive)
+ * links in its index resolve, keeping any query.  Built from the decoded,
+ * normalised path, percent-encoded again: echoing the raw target would turn
+ * "//evil.example/x" into a protocol-relative redirect to another host. */
+static void redirect_to_directory(http_conn *hc, const http_request *req, const char *path,
+                                  size_t path_len, bool keep_alive)
 {
     const char *target = req->target;
     size_t len = req->target_len;
-    size_t path_end = 0;
-    while (path_end < len && target[path_end] != '?' && target[path_end] != '#')
-        path_end++;
-    size_t extra = len + 32;
+    size_t query = 0;
+    while (query < len && target[query] != '?')
+        query++;
+    size_t fragment = query;
+    while (fragment < len && target[fragment] != '#')
+        fragment++;
     builder b;
-    if (!builder_start(&b, extra, req)) {
+    if (!builder_start(&b, 3 * path_len + (fragment - query) + 32, req)) {
         piocp_abort(hc->conn);
         return;
     }
     add_status_and_common(&b, 301, keep_alive, req->minor_version);
-    addf(&b, "Location: %.*s/%.*s\r\nContent-Length: 0\r\n\r\n", (int)path_end, target,
-         (int)(len - path_end), target + path_end);
+    static const char location[] = "Location: /";
+    add(&b, location, sizeof location - 1);
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < path_len; i++) {
+        unsigned char ch = (unsigned char)path[i];
+        bool plain = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                     ch == '-' || ch == '.' || ch == '_' || ch == '~' || ch == '/';
+        if (plain) {
+            add(&b, (const char *)&ch, 1);
+        } else {
+            char escaped[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+            add(&b, escaped, 3);
+        }
+    }
+    add(&b, "/", 1);
+    add(&b, target + query, fragment - query); /* the query, if any, as sent */
+    static const char tail[] = "\r\nContent-Length: 0\r\n\r\n";
+    add(&b, tail, sizeof tail - 1);
     send_built(hc, &b, req);
 }
 
@@ -386,7 +407,7 @@ void http_respond(http_conn *hc, const http_request *req)
             return;
         }
         if (rc == -EISDIR) {
-            redirect_to_directory(hc, req, keep_alive);
+            redirect_to_directory(hc, req, path, path_len, keep_alive);
             return;
         }
     } else {
@@ -417,7 +438,9 @@ void http_respond(http_conn *hc, const http_request *req)
         if (rc == -ENOENT)
             rc = -EACCES; /* the directory exists but listing it is off */
     }
-    error_page(hc, req, rc == -ENOENT || rc == -ENOTDIR ? 404 : 403, keep_alive, "");
+    /* no file can have a name the file system refuses as too long: absent */
+    bool absent = rc == -ENOENT || rc == -ENOTDIR || rc == -ENAMETOOLONG;
+    error_page(hc, req, absent ? 404 : 403, keep_alive, "");
 }
 
 /* ------------------------------------------------------- access log -- */

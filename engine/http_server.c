@@ -117,7 +117,9 @@ static void process_buffer(http_conn *hc)
         if (hc->len == 0 || hc->discard)
             break;
         http_request req;
-        int rc = http_parse_request(hc->buf, hc->len, s->max_head, s->max_head, &req);
+        /* a request line filling the whole head is "URI too long" (414),
+         * not "headers too large" (431): give the line one byte less */
+        int rc = http_parse_request(hc->buf, hc->len, s->max_head - 1, s->max_head, &req);
         if (rc == HTTP_INCOMPLETE)
             break;
         if (rc < 0) {

@@ -10,6 +10,7 @@
 #include "engine_internal.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 
@@ -59,3 +60,34 @@ void piocp_touch(piocp_conn *c)
     atomic_store_explicit(&c->last_active_ms, piocp_now_ms(), memory_order_relaxed);
 }
 
+
+/* How long a closing connection waits for the peer to close its side. */
+#define LINGER_MS 5000
+
+bool piocp_linger_locked(piocp_conn *c)
+{
+    if (!c->lingering) {
+        /* Lingering close (RFC 9112 9.6, nginx's lingering_close): close(2)
+         * with unread bytes in the receive queue sends a RST and drops what
+         * of the answer is still in the send buffer, so a client that wrote
+         * anything after its last request (a pipelined request, a stray
+         * CRLF) would get a cut answer.  Send the FIN after the data, then
+         * read and drop until the peer closes too, or the deadline. */
+        c->lingering = true;
+        shutdown(c->fd, SHUT_WR);
+        bool stopping = atomic_load_explicit(&c->engine->draining, memory_order_relaxed);
+        piocp_conn_set_deadline(c, stopping ? 0 : LINGER_MS);
+        if (stopping)
+            return true; /* no waiting while the engine stops */
+    }
+    char scratch[4096];
+    for (;;) {
+        ssize_t n = recv(c->fd, scratch, sizeof scratch, MSG_DONTWAIT);
+        if (n > 0)
+            continue;
+        if (n < 0 && errno == EINTR)
+            continue;
+        /* EAGAIN: wait for more (or the FIN); 0 or an error: done */
+        return !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+    }
+}
