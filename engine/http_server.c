@@ -45,9 +45,16 @@ static void post_recv(http_conn *hc)
 static void update_deadline(http_conn *hc, bool request_started)
 {
     const piocp_http_server *s = hc->server;
-    if (hc->in_flight > 0)
+    if (hc->in_flight > 0) {
         piocp_conn_set_deadline(hc->conn, 0);
-    else if (hc->len == 0)
+        hc->body_deadline_set = false;
+    } else if (hc->discard > 0) {
+        /* a body being dropped must arrive within the header timeout, once:
+         * trickling it byte by byte must not keep the connection forever */
+        if (!hc->body_deadline_set)
+            piocp_conn_set_deadline(hc->conn, s->header_timeout_ms);
+        hc->body_deadline_set = true;
+    } else if (hc->len == 0)
         piocp_conn_set_deadline(hc->conn, s->keepalive_timeout_ms);
     else if (request_started)
         piocp_conn_set_deadline(hc->conn, s->header_timeout_ms);

@@ -53,6 +53,7 @@ struct http_conn {
     http_response *head, *tail;    /* answers in flight, in order */
     int in_flight;
     bool recv_pending, closing, peer_done;
+    bool body_deadline_set;        /* the deadline for a dropped body runs */
 };
 
 /* http_server.c */

@@ -827,6 +827,21 @@ def test_header_timeout_drops_slowloris(start_server, tree):
     assert_served(served.address, tree)
 
 
+def test_trickled_body_is_bounded_by_the_header_timeout(start_server, tree):
+    """A body we only read to drop it must not let a client hold the
+    connection by trickling it (each byte used to restart the keep-alive
+    timer)."""
+    served = start_server(header_timeout=1.0, keepalive_timeout=10.0)
+    with HttpConn(served.address) as conn:
+        conn.send(get("/1k.bin", "Content-Length: 60"))
+        status, _, _, raw_head = conn.read_head()
+        assert status == 200, raw_head
+        elapsed, sent = trickle(conn, b"x" * 60, 0.2)              # 12 s if never dropped
+    assert elapsed is not None, "a body trickled for 12 s was never cut"
+    assert elapsed <= 3.0, f"dropped only after {elapsed:.2f} s ({sent} bytes)"
+    assert_served(served.address, tree)
+
+
 def test_header_timeout_on_later_requests(start_server, tree):
     """The header timeout also holds for the second request of a kept-alive
     connection, and for a partial head pipelined behind a complete one."""
