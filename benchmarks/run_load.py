@@ -1,22 +1,29 @@
 #!/usr/bin/env python3
-"""Load benchmarks: pyiocp against asyncio and uvloop, over loopback.
+"""Load benchmarks: pyiocp against asyncio, uvloop, nginx and others, over loopback.
 
     python benchmarks/run_load.py [--duration 5] [--warmup 2] [--only TAGS] [--json PATH]
 
-For every case the server runs pinned to one CPU (taskset -c 0) and the C
+For every case the server runs pinned to one CPU (taskset -c 0) and the
+client to another (taskset -c 1); this script pins itself to the client's
+CPU too, so that it never takes time from the server.  The client is the C
 load generator (benchmarks/loadgen.c, compiled into a temporary directory)
-to another (taskset -c 1); this script pins itself to the load generator's
-CPU too, so that it never takes time from the server.  A case:
+for the raw and echo cases, and wrk for the HTTP cases.  A case:
 
   1. starts the server and waits until its port accepts connections;
-  2. runs the load generator: warm-up (not counted), then the measured window;
+  2. runs the client: warm-up (not counted), then the measured window
+     (HTTP: first two GETs on one connection, checked byte for byte against
+     the file and for keep-alive, then a wrk warm-up run, then the measured
+     wrk run);
   3. samples the server's CPU time (utime + stime of the process and all its
-     threads, /proc/PID/stat) when the load generator says the window starts
-     and again when it ends;
+     threads, /proc/PID/stat; HTTP: summed over the server's processes) at
+     the window's start and end (loadgen announces them; wrk's are its start
+     and exit), and for HTTP the server's peak memory (VmHWM, summed over its
+     processes) and wrk's own CPU time (wait4) at the end;
   4. stops the server with SIGTERM (and reports if it does not exit).
 
 Cases (tags for --only: a case id such as raw1k/asyncio, a group such as
-raw64k, a server key such as native, or a family: pyiocp, asyncio, uvloop):
+raw64k, a server key such as native, a family: pyiocp, asyncio, uvloop,
+nginx, aiohttp, stdlib, or "http" for every HTTP case):
 
   raw1k, raw64k   raw file protocol, one file of 1 KiB / 64 KiB:
                   native (python -m pyiocp serve --protocol raw, in C),
@@ -26,20 +33,38 @@ raw64k, a server key such as native, or a family: pyiocp, asyncio, uvloop):
   echo1k          echo of 1 KiB messages: pyiocp_echo (Python handler),
                   asyncio, uvloop
   echo_threads    pyiocp_echo with 1, 2 and 4 worker threads
+  http1k, http64k HTTP/1.1 GET of a 1 KiB / 64 KiB file, wrk -t1 -c50
+                  --latency (keep-alive): native (python -m pyiocp serve,
+                  in C), nginx (generated config, one process), asyncio
+                  (benchmarks/servers/asyncio_http.py, loop.sendfile), uvloop
+                  (same server, transport.write), aiohttp (web.FileResponse),
+                  http_server (http.server speaking HTTP/1.1)
+  http100m        one connection downloading a 100 MiB file again and again
+                  (wrk -t1 -c1): native, nginx, asyncio
 
-Results: a Markdown table per group (printed, and written between the
-markers <!-- load:begin --> and <!-- load:end --> of BENCHMARKS.md unless
---no-md), and with --json PATH every number as JSON.  Exit status 1 if any
-case failed (server did not start or died, wrong byte counts, connection
-errors), 2 on bad usage.
+The HTTP cases need wrk (Debian package wrk: the runner stops with an error
+without it); nginx (Debian nginx-light or nginx) and aiohttp (pip) are
+optional: without them their rows are skipped with a loud message.
+
+Results: a Markdown table per group (printed, and written into BENCHMARKS.md
+unless --no-md: the raw/echo groups between <!-- load:begin --> and
+<!-- load:end -->, the HTTP groups between <!-- http:begin --> and
+<!-- http:end -->; a section is rewritten only by a run that has cases of
+its own), and with --json PATH every number as JSON.  Exit status 1 if any
+case failed (server did not start or died, wrong byte counts, connection or
+socket errors, non-2xx answers), 2 on bad usage; a missing tool that a
+selected case needs stops the run before it starts, with a message and status 1.
 """
 import argparse
+import atexit
 import datetime
+import importlib.metadata
 import importlib.util
 import json
 import os
 import platform
 import random
+import re
 import shlex
 import shutil
 import signal
@@ -55,13 +80,22 @@ REPO = os.path.dirname(HERE)
 SERVERS = os.path.join(HERE, "servers")
 MD_BEGIN = "<!-- load:begin -->"
 MD_END = "<!-- load:end -->"
+HTTP_MD_BEGIN = "<!-- http:begin -->"
+HTTP_MD_END = "<!-- http:end -->"
 FILES = {"1k.bin": 1024, "64k.bin": 65536}
+BIG_FILE = ("100m.bin", 100 * 1024 * 1024)    # made only when an http100m case runs
+MiB = 1024 * 1024
 
 GROUPS = {
     "raw1k": "Raw file protocol, 1 KiB file",
     "raw64k": "Raw file protocol, 64 KiB file",
     "echo1k": "Echo, 1 KiB messages",
     "echo_threads": "pyiocp echo (Python handler): worker threads",
+}
+HTTP_GROUPS = {
+    "http1k": "HTTP/1.1 static file, 1 KiB (wrk, 50 keep-alive connections)",
+    "http64k": "HTTP/1.1 static file, 64 KiB (wrk, 50 keep-alive connections)",
+    "http100m": "HTTP/1.1 static file, 100 MiB, one connection downloading it again and again (wrk -c1)",
 }
 
 
@@ -72,19 +106,28 @@ class CaseFailed(Exception):
 # ------------------------------------------------------------------ cases --
 
 class Case:
-    def __init__(self, group, key, label, family, server, load, threads=None, refs=()):
+    def __init__(self, group, key, label, family, server, load, threads=None, refs=(), http=None,
+                 threads_label=None, aux_log=None):
         self.group = group
         self.key = key
         self.id = f"{group}/{key}"
         self.label = label
-        self.family = family          # pyiocp | asyncio | uvloop
+        self.family = family          # pyiocp | asyncio | uvloop | nginx | aiohttp | stdlib
         self.server = server          # function(port) -> argv (without taskset)
         self.load = load              # loadgen arguments (without host/port/timing)
         self.threads = threads
         self.refs = refs
+        # HTTP cases (driven by wrk instead of loadgen): {"name", "size", "connections", "timeout"}
+        self.http = http
+        self.kind = "wrk" if http else "loadgen"
+        self.threads_label = threads_label
+        self.aux_log = aux_log        # function(port) -> path of another log worth showing on failure
 
     def tags(self):
-        return {self.id, self.group, self.key, self.family}
+        tags = {self.id, self.group, self.key, self.family}
+        if self.http:
+            tags.add("http")
+        return tags
 
 
 def build_cases(args, root):
@@ -128,6 +171,89 @@ def build_cases(args, root):
         cases.append(Case("echo_threads", f"t{n}", f"pyiocp Python handler, {n} thread(s)", "pyiocp",
                           lambda p, n=n: [py, echo_pyiocp, "--host", host, "--port", str(p),
                                           "--threads", str(n), "--quiet"], echo, n))
+    cases += build_http_cases(args, root)
+    return cases
+
+
+def nginx_conf_dir(root, port):
+    return os.path.join(os.path.dirname(root), f"nginx-{port}")
+
+
+def nginx_argv(nginx, root, host, port):
+    """Writes an nginx configuration for one run into the work directory (pid,
+    error log and temp paths included: nothing of the system's nginx is used)
+    and returns the command that runs it in the foreground, one process."""
+    d = nginx_conf_dir(root, port)
+    os.makedirs(d, exist_ok=True)
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""# Generated by benchmarks/run_load.py for one benchmark case.
+worker_processes 1;
+daemon off;
+master_process off;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{
+    worker_connections 4096;
+}}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    default_type application/octet-stream;
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    server {{
+        listen {host}:{port};
+        root {root};
+    }}
+}}
+""")
+    return [nginx, "-p", d + "/", "-c", conf, "-e", os.path.join(d, "error.log")]
+
+
+def build_http_cases(args, root):
+    py = sys.executable
+    host = args.host
+    t = str(args.threads)
+    asyncio_http = os.path.join(SERVERS, "asyncio_http.py")
+    aiohttp_http = os.path.join(SERVERS, "aiohttp_http.py")
+    stdlib_http = os.path.join(SERVERS, "stdlib_http.py")
+    cases = []
+    for group, name, size, conns, timeout in (
+            ("http1k", "1k.bin", FILES["1k.bin"], args.http_connections, None),
+            ("http64k", "64k.bin", FILES["64k.bin"], args.http_connections, None),
+            ("http100m", BIG_FILE[0], BIG_FILE[1], 1, 30)):
+        http = {"name": name, "size": size, "connections": conns, "timeout": timeout}
+        cases += [
+            Case(group, "native", "pyiocp native (C HTTP/1.1 server)", "pyiocp",
+                 lambda p: [py, "-m", "pyiocp", "serve", root, "--host", host, "--port", str(p),
+                            "--threads", t, "--quiet"], None, args.threads, http=http),
+            Case(group, "nginx", "nginx (sendfile, 1 worker, master_process off)", "nginx",
+                 lambda p: nginx_argv(args.nginx, root, host, p), None, http=http, threads_label="1 (worker)",
+                 aux_log=lambda p: os.path.join(nginx_conf_dir(root, p), "error.log")),
+            Case(group, "asyncio", "asyncio Protocol (loop.sendfile)", "asyncio",
+                 lambda p: [py, asyncio_http, root, "--host", host, "--port", str(p), "--body", "sendfile",
+                            "--quiet"], None, http=http, threads_label="1 (loop)"),
+        ]
+        if group == "http100m":
+            continue        # only pyiocp, nginx and asyncio download the big file
+        cases += [
+            Case(group, "uvloop", "uvloop Protocol (transport.write: uvloop has no loop.sendfile)", "uvloop",
+                 lambda p: [py, asyncio_http, root, "--host", host, "--port", str(p), "--uvloop",
+                            "--quiet"], None, http=http, threads_label="1 (loop)"),
+            Case(group, "aiohttp", "aiohttp web.FileResponse (loop.sendfile)", "aiohttp",
+                 lambda p: [py, aiohttp_http, root, "--host", host, "--port", str(p), "--quiet"], None,
+                 http=http, threads_label="1 (loop) + executor"),
+            Case(group, "http_server", "http.server (ThreadingHTTPServer, HTTP/1.1 keep-alive, TCP_NODELAY)",
+                 "stdlib",
+                 lambda p: [py, stdlib_http, root, "--host", host, "--port", str(p), "--quiet"], None,
+                 http=http, threads_label="1 per connection"),
+        ]
     return cases
 
 
@@ -215,11 +341,16 @@ def build_loadgen(build_dir, cc):
     return exe
 
 
-def make_files(root):
+def make_files(root, big=False):
     rng = random.Random(20240501)
     for name, size in FILES.items():
         with open(os.path.join(root, name), "wb") as f:
             f.write(rng.randbytes(size))
+    if big:
+        name, size = BIG_FILE
+        with open(os.path.join(root, name), "wb") as f:
+            for _ in range(size // MiB):
+                f.write(rng.randbytes(MiB))
 
 
 def pyiocp_environment():
@@ -402,6 +533,355 @@ def run_case(case, args, loadgen, env, workdir):
     return result
 
 
+# ------------------------------------------------------------ HTTP (wrk) --
+
+def tree_pids(pid):
+    """pid and all its descendants (scanning /proc: the servers fork rarely, if ever)."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                data = f.read()
+        except OSError:
+            continue
+        ppid = int(data[data.rindex(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, ()))
+    return out
+
+
+def tree_cpu_split(pid):
+    """(utime, stime) summed over a process and its descendants."""
+    u = s = 0.0
+    for p in tree_pids(pid):
+        try:
+            pu, ps = proc_cpu_split(p)
+        except (OSError, ValueError, IndexError):
+            continue
+        u += pu
+        s += ps
+    return u, s
+
+
+def tree_status_kib(pid, field):
+    """A /proc/PID/status field in kB (VmHWM, VmRSS), summed over the process tree."""
+    total, n = 0, 0
+    for p in tree_pids(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith(field + ":"):
+                        total += int(line.split()[1])
+                        n += 1
+                        break
+        except OSError:
+            continue
+    return total if n else None, n
+
+
+def tool_version(argv):
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = (r.stdout + r.stderr).strip()
+    return text.splitlines()[0].strip() if text else None
+
+
+_UNITS_TIME = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
+_UNITS_BYTES = {"B": 1, "KB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3, "TB": 1024 ** 4}
+
+
+def _wrk_time_us(text):
+    m = re.fullmatch(r"([0-9.]+)(us|ms|s|m|h)", text.strip())
+    if not m:
+        raise ValueError(f"not a wrk time: {text!r}")
+    return float(m.group(1)) * _UNITS_TIME[m.group(2)]
+
+
+def _wrk_bytes(text):
+    m = re.fullmatch(r"([0-9.]+)(B|KB|MB|GB|TB)", text.strip())
+    if not m:
+        raise ValueError(f"not a wrk size: {text!r}")
+    return float(m.group(1)) * _UNITS_BYTES[m.group(2)]
+
+
+def parse_wrk(out):
+    """wrk's report (with --latency) -> dict; raises ValueError when a line is missing.
+    wrk prints sizes in binary units (1 MB = 2^20 bytes) with two decimals."""
+    r = {"socket_errors": {}, "non2xx": 0}
+    pct = {}
+    for line in out.splitlines():
+        t = line.strip()
+        m = re.fullmatch(r"(50|75|90|99)%\s+(\S+)", t)
+        if m:
+            pct[int(m.group(1))] = _wrk_time_us(m.group(2))
+            continue
+        m = re.fullmatch(r"(\d+) requests in (\S+), (\S+) read", t)
+        if m:
+            r["requests"] = int(m.group(1))
+            r["seconds"] = _wrk_time_us(m.group(2)) / 1e6
+            r["bytes_read"] = _wrk_bytes(m.group(3))
+            continue
+        m = re.fullmatch(r"Socket errors: (.*)", t)
+        if m:
+            for part in m.group(1).split(","):
+                k, v = part.split()
+                r["socket_errors"][k] = int(v)
+            continue
+        m = re.fullmatch(r"Non-2xx or 3xx responses: (\d+)", t)
+        if m:
+            r["non2xx"] = int(m.group(1))
+            continue
+        m = re.fullmatch(r"Requests/sec:\s+(\S+)", t)
+        if m:
+            r["rate"] = float(m.group(1))
+            continue
+        m = re.fullmatch(r"Transfer/sec:\s+(\S+)", t)
+        if m:
+            r["transfer_Bps"] = _wrk_bytes(m.group(1))
+    missing = [k for k in ("requests", "rate", "transfer_Bps") if k not in r]
+    missing += [f"{p}%" for p in (50, 99) if p not in pct]
+    if missing:
+        raise ValueError("wrk's report lacks " + ", ".join(missing))
+    r["p50_us"], r["p99_us"] = pct[50], pct[99]
+    r["p75_us"], r["p90_us"] = pct.get(75), pct.get(90)
+    return r
+
+
+def run_wrk(cmd, timeout, out_path):
+    """Runs wrk to the end; returns (exit status, output, its user+sys CPU
+    seconds from wait4's rusage, wall seconds, killed by the timeout?)."""
+    killed = threading.Event()
+    with open(out_path, "w+") as out:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+
+        def kill():
+            killed.set()
+            proc.kill()
+
+        timer = threading.Timer(timeout, kill)
+        timer.start()
+        try:
+            _, status, ru = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+        finally:
+            timer.cancel()
+            if proc.returncode is None:
+                proc.kill()
+                proc.wait()
+        wall = time.monotonic() - t0
+        out.seek(0)
+        text = out.read()
+    return proc.returncode, text, ru.ru_utime + ru.ru_stime, wall, killed.is_set()
+
+
+def verify_http(host, port, name, path, size, timeout=30.0):
+    """Two GETs of the file on one connection: status 200, Content-Length and
+    every byte equal to the file, and the connection kept open in between.
+    Returns the first answer's headers (for the record)."""
+    import http.client
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        first_sock = None
+        headers = None
+        for i in range(2):
+            conn.request("GET", "/" + name)
+            resp = conn.getresponse()
+            if i == 0:
+                first_sock = conn.sock
+                headers = dict(resp.getheaders())
+            elif conn.sock is not first_sock:
+                raise CaseFailed("the server closed the connection after the first answer (no keep-alive)")
+            if resp.status != 200:
+                raise CaseFailed(f"GET /{name} answered {resp.status} {resp.reason}: {resp.read(200)!r}")
+            clen = resp.getheader("Content-Length")
+            if clen is None or int(clen) != size:
+                raise CaseFailed(f"GET /{name}: Content-Length {clen!r}, the file has {size} bytes")
+            with open(path, "rb") as f:
+                got = 0
+                while True:
+                    chunk = resp.read(MiB)
+                    if not chunk:
+                        break
+                    if chunk != f.read(len(chunk)):
+                        raise CaseFailed(f"GET /{name}: the body differs from the file near byte {got}")
+                    got += len(chunk)
+            if got != size:
+                raise CaseFailed(f"GET /{name}: body of {got} bytes, the file has {size}")
+            if resp.will_close:
+                raise CaseFailed(f"GET /{name}: the server closes the connection after each answer "
+                                 f"(HTTP/{resp.version / 10:.1f}, Connection: {resp.getheader('Connection')})")
+        return headers
+    except (OSError, http.client.HTTPException) as e:
+        raise CaseFailed(f"checking GET /{name} before the load failed: {type(e).__name__}: {e}")
+    finally:
+        conn.close()
+
+
+def wrk_problems(w, size, conns):
+    """Errors in one wrk report: any makes the case fail."""
+    probs = []
+    errs = {k: v for k, v in w["socket_errors"].items() if v}
+    if errs:
+        probs.append("socket errors: " + ", ".join(f"{k} {v}" for k, v in errs.items()))
+    if w["non2xx"]:
+        probs.append(f"{w['non2xx']} answer(s) not 2xx/3xx")
+    if w["requests"] == 0:
+        probs.append("no request completed")
+    else:
+        # wrk counts every byte read (heads, and a last answer cut by the stop), printed
+        # with two decimals of its unit: the bodies alone must fit, with < 1 KiB of head each.
+        lo = 0.99 * w["requests"] * size
+        hi = 1.01 * (w["requests"] + conns) * (size + 1024) + 10 * MiB
+        if not lo <= w["bytes_read"] <= hi:
+            probs.append(f"{w['bytes_read']:,.0f} bytes read for {w['requests']:,} answers of a "
+                         f"{size:,}-byte file")
+    return probs
+
+
+def wrk_seconds(x):
+    return max(1, int(round(x)))
+
+
+def run_http_case(case, args, env, workdir):
+    h = case.http
+    port = free_port(args.host)
+    argv = case.server(port)
+    server_cmd = ["taskset", "-c", args.server_cpus] + argv
+    logpath = os.path.join(workdir, case.id.replace("/", "-") + ".log")
+    url = f"http://{args.host}:{port}/{h['name']}"
+    path = os.path.join(workdir, "files", h["name"])
+    result = {"id": case.id, "group": case.group, "key": case.key, "label": case.label, "kind": "wrk",
+              "family": case.family, "threads": case.threads, "threads_label": case.threads_label,
+              "server_cmd": shlex.join(server_cmd), "file": h["name"], "size": h["size"],
+              "connections": h["connections"]}
+
+    def server_output():
+        text = tail(logpath)
+        if case.aux_log and os.path.exists(case.aux_log(port)):
+            text += tail(case.aux_log(port))
+        return f"\nserver output:\n{text}" if text.strip() else ""
+
+    with open(logpath, "wb") as logf:
+        proc = subprocess.Popen(server_cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=REPO, env=env,
+                                start_new_session=True)
+    try:
+        wait_for_port(args.host, port, proc, logpath, args.start_timeout)
+        result["response_headers"] = verify_http(args.host, port, h["name"], path, h["size"])
+
+        def wrk_cmd(seconds):
+            cmd = ["taskset", "-c", args.client_cpus, args.wrk, "-t1", f"-c{h['connections']}",
+                   f"-d{wrk_seconds(seconds)}s", "--latency"]
+            if h["timeout"]:
+                cmd.append(f"--timeout={h['timeout']}s")
+            return cmd + [url]
+
+        if args.warmup > 0:
+            cmd = wrk_cmd(args.warmup)
+            rc, out, _, _, killed = run_wrk(cmd, wrk_seconds(args.warmup) + 60,
+                                            os.path.join(workdir, case.id.replace("/", "-") + ".warmup.txt"))
+            try:
+                probs = wrk_problems(parse_wrk(out), h["size"], h["connections"]) if rc == 0 else []
+            except ValueError as e:
+                probs = [str(e)]
+            if rc != 0 or killed or probs:
+                raise CaseFailed(f"wrk warm-up ({shlex.join(cmd)}) "
+                                 + ("was killed after its time-out" if killed else f"exited {rc}")
+                                 + (": " + "; ".join(probs) if probs else "") + f"\n{out.strip()}"
+                                 + server_output())
+            if proc.poll() is not None:
+                raise CaseFailed(f"server died during the warm-up (status {proc.returncode}){server_output()}")
+
+        cmd = wrk_cmd(args.duration)
+        result["wrk_cmd"] = shlex.join(cmd)
+        server_cpus, client_cpus = parse_cpus(args.server_cpus), parse_cpus(args.client_cpus)
+        s0, sc0, cc0 = tree_cpu_split(proc.pid), cpu_times(server_cpus), cpu_times(client_cpus)
+        rc, out, wrk_cpu, wall, killed = run_wrk(cmd, wrk_seconds(args.duration) + 60,
+                                                 os.path.join(workdir, case.id.replace("/", "-") + ".wrk.txt"))
+        s1, sc1, cc1 = tree_cpu_split(proc.pid), cpu_times(server_cpus), cpu_times(client_cpus)
+        alive = proc.poll() is None
+        result["wrk_output"] = out
+        if killed or rc != 0:
+            raise CaseFailed(("wrk was killed after its time-out" if killed else f"wrk exited {rc}")
+                             + f":\n{out.strip()}" + server_output())
+        try:
+            w = parse_wrk(out)
+        except ValueError as e:
+            raise CaseFailed(f"{e}:\n{out.strip()}")
+        result["wrk"] = w
+        probs = wrk_problems(w, h["size"], h["connections"])
+        if probs:
+            raise CaseFailed("wrk: " + "; ".join(probs) + f"\n{out.strip()}" + server_output())
+        if not alive:
+            raise CaseFailed(f"server died during the run (status {proc.returncode}){server_output()}")
+        hwm, nproc = tree_status_kib(proc.pid, "VmHWM")
+        result["peak_rss_kib"] = hwm
+        result["server_procs"] = nproc
+        result["server_threads"] = sum(proc_threads(p) or 0 for p in tree_pids(proc.pid))
+
+        server_user, server_sys = s1[0] - s0[0], s1[1] - s0[1]
+        server_cpu = server_user + server_sys
+        secs = wall
+        s_busy, s_steal = sc1[0] - sc0[0], sc1[1] - sc0[1]
+        c_busy, c_steal = cc1[0] - cc0[0], cc1[1] - cc0[1]
+        result["other_on_server_cpus_pct"] = 100.0 * max(0.0, s_busy - server_cpu) / secs
+        result["other_on_client_cpus_pct"] = 100.0 * max(0.0, c_busy - wrk_cpu) / secs
+        result["steal_pct"] = 100.0 * (s_steal + c_steal) / secs
+        noisy = []
+        if result["other_on_server_cpus_pct"] > args.noise_pct:
+            noisy.append(f"{result['other_on_server_cpus_pct']:.0f} % of the server's CPU went to other work")
+        if result["other_on_client_cpus_pct"] > args.noise_pct:
+            noisy.append(f"{result['other_on_client_cpus_pct']:.0f} % of wrk's CPU went to other work")
+        if result["steal_pct"] > args.noise_pct:
+            noisy.append(f"{result['steal_pct']:.0f} % steal time")
+        if noisy:
+            result["noise"] = "noisy run: " + "; ".join(noisy)
+        result.update({
+            "ok": True,
+            "rate": w["rate"],
+            "requests": w["requests"],
+            "seconds": w["seconds"],
+            "wall_s": wall,
+            "p50_us": w["p50_us"],
+            "p99_us": w["p99_us"],
+            "transfer_mib_s": w["transfer_Bps"] / MiB,
+            "read_mib": w["bytes_read"] / MiB,
+            "server_user_s": server_user,
+            "server_sys_s": server_sys,
+            "server_cpu_s": server_cpu,
+            "server_cpu_pct": 100.0 * server_cpu / wall,
+            "per_cpu_s": w["requests"] / server_cpu if server_cpu > 0 else None,
+            "mib_per_cpu_s": w["bytes_read"] / MiB / server_cpu if server_cpu > 0 else None,
+            "client_cpu_s": wrk_cpu,
+            "client_cpu_pct": 100.0 * wrk_cpu / wall,
+        })
+    except CaseFailed as e:
+        result["ok"] = False
+        result["error"] = str(e)
+    finally:
+        result["server_exit"] = stop_server(proc)
+    notes = []
+    if result["ok"] and not result["server_exit"].startswith("exited 0"):
+        notes.append("server " + result["server_exit"])
+    if result.get("noise"):
+        notes.append(result["noise"])
+    if result["ok"] and result["client_cpu_pct"] >= 90 and result["server_cpu_pct"] < 90:
+        notes.append(f"wrk saturated its CPU ({result['client_cpu_pct']:.0f} %) while the server used "
+                     f"{result['server_cpu_pct']:.0f} % of its own: the rate is a lower bound, compare "
+                     f"{'MiB' if case.group == 'http100m' else 'req'} per server-CPU-s")
+    if notes:
+        result["note"] = "; ".join(notes)
+    return result
+
+
 def noise_score(r):
     return sum(r.get(k) or 0.0 for k in ("other_on_server_cpus_pct", "other_on_client_cpus_pct", "steal_pct"))
 
@@ -464,14 +944,52 @@ def group_table(group, results, by_id):
     return "\n".join(lines)
 
 
-def report(results, meta):
+def fmt_mib(kib):
+    return "n/a" if kib is None else f"{kib / 1024:,.1f}"
+
+
+def http_group_table(group, results, by_id):
+    rows = [r for r in results if r["group"] == group]
+    ref = by_id.get(f"{group}/nginx")
+    ref = ref if ref is not None and ref["ok"] else None
+    big = group == "http100m"
+    if big:
+        head = ["server", "threads", "MiB/s", "downloads/s", "p50 ms", "p99 ms", "server CPU s",
+                "MiB per server-CPU-s", "peak RSS MiB", "wrk CPU", "MiB/s ÷ nginx", "MiB/CPU-s ÷ nginx"]
+    else:
+        head = ["server", "threads", "rate/s", "p50 µs", "p99 µs", "MiB/s", "server CPU s",
+                "req per server-CPU-s", "peak RSS MiB", "wrk CPU", "rate ÷ nginx", "req/CPU-s ÷ nginx"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    for r in rows:
+        thr = str(r["threads"]) if r.get("threads") else (r.get("threads_label") or "1")
+        if not r["ok"]:
+            cells = [r["label"], thr, "FAILED"] + [""] * (len(head) - 3)
+        elif big:
+            cells = [r["label"], thr, fmt_num(r["transfer_mib_s"]), fmt_num(r["rate"], 1),
+                     fmt_num(r["p50_us"] / 1000, 1), fmt_num(r["p99_us"] / 1000, 1),
+                     fmt_num(r["server_cpu_s"], 2), fmt_num(r["mib_per_cpu_s"]), fmt_mib(r.get("peak_rss_kib")),
+                     f"{r['client_cpu_pct']:.0f} %",
+                     fmt_ratio(r["transfer_mib_s"], ref["transfer_mib_s"]) if ref else "n/a",
+                     fmt_ratio(r["mib_per_cpu_s"], ref["mib_per_cpu_s"]) if ref else "n/a"]
+        else:
+            cells = [r["label"], thr, fmt_num(r["rate"]), fmt_us(r["p50_us"]), fmt_us(r["p99_us"]),
+                     fmt_num(r["transfer_mib_s"], 1), fmt_num(r["server_cpu_s"], 2), fmt_num(r["per_cpu_s"]),
+                     fmt_mib(r.get("peak_rss_kib")), f"{r['client_cpu_pct']:.0f} %",
+                     fmt_ratio(r["rate"], ref["rate"]) if ref else "n/a",
+                     fmt_ratio(r["per_cpu_s"], ref["per_cpu_s"]) if ref else "n/a"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def report(results, meta, groups=None):
     by_id = {r["id"]: r for r in results}
     out = []
-    for group, title in GROUPS.items():
+    for group, title in (groups or {**GROUPS, **HTTP_GROUPS}).items():
         if not any(r["group"] == group for r in results):
             continue
         out.append(f"### {title}\n")
-        out.append(group_table(group, results, by_id))
+        out.append(http_group_table(group, results, by_id) if group in HTTP_GROUPS
+                   else group_table(group, results, by_id))
         notes = []
         for r in results:
             if r["group"] != group:
@@ -516,19 +1034,86 @@ def markdown_section(results, meta):
         lines.append("- Not run: " + "; ".join(meta["skipped"]))
     if meta.get("only"):
         lines.append(f"- Partial run: `--only {meta['only']}`")
-    lines += ["", report(results, meta).rstrip(), "", MD_END]
+    lines += ["", report(results, meta, GROUPS).rstrip(), "", MD_END]
     return "\n".join(lines)
 
 
-def update_markdown(path, section):
+def http_markdown_section(results, meta):
+    ex = next((r for r in results if r.get("wrk_cmd") and r["group"] != "http100m"), None)
+    ex_big = next((r for r in results if r.get("wrk_cmd") and r["group"] == "http100m"), None)
+    lines = [
+        HTTP_MD_BEGIN,
+        "## HTTP static-file benchmarks",
+        "",
+        "Generated by `benchmarks/run_load.py`; do not edit by hand between the markers.",
+        "",
+        f"- Command: `{meta['command']}`",
+        f"- Date: {meta['date']}",
+        f"- Kernel: `{meta['kernel']}`; CPU: {meta['cpu_model']} ({meta['cpus']} CPUs); "
+        f"Python {meta['python']}; pyiocp {meta['pyiocp'] or 'not run'}; {meta['nginx'] or 'nginx not run'}; "
+        f"aiohttp {meta['aiohttp'] or 'not run'}; uvloop {meta['uvloop'] or 'not installed'}; "
+        f"{meta['wrk'] or 'wrk'}",
+        f"- Every server serves the same temporary folder (1 KiB, 64 KiB and 100 MiB files of random bytes) "
+        f"under `taskset -c {meta['server_cpus']}`; wrk runs under `taskset -c {meta['client_cpus']}` with one "
+        f"thread and keep-alive connections (wrk's default), each with one request in flight: "
+        f"`wrk -t1 -c{meta['http_connections']} -d{wrk_seconds(meta['duration'])}s --latency URL`, and "
+        f"`wrk -t1 -c1 -d{wrk_seconds(meta['duration'])}s --latency --timeout=30s URL` for the 100 MiB file. "
+        f"Before that, per case: two GETs on one connection whose bodies are compared byte for byte with the "
+        f"file (the connection must stay open), then a {wrk_seconds(meta['warmup'])} s wrk warm-up, not counted."
+        if meta["warmup"] > 0 else
+        f"- Every server serves the same temporary folder under `taskset -c {meta['server_cpus']}`; wrk runs "
+        f"under `taskset -c {meta['client_cpus']}`, `wrk -t1 -c{meta['http_connections']} "
+        f"-d{wrk_seconds(meta['duration'])}s --latency URL` (no warm-up).",
+    ]
+    if ex:
+        lines.append(f"- For example: server `{ex['server_cmd']}`, client `{ex['wrk_cmd']}` "
+                     f"(ports and paths change per run).")
+    if ex_big:
+        lines.append(f"- 100 MiB: client `{ex_big['wrk_cmd']}`.")
+    lines += [
+        "- rate = wrk's Requests/sec; p50/p99 from `--latency` (wrk times a request from its write to the "
+        "answer's last byte); MiB/s = wrk's Transfer/sec (heads included, 1 MiB = 2^20 bytes); server CPU = "
+        "utime+stime of the server's processes and threads (/proc/PID/stat) over the wrk run; peak RSS = VmHWM "
+        "from /proc/PID/status summed over the server's processes, read at the end of the case (warm-up "
+        "included); wrk CPU = wrk's user+sys time (wait4) / the run's wall time. "
+        "Ratios are against the nginx row of the same table, same run.",
+        "- Failures are loud: any wrk socket error (connect, read, write, timeout), any answer that is not "
+        "2xx/3xx, or a byte count that does not fit the file's size fails the case (FAILED row, exit "
+        "status 1).",
+        f"- Noise: as for the load benchmarks (above {meta['noise_pct']:g} % of a pinned CPU spent on other work "
+        f"or stolen: run again, up to {meta['noise_retries']} times, the quietest run kept).",
+        "- Servers: *pyiocp native* is `python -m pyiocp serve` (HTTP/1.1 in C, `--quiet`: no access log). "
+        "*nginx* runs from a generated config in the temporary folder: `worker_processes 1; daemon off; "
+        "master_process off;`, `access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000;`, "
+        "pid, error log and temp paths in the temporary folder (nothing of /etc/nginx). *asyncio* is "
+        "`benchmarks/servers/asyncio_http.py`: head with `transport.write`, body with `loop.sendfile`; "
+        "*uvloop* is the same server on uvloop, which has no `loop.sendfile`, so head and file bytes go out "
+        "in one `transport.write`. *aiohttp* is `benchmarks/servers/aiohttp_http.py`, a handler returning "
+        "`web.FileResponse` (loop.sendfile; file open and stat run in the default executor). *http.server* "
+        "is `benchmarks/servers/stdlib_http.py`: `python -m http.server`'s ThreadingHTTPServer and "
+        "SimpleHTTPRequestHandler with `protocol_version = \"HTTP/1.1\"` so that connections are kept open "
+        "(stock `python -m http.server` answers HTTP/1.0 and closes each connection, which would make wrk "
+        "reconnect for every request), `disable_nagle_algorithm = True` (TCP_NODELAY: it writes head and body "
+        "in two sends, and with Nagle on a kept-open connection each body waits ~40 ms for the client's "
+        "delayed ACK; `--nagle` keeps that) and a listen backlog of 1024 instead of 5.",
+    ]
+    if meta.get("http_skipped"):
+        lines.append("- Not run: " + "; ".join(meta["http_skipped"]))
+    if meta.get("http_unselected"):
+        lines.append(f"- Partial run: `--only {meta['only']}` left out " + ", ".join(meta["http_unselected"]))
+    lines += ["", report(results, meta, HTTP_GROUPS).rstrip(), "", HTTP_MD_END]
+    return "\n".join(lines)
+
+
+def update_markdown(path, section, begin=MD_BEGIN, end=MD_END):
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             text = f.read()
     else:
         text = "# Benchmarks\n\n"
-    b, e = text.find(MD_BEGIN), text.find(MD_END)
+    b, e = text.find(begin), text.find(end)
     if b >= 0 and e > b:
-        text = text[:b] + section + text[e + len(MD_END):]
+        text = text[:b] + section + text[e + len(end):]
     else:
         if not text.endswith("\n\n"):
             text = text.rstrip("\n") + "\n\n"
@@ -568,14 +1153,20 @@ def parse_args(argv):
                     help="run a noisy case again up to this many times and keep the quietest run (default 2)")
     ap.add_argument("--start-timeout", type=float, default=20.0, help="seconds to wait for a server's port")
     ap.add_argument("--cc", default=os.environ.get("CC", "cc"), help="C compiler for loadgen.c")
+    ap.add_argument("--wrk", default="wrk", help="wrk executable for the HTTP cases (default: wrk on PATH)")
+    ap.add_argument("--nginx", default="nginx",
+                    help="nginx executable for the HTTP nginx cases (default: nginx on PATH or in /usr/sbin)")
+    ap.add_argument("--http-connections", type=int, default=50,
+                    help="wrk connections for http1k and http64k (default 50; http100m always uses 1)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (build, files, logs)")
     args = ap.parse_args(argv)
     try:
         args.thread_counts = [int(x) for x in args.thread_counts.split(",") if x.strip()]
     except ValueError:
         ap.error("--thread-counts must be integers separated by commas")
-    if args.duration <= 0 or args.warmup < 0 or args.connections < 1 or args.threads < 1:
-        ap.error("bad --duration, --warmup, --connections or --threads")
+    if (args.duration <= 0 or args.warmup < 0 or args.connections < 1 or args.threads < 1
+            or args.http_connections < 1):
+        ap.error("bad --duration, --warmup, --connections, --http-connections or --threads")
     return args
 
 
@@ -590,6 +1181,9 @@ def main(argv=None):
                     sys.exit(f"run_load: CPU list {cpus!r} does not fit this machine's {os.cpu_count()} CPUs")
 
     workdir = tempfile.mkdtemp(prefix="pyiocp-bench-")
+    if not args.keep:
+        # Also when a check below stops the run with sys.exit.
+        atexit.register(shutil.rmtree, workdir, True)
     root = os.path.join(workdir, "files")
     os.mkdir(root)
     cases = build_cases(args, root)
@@ -604,9 +1198,54 @@ def main(argv=None):
         unknown = [t for t in only if t not in known]
         if unknown:
             sys.exit(f"run_load: --only: unknown tag(s) {', '.join(unknown)}; see --list")
+        unselected_http = [c.id for c in cases if c.http and not c.tags() & set(only)]
         cases = [c for c in cases if c.tags() & set(only)]
+    else:
+        unselected_http = []
 
     skipped = []
+    http_skipped = []
+
+    def skip_family(family, msg):
+        """An optional baseline that is missing: loud, and fatal when asked for by name."""
+        nonlocal cases
+        gone = [c for c in cases if c.family == family]
+        if not gone:
+            return
+        if only and any(t == family or t.endswith("/" + family) or t in {c.key for c in gone} for t in only):
+            sys.exit("run_load: " + msg)
+        log("run_load: " + "!" * 60)
+        log("run_load: " + msg + ": " + ", ".join(c.id for c in gone))
+        log("run_load: " + "!" * 60)
+        if any(c.kind == "loadgen" for c in gone):
+            skipped.append(msg)
+        if any(c.kind == "wrk" for c in gone):
+            http_skipped.append(msg)
+        cases = [c for c in cases if c.family != family]
+
+    wrk_version = nginx_version = aiohttp_version = None
+    if any(c.kind == "wrk" for c in cases):
+        wrk = shutil.which(args.wrk)
+        if not wrk:
+            sys.exit(f"run_load: wrk not found ({args.wrk!r}): it drives the HTTP cases "
+                     f"({', '.join(HTTP_GROUPS)}). Install it (Debian: apt-get install -y wrk) or pass --wrk "
+                     f"PATH, or leave the HTTP cases out: --only {','.join(GROUPS)}")
+        args.wrk = wrk
+        wrk_version = tool_version([wrk, "--version"])
+        if wrk_version:
+            wrk_version = wrk_version.split(" Copyright")[0]
+        nginx = shutil.which(args.nginx) or shutil.which(args.nginx, path="/usr/sbin:/usr/local/sbin")
+        if not nginx:
+            skip_family("nginx", f"nginx not found ({args.nginx!r}; Debian: apt-get install -y nginx-light, "
+                                 f"or nginx): the nginx cases are NOT run and the ÷ nginx ratios are n/a")
+        else:
+            args.nginx = nginx    # the nginx cases read it when they start
+            nginx_version = (tool_version([nginx, "-v"]) or "nginx ?").replace("nginx version: ", "")
+        if importlib.util.find_spec("aiohttp") is None:
+            skip_family("aiohttp", "aiohttp is not installed (pip install aiohttp): the aiohttp cases are NOT run")
+        else:
+            aiohttp_version = importlib.metadata.version("aiohttp")
+
     uvloop_version = None
     if importlib.util.find_spec("uvloop") is None:
         uv = [c for c in cases if c.family == "uvloop"]
@@ -617,7 +1256,10 @@ def main(argv=None):
             log("run_load: " + "!" * 60)
             log("run_load: " + msg + ": " + ", ".join(c.id for c in uv))
             log("run_load: " + "!" * 60)
-            skipped.append(msg)
+            if any(c.kind == "loadgen" for c in uv):
+                skipped.append(msg)
+            if any(c.kind == "wrk" for c in uv):
+                http_skipped.append(msg)
             cases = [c for c in cases if c.family != "uvloop"]
     else:
         import uvloop
@@ -645,8 +1287,8 @@ def main(argv=None):
     except (OSError, AttributeError):
         pass
 
-    make_files(root)
-    loadgen = build_loadgen(workdir, args.cc)
+    make_files(root, big=any(c.group == "http100m" for c in cases))
+    loadgen = build_loadgen(workdir, args.cc) if any(c.kind == "loadgen" for c in cases) else None
     meta = {
         "command": shlex.join([os.path.basename(sys.executable),
                                os.path.relpath(os.path.abspath(sys.argv[0]), REPO)] + sys.argv[1:]),
@@ -667,19 +1309,34 @@ def main(argv=None):
         "noise_retries": args.noise_retries,
         "only": args.only,
         "skipped": skipped,
+        "http_skipped": http_skipped,
+        "http_unselected": unselected_http,
+        "http_connections": args.http_connections,
+        "wrk": wrk_version,
+        "nginx": nginx_version,
+        "aiohttp": aiohttp_version,
     }
     log(f"run_load: {len(cases)} case(s), {args.warmup:g} s warm-up + {args.duration:g} s each; "
-        f"server on CPU {args.server_cpus}, load generator on CPU {args.client_cpus}; work dir {workdir}")
+        f"server on CPU {args.server_cpus}, load generator / wrk on CPU {args.client_cpus}; work dir {workdir}")
+    if any(c.kind == "wrk" for c in cases) and (args.duration != wrk_seconds(args.duration)
+                                                or (args.warmup and args.warmup != wrk_seconds(args.warmup))):
+        log(f"run_load: wrk takes whole seconds: the HTTP cases run {wrk_seconds(args.duration)} s "
+            f"(warm-up {wrk_seconds(args.warmup) if args.warmup else 0} s)")
+
+    def run_one(case):
+        if case.kind == "wrk":
+            return run_http_case(case, args, env, workdir)
+        return run_case(case, args, loadgen, env, workdir)
 
     results = []
     try:
         for case in cases:
             log(f"--- {case.id}: {case.label}")
-            r = run_case(case, args, loadgen, env, workdir)
+            r = run_one(case)
             tries = [r]
             while tries[-1]["ok"] and tries[-1].get("noise") and len(tries) <= args.noise_retries:
                 log(f"    {tries[-1]['rate']:,.0f}/s, but {tries[-1]['noise']}: running it again")
-                tries.append(run_case(case, args, loadgen, env, workdir))
+                tries.append(run_one(case))
             if tries[-1]["ok"]:
                 r = min(tries, key=noise_score)
             else:
@@ -689,7 +1346,14 @@ def main(argv=None):
             if len(tries) > 1 and r["ok"]:
                 log(f"    keeping attempt {tries.index(r) + 1} of {len(tries)} (the quietest):")
             results.append(r)
-            if r["ok"]:
+            if r["ok"] and r.get("kind") == "wrk":
+                log(f"    {r['rate']:,.1f}/s  {r['transfer_mib_s']:,.1f} MiB/s  p50 {r['p50_us']:,.0f} µs  "
+                    f"p99 {r['p99_us']:,.0f} µs  server CPU {r['server_cpu_s']:.2f} s "
+                    f"({r['server_cpu_pct']:.0f} %, user {r['server_user_s']:.2f} s, sys {r['server_sys_s']:.2f} s, "
+                    f"{r['server_threads']} threads, {r['server_procs']} process(es))  peak RSS "
+                    f"{fmt_mib(r['peak_rss_kib'])} MiB  wrk CPU {r['client_cpu_pct']:.0f} %  "
+                    f"[server {r['server_exit']}]" + (f"\n    NOTE: {r['note']}" if r.get("note") else ""))
+            elif r["ok"]:
                 log(f"    {r['rate']:,.0f}/s  p50 {r['p50_us']:,.0f} µs  p99 {r['p99_us']:,.0f} µs  "
                     f"server CPU {r['server_cpu_s']:.2f} s ({r['server_cpu_pct']:.0f} %, "
                     f"user {r['server_user_s']:.2f} s, sys {r['server_sys_s']:.2f} s, "
@@ -713,8 +1377,14 @@ def main(argv=None):
             json.dump({"meta": meta, "results": results}, f, indent=2)
         log(f"run_load: wrote {args.json}")
     if not args.no_md:
-        update_markdown(args.md, markdown_section(results, meta))
-        log(f"run_load: updated {args.md}")
+        # Each section is rewritten only by a run that has cases of its own.
+        if any(r["group"] in GROUPS for r in results):
+            update_markdown(args.md, markdown_section([r for r in results if r["group"] in GROUPS], meta))
+            log(f"run_load: updated the load section of {args.md}")
+        if any(r["group"] in HTTP_GROUPS for r in results):
+            update_markdown(args.md, http_markdown_section([r for r in results if r["group"] in HTTP_GROUPS],
+                                                           meta), HTTP_MD_BEGIN, HTTP_MD_END)
+            log(f"run_load: updated the HTTP section of {args.md}")
     failed = [r["id"] for r in results if not r["ok"]]
     if failed:
         log(f"run_load: FAILED case(s): {', '.join(failed)}")
