@@ -122,12 +122,20 @@ class Case:
         self.kind = "wrk" if http else "loadgen"
         self.threads_label = threads_label
         self.aux_log = aux_log        # function(port) -> path of another log worth showing on failure
+        self.backend = None           # pyiocp engine backend of this case, if pinned
 
     def tags(self):
         tags = {self.id, self.group, self.key, self.family}
+        if self.backend:
+            tags.add(self.backend)
         if self.http:
             tags.add("http")
         return tags
+
+
+def with_backend(case, backend):
+    case.backend = backend
+    return case
 
 
 def build_cases(args, root):
@@ -142,9 +150,13 @@ def build_cases(args, root):
     for group, name in (("raw1k", "1k.bin"), ("raw64k", "64k.bin")):
         load = ["--mode", "raw", "--name", name, "--expect-file", os.path.join(root, name)]
         cases += [
-            Case(group, "native", "pyiocp native (C raw server)", "pyiocp",
-                 lambda p: [py, "-m", "pyiocp", "serve", root, "--protocol", "raw", "--host", host,
-                            "--port", str(p), "--threads", t, "--quiet"], load, args.threads),
+            with_backend(Case(group, f"native_{b}", f"pyiocp native (C raw server), {b}", "pyiocp",
+                              lambda p, b=b: [py, "-m", "pyiocp", "serve", root, "--protocol", "raw",
+                                              "--host", host, "--port", str(p), "--threads", t,
+                                              "--backend", b, "--quiet"], load, args.threads), b)
+            for b in args.backends
+        ]
+        cases += [
             Case(group, "file_server", "pyiocp examples/file_server.py (Python handlers)", "pyiocp",
                  lambda p: [py, file_server, root, "--port", str(p), "--threads", t], load, args.threads),
             Case(group, "asyncio", "asyncio (loop.sendfile)", "asyncio",
@@ -159,9 +171,12 @@ def build_cases(args, root):
         ]
     echo = ["--mode", "echo", "--msg", str(args.msg)]
     cases += [
-        Case("echo1k", "pyiocp_echo", "pyiocp Python handler", "pyiocp",
-             lambda p: [py, echo_pyiocp, "--host", host, "--port", str(p), "--threads", t, "--quiet"],
-             echo, args.threads),
+        with_backend(Case("echo1k", f"pyiocp_echo_{b}", f"pyiocp Python handler, {b}", "pyiocp",
+                          lambda p, b=b: [py, echo_pyiocp, "--host", host, "--port", str(p), "--threads", t,
+                                          "--backend", b, "--quiet"], echo, args.threads), b)
+        for b in args.backends
+    ]
+    cases += [
         Case("echo1k", "asyncio", "asyncio Protocol", "asyncio",
              lambda p: [py, echo_asyncio, "--host", host, "--port", str(p), "--quiet"], echo),
         Case("echo1k", "uvloop", "uvloop Protocol", "uvloop",
@@ -230,9 +245,13 @@ def build_http_cases(args, root):
             ("http100m", BIG_FILE[0], BIG_FILE[1], 1, 30)):
         http = {"name": name, "size": size, "connections": conns, "timeout": timeout}
         cases += [
-            Case(group, "native", "pyiocp native (C HTTP/1.1 server)", "pyiocp",
-                 lambda p: [py, "-m", "pyiocp", "serve", root, "--host", host, "--port", str(p),
-                            "--threads", t, "--quiet"], None, args.threads, http=http),
+            with_backend(Case(group, f"native_{b}", f"pyiocp native (C HTTP/1.1 server), {b}", "pyiocp",
+                              lambda p, b=b: [py, "-m", "pyiocp", "serve", root, "--host", host,
+                                              "--port", str(p), "--threads", t, "--backend", b, "--quiet"],
+                              None, args.threads, http=http), b)
+            for b in args.backends
+        ]
+        cases += [
             Case(group, "nginx", "nginx (sendfile, 1 worker, master_process off)", "nginx",
                  lambda p: nginx_argv(args.nginx, root, host, p), None, http=http, threads_label="1 (worker)",
                  aux_log=lambda p: os.path.join(nginx_conf_dir(root, p), "error.log")),
@@ -981,9 +1000,35 @@ def http_group_table(group, results, by_id):
     return "\n".join(lines)
 
 
+def backend_table(results, by_id):
+    """io_uring against epoll, case by case, from the same run: rate and work
+    done per server CPU-second (the load generator often saturates first)."""
+    head = ["case", "io_uring rate", "epoll rate", "rate io_uring ÷ epoll",
+            "io_uring per server-CPU-s", "epoll per server-CPU-s", "per-CPU io_uring ÷ epoll"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    found = False
+    for group in list(GROUPS) + list(HTTP_GROUPS):
+        key = "pyiocp_echo" if group == "echo1k" else "native"
+        a, b = by_id.get(f"{group}/{key}_io_uring"), by_id.get(f"{group}/{key}_epoll")
+        if not (a and b and a["ok"] and b["ok"]):
+            continue
+        found = True
+        rate, per = ("transfer_mib_s", "mib_per_cpu_s") if group == "http100m" else ("rate", "per_cpu_s")
+        unit = " MiB/s" if group == "http100m" else "/s"
+        lines.append("| " + " | ".join([
+            group, fmt_num(a[rate]) + unit, fmt_num(b[rate]) + unit, fmt_ratio(a[rate], b[rate]),
+            fmt_num(a[per]), fmt_num(b[per]), fmt_ratio(a[per], b[per])]) + " |")
+    return "\n".join(lines) if found else ""
+
+
 def report(results, meta, groups=None):
     by_id = {r["id"]: r for r in results}
     out = []
+    backends = backend_table(results, by_id)
+    if backends:
+        out.append("### io_uring ÷ epoll (pyiocp's two Linux backends, same run)\n")
+        out.append(backends)
+        out.append("")
     for group, title in (groups or {**GROUPS, **HTTP_GROUPS}).items():
         if not any(r["group"] == group for r in results):
             continue
@@ -1158,8 +1203,14 @@ def parse_args(argv):
                     help="nginx executable for the HTTP nginx cases (default: nginx on PATH or in /usr/sbin)")
     ap.add_argument("--http-connections", type=int, default=50,
                     help="wrk connections for http1k and http64k (default 50; http100m always uses 1)")
+    ap.add_argument("--backends", default="io_uring,epoll",
+                    help="pyiocp engine backends run side by side for native, echo1k and http "
+                         "(default io_uring,epoll)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (build, files, logs)")
     args = ap.parse_args(argv)
+    args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if not args.backends or any(b not in ("io_uring", "epoll") for b in args.backends):
+        ap.error("--backends takes io_uring and/or epoll, separated by commas")
     try:
         args.thread_counts = [int(x) for x in args.thread_counts.split(",") if x.strip()]
     except ValueError:

@@ -27,11 +27,12 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1, help="engine worker threads (default 1)")
     ap.add_argument("--switch-interval", type=float, default=None, metavar="S",
                     help="sys.setswitchinterval(S) (Python's default is 0.005): for experiments with threads")
+    ap.add_argument("--backend", default="auto", help="engine backend (auto, io_uring, epoll)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
-    engine = pyiocp.Engine(threads=args.threads)
+    engine = pyiocp.Engine(threads=args.threads, backend=args.backend)
     engine.listen((args.host, args.port), Echo)
     if not args.quiet:
         print(f"pyiocp_echo: listening on {args.host}:{args.port} with {args.threads} thread(s)",
