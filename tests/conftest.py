@@ -95,3 +95,12 @@ def recv_until_eof(sock: socket.socket) -> bytes:
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
+
+
+def tool_env() -> dict:
+    """The environment for external clients (curl, wget, nc).  The sanitizer
+    CI stage preloads ASan's runtime for our Python processes; uninstrumented
+    tools must not get it (curl and wget hang under it)."""
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    return env

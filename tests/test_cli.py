@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import pyiocp
+from conftest import tool_env
 from raw_helpers import (BIG, BIG_SIZE, KIB, MIB, SIZES, Workers, abandon, assert_clean_end,
                          assert_error_line, connect, download, fetch, get_tree, read_line,
                          wait_for)
@@ -180,7 +181,7 @@ def require_nc():
     if nc is None:
         pytest.fail("`nc` not found: install netcat-openbsd (apt-get install netcat-openbsd); "
                     "these tests need its -N option")
-    usage = subprocess.run([nc, "-h"], capture_output=True, timeout=10)
+    usage = subprocess.run([nc, "-h"], capture_output=True, timeout=10, env=tool_env())
     if b"OpenBSD" not in usage.stdout + usage.stderr:
         pytest.fail(f"{nc} is not OpenBSD netcat: install netcat-openbsd (needed for -N)")
     return nc
@@ -189,7 +190,7 @@ def require_nc():
 def nc_fetch(address, request: bytes, out: Path, timeout=120):
     nc = require_nc()
     with open(out, "wb") as f:
-        done = subprocess.run([nc, "-N", "-w", "30", address[0], str(address[1])], input=request,
+        done = subprocess.run([nc, "-N", "-w", "30", address[0], str(address[1])], env=tool_env(), input=request,
                               stdout=f, stderr=subprocess.PIPE, timeout=timeout)
     assert done.returncode == 0, f"nc failed ({done.returncode}): {done.stderr!r}"
 

@@ -23,6 +23,7 @@ from types import SimpleNamespace
 import pytest
 
 import pyiocp
+from conftest import tool_env
 from http_helpers import (COND_MTIME, HOSTILE_DIR, HOSTILE_NAMES, TYPED, HttpConn, assert_served,
                           exchange, get, get_http_tree, head, http_date, parse_listing, req,
                           require_tool, sha256, sha256_file)
@@ -74,7 +75,7 @@ def wait_no_connections(engine, timeout=5.0):
 
 def curl(*args, timeout=90):
     exe = require_tool("curl")
-    return subprocess.run([exe, "-sS", "--noproxy", "*", "--max-time", "60", *args],
+    return subprocess.run([exe, "-sS", "--noproxy", "*", "--max-time", "60", *args], env=tool_env(),
                           capture_output=True, timeout=timeout)
 
 
@@ -180,7 +181,7 @@ def test_curl_path_as_is_escapes_are_forbidden(served, tree, path):
 
 def wget(*args, timeout=60):
     exe = require_tool("wget")
-    return subprocess.run([exe, "--no-proxy", "--tries=1", "--timeout=30", *args],
+    return subprocess.run([exe, "--no-proxy", "--tries=1", "--timeout=30", *args], env=tool_env(),
                           capture_output=True, timeout=timeout)
 
 

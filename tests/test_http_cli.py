@@ -18,6 +18,7 @@ import time
 import pytest
 
 import pyiocp
+from conftest import tool_env
 from http_helpers import HttpConn, exchange, get, get_http_tree, head, require_tool
 from raw_helpers import BIG, BIG_SIZE, KIB, MIB, Workers, wait_for
 from test_cli import PACKAGE_PARENT, Server, child_env, run_pyiocp
@@ -96,7 +97,8 @@ def test_startup_line_and_http_is_the_default(cli, tree):
     assert (version, root, protocol) == (pyiocp.__version__, str(tree.root), "http")
     assert backend in pyiocp.available_backends() and int(threads) == pyiocp.default_threads()
     done = subprocess.run([require_tool("curl"), "-sS", "--noproxy", "*", "--max-time", "20",
-                           f"http://127.0.0.1:{server.port}/1m.bin"], capture_output=True, timeout=30)
+                           f"http://127.0.0.1:{server.port}/1m.bin"], capture_output=True, timeout=30,
+                          env=tool_env())
     assert done.returncode == 0, done.stderr
     assert hashlib.sha256(done.stdout).hexdigest() == tree.digests["1m.bin"]
     # --protocol http says the same
