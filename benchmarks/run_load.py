@@ -182,10 +182,12 @@ def build_cases(args, root):
         Case("echo1k", "uvloop", "uvloop Protocol", "uvloop",
              lambda p: [py, echo_asyncio, "--host", host, "--port", str(p), "--uvloop", "--quiet"], echo),
     ]
-    for n in args.thread_counts:
-        cases.append(Case("echo_threads", f"t{n}", f"pyiocp Python handler, {n} thread(s)", "pyiocp",
-                          lambda p, n=n: [py, echo_pyiocp, "--host", host, "--port", str(p),
-                                          "--threads", str(n), "--quiet"], echo, n))
+    for b in args.backends:
+        for n in args.thread_counts:
+            cases.append(with_backend(
+                Case("echo_threads", f"t{n}_{b}", f"pyiocp Python handler, {b}, {n} thread(s)", "pyiocp",
+                     lambda p, n=n, b=b: [py, echo_pyiocp, "--host", host, "--port", str(p),
+                                          "--threads", str(n), "--backend", b, "--quiet"], echo, n), b))
     cases += build_http_cases(args, root)
     return cases
 
@@ -934,7 +936,7 @@ def refs_for(group):
     if group == "echo1k":
         return [("asyncio", "echo1k/asyncio"), ("uvloop", "echo1k/uvloop")]
     if group == "echo_threads":
-        return [("1 thread", "echo_threads/t1"), ("asyncio", "echo1k/asyncio"), ("uvloop", "echo1k/uvloop")]
+        return [("uvloop", "echo1k/uvloop")]
     return []
 
 
