@@ -390,13 +390,21 @@ int piocp_sweep_period_ms(const piocp_engine *e)
     return period < 10 ? 10 : period;
 }
 
-int piocp_conn_set_deadline(piocp_conn *c, int timeout_ms)
+static int set_deadline(piocp_conn *c, int timeout_ms, bool graceful)
 {
     if (timeout_ms < 0)
         return -EINVAL;
+    atomic_store_explicit(&c->deadline_graceful, graceful, memory_order_relaxed);
     atomic_store_explicit(&c->deadline_ms, timeout_ms ? piocp_now_ms() + timeout_ms : 0,
                           memory_order_relaxed);
     return 0;
+}
+
+int piocp_conn_set_deadline(piocp_conn *c, int timeout_ms) { return set_deadline(c, timeout_ms, false); }
+
+int piocp_conn_set_close_deadline(piocp_conn *c, int timeout_ms)
+{
+    return set_deadline(c, timeout_ms, true);
 }
 
 static bool expired(const piocp_conn *c, long long now, long long idle_limit)
@@ -419,7 +427,17 @@ void piocp_scan_idle(piocp_engine *e)
             continue;
         pthread_mutex_lock(&c->lock);
         if (c->state == CONN_OPEN && !c->abort_error && expired(c, now, limit)) {
-            c->abort_error = -ETIMEDOUT;
+            long long deadline = atomic_load_explicit(&c->deadline_ms, memory_order_relaxed);
+            bool graceful = deadline && now >= deadline &&
+                            atomic_load_explicit(&c->deadline_graceful, memory_order_relaxed);
+            if (graceful) {
+                /* an idle keep-alive connection ends with a FIN (lingering
+                 * close), so a client may safely retry on a fresh one */
+                atomic_store_explicit(&c->deadline_ms, 0, memory_order_relaxed);
+                c->close_requested = true;
+            } else {
+                c->abort_error = -ETIMEDOUT;
+            }
             piocp_schedule_locked(c);
         }
         pthread_mutex_unlock(&c->lock);

@@ -27,6 +27,7 @@ struct piocp_conn {
     atomic_int refs;
     atomic_llong last_active_ms;
     atomic_llong deadline_ms;  /* 0: none; else dropped (-ETIMEDOUT) once past */
+    atomic_bool deadline_graceful; /* ... or closed gracefully (FIN) instead */
 
     conn_state state;
     int fd;

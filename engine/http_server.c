@@ -55,7 +55,7 @@ static void update_deadline(http_conn *hc, bool request_started)
             piocp_conn_set_deadline(hc->conn, s->header_timeout_ms);
         hc->body_deadline_set = true;
     } else if (hc->len == 0)
-        piocp_conn_set_deadline(hc->conn, s->keepalive_timeout_ms);
+        piocp_conn_set_close_deadline(hc->conn, s->keepalive_timeout_ms);
     else if (request_started)
         piocp_conn_set_deadline(hc->conn, s->header_timeout_ms);
 }

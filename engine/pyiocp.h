@@ -169,6 +169,9 @@ int piocp_conn_peer(const piocp_conn *conn, struct sockaddr_storage *addr, sockl
  * second: for request-head and keep-alive timeouts, which the idle timeout
  * (no progress) cannot express against a client that trickles bytes. */
 int piocp_conn_set_deadline(piocp_conn *conn, int timeout_ms);
+/* The same, but closing gracefully (pending recv cancelled, sends finished,
+ * FIN, lingering close) instead of a reset: for idle keep-alive timeouts. */
+int piocp_conn_set_close_deadline(piocp_conn *conn, int timeout_ms);
 /* Extra references keep the connection's memory valid (not its socket). */
 void piocp_conn_retain(piocp_conn *conn);
 void piocp_conn_release(piocp_conn *conn);

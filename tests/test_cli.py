@@ -221,7 +221,9 @@ def closed_by_server(sock, timeout=3.0):
 def refuses_connections(address):
     try:
         sock = socket.create_connection(address, timeout=1)
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
+        # reset: the connect raced the listener's shutdown (connections
+        # queued on a listener being shut down are reset); a refusal too
         return True
     sock.close()
     return False

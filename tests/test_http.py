@@ -907,6 +907,8 @@ def test_keepalive_timeout(start_server, tree):
         watcher.join(10)
         assert "after" in closed, "the idle connection was not closed"
         assert 0.45 <= closed["after"] <= 1.5, f"idle connection closed after {closed['after']:.2f} s"
+        # gracefully (FIN), so that a client may retry on a new connection
+        assert closed["how"] == "eof", f"idle keep-alive connection ended with a {closed['how']}"
         assert busy.exchange(get("/sub/inner.bin")).status == 200
 
 
