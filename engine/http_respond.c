@@ -175,13 +175,10 @@ static void error_page(http_conn *hc, const http_request *req, int status, bool 
     send_built(hc, &b, req);
 }
 
-void http_respond_error(http_conn *hc, int status, const char *method, size_t method_len,
-                        const char *extra_headers, bool close)
+void http_respond_error(http_conn *hc, int status)
 {
-    (void)method;
-    (void)method_len;
-    (void)close; /* errors reported this way always end the connection */
-    error_page(hc, NULL, status ? status : 400, false, extra_headers);
+    /* the request could not be read, so the connection cannot go on */
+    error_page(hc, NULL, status ? status : 400, false, "");
 }
 
 void http_response_free(http_response *r)

@@ -130,7 +130,7 @@ static void process_buffer(http_conn *hc)
         if (rc == HTTP_INCOMPLETE)
             break;
         if (rc < 0) {
-            http_respond_error(hc, http_error_status(rc), NULL, 0, "", true);
+            http_respond_error(hc, http_error_status(rc));
             hc->len = 0;
             break;
         }
@@ -139,7 +139,7 @@ static void process_buffer(http_conn *hc)
         bool too_big = req.has_transfer_encoding ||
                        (req.content_length > 0 && (uint64_t)req.content_length > s->max_discard);
         if (too_big) {
-            http_respond_error(hc, 413, req.method, req.method_len, "", true);
+            http_respond_error(hc, 413);
             hc->len = 0;
             break;
         }

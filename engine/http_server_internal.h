@@ -62,9 +62,9 @@ void http_response_done(piocp_request *req, ssize_t result);
 
 /* http_respond.c */
 void http_respond(http_conn *hc, const http_request *req);
-/* An error page; `close` ends the connection after it. */
-void http_respond_error(http_conn *hc, int status, const char *method, size_t method_len,
-                        const char *extra_headers, bool close);
+/* An error page for a request that could not be read; the connection
+ * closes after it. */
+void http_respond_error(http_conn *hc, int status);
 void http_response_free(http_response *r);
 void http_log_response(http_conn *hc, const http_response *r, ssize_t result);
 

@@ -218,31 +218,41 @@ static int open_resolved(int root_fd, char *path, int *out_fd, const char **reas
     return walk_open(root_fd, path, out_fd, reason);
 }
 
-int piocp_open_beneath(int root_fd, const char *name, size_t name_len, int *out_fd,
-                       const char **reason, struct stat *st_out)
+/* Checks the name, opens it beneath the root and fstats the descriptor:
+ * the part both public openers share.  The kind of file is checked on the
+ * open descriptor, not the name, so nothing can be swapped in between. */
+static int open_and_stat(int root_fd, const char *name, size_t name_len, int *out_fd,
+                         const char **reason, struct stat *st)
 {
     *out_fd = -1;
     int rc = check_name(name, name_len, reason);
     if (rc < 0)
         return rc;
-
     char path[PATH_MAX];
     memcpy(path, name, name_len);
     path[name_len] = '\0';
-
     int fd = -1;
     rc = open_resolved(root_fd, path, &fd, reason);
     if (rc < 0)
         return rc;
-
-    /* Checked on the open descriptor, not the name, so nothing can be
-     * swapped in between. */
-    struct stat st;
-    if (fstat(fd, &st) < 0) {
+    if (fstat(fd, st) < 0) {
         int err = errno;
         close(fd);
         return fail(err, reason_for(err), reason);
     }
+    *out_fd = fd;
+    return 0;
+}
+
+int piocp_open_beneath(int root_fd, const char *name, size_t name_len, int *out_fd,
+                       const char **reason, struct stat *st_out)
+{
+    *out_fd = -1;
+    struct stat st;
+    int fd;
+    int rc = open_and_stat(root_fd, name, name_len, &fd, reason, &st);
+    if (rc < 0)
+        return rc;
     if (!S_ISREG(st.st_mode)) {
         close(fd);
         return fail(S_ISDIR(st.st_mode) ? EISDIR : EINVAL, "not a regular file", reason);
@@ -264,18 +274,12 @@ int piocp_open_dir_beneath(int root_fd, const char *name, size_t name_len, int *
         *out_fd = fd;
         return 0;
     }
-    int rc = check_name(name, name_len, reason);
-    if (rc < 0)
-        return rc;
-    char path[PATH_MAX];
-    memcpy(path, name, name_len);
-    path[name_len] = '\0';
-    int fd = -1;
-    rc = open_resolved(root_fd, path, &fd, reason);
-    if (rc < 0)
-        return rc;
     struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISDIR(st.st_mode)) {
+    int fd;
+    int rc = open_and_stat(root_fd, name, name_len, &fd, reason, &st);
+    if (rc < 0)
+        return rc;
+    if (!S_ISDIR(st.st_mode)) {
         close(fd);
         return fail(ENOTDIR, "not a directory", reason);
     }
