@@ -1,6 +1,6 @@
 /*
- * test_http_helpers.c - engine/mime_types.c, engine/http_listing.c and
- * engine/log_clf.c: the helpers of the native HTTP handler.
+ * test_http_helpers.c - engine/protocols/http/mime_types.c, engine/protocols/http/listing.c
+ * and engine/log/clf.c: the helpers of the native HTTP handler.
  * `test_http_helpers NAME` runs one case (ctest runs each in its own
  * process); `test_http_helpers list` names them.
  *
@@ -8,9 +8,9 @@
  * written into buffers of exactly their capacity, so that under
  * AddressSanitizer a read or write past either fails the test.
  */
-#include "http_listing.h"
-#include "log_clf.h"
-#include "mime_types.h"
+#include "protocols/http/listing.h"
+#include "log/clf.h"
+#include "protocols/http/mime_types.h"
 #include "test_util.h"
 
 #include <fcntl.h>

@@ -1,12 +1,12 @@
 /*
- * test_http_parser.c - engine/http_parser.c: request heads, paths, ranges,
+ * test_http_parser.c - engine/protocols/http/parser.c: request heads, paths, ranges,
  * entity-tags and dates.  `test_http_parser NAME` runs one case (ctest runs
  * each in its own process); `test_http_parser list` names them.
  *
  * Every request is parsed from a heap copy of exactly its length, so under
  * AddressSanitizer a read past `len` fails the test.
  */
-#include "http_parser.h"
+#include "protocols/http/parser.h"
 #include "test_util.h"
 
 #include <limits.h>

@@ -3,7 +3,7 @@
  *
  * Build and run:
  *   gcc -std=c11 -D_GNU_SOURCE -Wall -Wextra -fsanitize=address,undefined -g \
- *       -Iengine tests/c/test_path_confine.c engine/path_confine.c -o /tmp/tpc
+ *       -Iengine tests/c/test_path_confine.c engine/files/path_confine.c -o /tmp/tpc
  *   /tmp/tpc
  *
  * Every case runs twice: with openat2 (where the kernel has it) and with
@@ -13,7 +13,7 @@
 #define _GNU_SOURCE
 #endif
 
-#include "path_confine.h"
+#include "files/path_confine.h"
 
 #include <dirent.h>
 #include <errno.h>

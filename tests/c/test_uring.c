@@ -1,5 +1,5 @@
 /*
- * test_uring.c - engine/uring.c, the raw io_uring wrapper, against the
+ * test_uring.c - engine/backends/uring.c, the raw io_uring wrapper, against the
  * running kernel.  `test_uring NAME` runs one case (ctest runs each in its
  * own process); `test_uring list` names them.  A case exits 77 (ctest:
  * skipped) when the kernel refuses io_uring altogether; every case checks
@@ -9,7 +9,7 @@
  * <linux/io_uring.h>), only the `stub` case exists.
  */
 #include "test_util.h"
-#include "uring.h"
+#include "backends/uring.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 /*
- * fuzz_http_parser.c - libFuzzer target for engine/http_parser.c.
+ * fuzz_http_parser.c - libFuzzer target for engine/protocols/http/parser.c.
  *
  * The input is parsed as a request head with small limits, and fed raw to
  * every helper; each result is checked against the invariants the static
@@ -11,7 +11,7 @@
  * runs the same checks over files and directories named on the command
  * line: ctest replays the seed corpus that way.
  */
-#include "http_parser.h"
+#include "protocols/http/parser.h"
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds tests/fuzz/fuzz_http_parser.c with clang's libFuzzer, AddressSanitizer
-# and UBSan, then fuzzes engine/http_parser.c for SECONDS (default 60),
+# and UBSan, then fuzzes engine/protocols/http/parser.c for SECONDS (default 60),
 # starting from the seeds in tests/fuzz/corpus (never written to).
 #
 #   tests/fuzz/run-fuzz.sh [SECONDS]
@@ -41,7 +41,7 @@ echo "== building $bin with $("$cc" --version | head -n1)"
 if ! "$cc" -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
     -Wall -Wextra -Werror -I"$root/engine" \
-    "$here/fuzz_http_parser.c" "$root/engine/http_parser.c" -o "$bin"; then
+    "$here/fuzz_http_parser.c" "$root/engine/protocols/http/parser.c" -o "$bin"; then
     echo "error: build failed; if linking libFuzzer failed, the clang runtime is missing" \
         "(Debian: the libclang-rt-NN-dev package matching clang-NN)" >&2
     exit 1

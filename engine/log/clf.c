@@ -7,8 +7,8 @@
 #define _GNU_SOURCE
 #endif
 
-#include "log_clf.h"
-#include "log_format.h"
+#include "log/clf.h"
+#include "log/format.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

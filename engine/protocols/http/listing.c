@@ -14,7 +14,7 @@
 #define _GNU_SOURCE
 #endif
 
-#include "http_listing.h"
+#include "protocols/http/listing.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -9,7 +9,7 @@
 #define _GNU_SOURCE
 #endif
 
-#include "access_log.h"
+#include "log/access_log.h"
 
 #include <errno.h>
 #include <poll.h>

@@ -11,7 +11,7 @@
  * Reading never goes past min(len, max_head): every loop that advances p
  * checks it against `end` first.
  */
-#include "http_parser.h"
+#include "protocols/http/parser.h"
 
 #include <limits.h>
 #include <string.h>

@@ -7,7 +7,7 @@
 #define _GNU_SOURCE
 #endif
 
-#include "mime_types.h"
+#include "protocols/http/mime_types.h"
 
 #include <stdint.h>
 #include <string.h>

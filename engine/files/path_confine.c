@@ -11,7 +11,7 @@
 #define _GNU_SOURCE /* O_PATH, O_NOFOLLOW, syscall() */
 #endif
 
-#include "path_confine.h"
+#include "files/path_confine.h"
 
 #include <errno.h>
 #include <fcntl.h>

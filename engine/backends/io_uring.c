@@ -18,8 +18,8 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "engine_internal.h"
-#include "uring.h"
+#include "core/internal.h"
+#include "backends/uring.h"
 
 #if PIOCP_URING_SUPPORTED
 #include <linux/io_uring.h>

@@ -9,8 +9,8 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "file_cache.h"
-#include "path_confine.h"
+#include "files/file_cache.h"
+#include "files/path_confine.h"
 
 #include <errno.h>
 #include <limits.h>

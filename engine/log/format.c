@@ -8,7 +8,7 @@
 #define _GNU_SOURCE
 #endif
 
-#include "log_format.h"
+#include "log/format.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -7,11 +7,11 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "http_server_internal.h"
-#include "http_listing.h"
-#include "log_clf.h"
-#include "mime_types.h"
-#include "path_confine.h"
+#include "protocols/http/internal.h"
+#include "protocols/http/listing.h"
+#include "log/clf.h"
+#include "protocols/http/mime_types.h"
+#include "files/path_confine.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -10,7 +10,7 @@
  * the kernel publishes CQEs by advancing the CQ tail; we read the tail with
  * acquire semantics and release consumed entries by storing the head.
  */
-#include "uring.h"
+#include "backends/uring.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -14,9 +14,9 @@
 #endif
 
 #include "pyiocp.h"
-#include "access_log.h"
-#include "log_format.h"
-#include "file_cache.h"
+#include "log/access_log.h"
+#include "log/format.h"
+#include "files/file_cache.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -6,9 +6,9 @@
 #define PIOCP_HTTP_SERVER_INTERNAL_H
 
 #include "pyiocp.h"
-#include "access_log.h"
-#include "file_cache.h"
-#include "http_parser.h"
+#include "log/access_log.h"
+#include "files/file_cache.h"
+#include "protocols/http/parser.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>

@@ -9,7 +9,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "http_server_internal.h"
+#include "protocols/http/internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -4,7 +4,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "engine_internal.h"
+#include "core/internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
