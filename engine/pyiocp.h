@@ -41,6 +41,14 @@ extern "C" {
 
 #define PIOCP_VERSION "0.1.0"
 
+/* A socket and an open file as the platform names them: descriptors on
+ * POSIX.  (The Windows port makes them SOCKET and HANDLE here, once: new
+ * API takes these types, never a bare int.) */
+typedef int piocp_socket;
+typedef int piocp_file;
+#define PIOCP_INVALID_SOCKET (-1)
+#define PIOCP_INVALID_FILE (-1)
+
 typedef struct piocp_engine piocp_engine;
 typedef struct piocp_conn piocp_conn;
 typedef struct piocp_listener piocp_listener;
@@ -78,7 +86,7 @@ struct piocp_request {
         struct { const void *buf; size_t len; } send;
         struct {
             const void *head; size_t head_len;
-            int fd; uint64_t offset; uint64_t count;
+            piocp_file fd; uint64_t offset; uint64_t count;
         } transmit;
     } u;
 };
@@ -87,7 +95,7 @@ struct piocp_request {
 
 typedef struct piocp_config {
     int threads;              /* worker threads; 0 = 2 x online CPUs */
-    const char *backend;      /* "auto" (or NULL), "io_uring" or "epoll" */
+    const char *backend;      /* "auto" (or NULL), or one of piocp_backend_names() */
     int max_connections;      /* 0 = default (10000); also the pool size */
     int idle_timeout_ms;      /* 0 = never; otherwise peers silent this long are dropped */
     /* Called on a worker after it has handled one batch of completions and
@@ -97,7 +105,11 @@ typedef struct piocp_config {
     void *batch_user;
 } piocp_config;
 
-/* Creates the engine (queue, pool) but starts no thread. */
+/* Fills `config` with the defaults (the values 0 stands for above): the one
+ * place they are written down; bindings read them from here. */
+void piocp_config_init(piocp_config *config);
+/* Creates the engine (queue, pool) but starts no thread.  `config` may be
+ * NULL (defaults). */
 int piocp_engine_new(piocp_engine **out, const piocp_config *config);
 /* Starts the worker threads. */
 int piocp_engine_start(piocp_engine *engine);
@@ -118,9 +130,12 @@ const char *piocp_backend_describe(const char *name, char *buf, size_t len);
 int piocp_engine_threads(const piocp_engine *engine);
 /* Connections open right now. */
 int piocp_engine_connections(const piocp_engine *engine);
-/* Which backends this build and kernel support, as "epoll" etc.; returns
- * how many names were written to `names` (at most `max`). */
+/* Which backends this build and kernel support, best first, as "epoll"
+ * etc.; returns how many names were written to `names` (at most `max`). */
 int piocp_backends_available(const char **names, int max);
+/* Every backend compiled into this build, best first, whether or not this
+ * kernel allows it: the names piocp_config.backend accepts besides "auto". */
+int piocp_backend_names(const char **names, int max);
 /* Index of the calling worker thread in [0, threads), or -1 elsewhere. */
 int piocp_worker_index(void);
 
@@ -139,7 +154,7 @@ typedef struct piocp_listener_callbacks {
     /* Optional: a connection over max_connections is about to be closed; a
      * protocol may write a short refusal (e.g. an HTTP 503) to `fd` with a
      * non-blocking send.  The engine closes fd afterwards. */
-    void (*on_refused)(piocp_listener *listener, int fd, void *user);
+    void (*on_refused)(piocp_listener *listener, piocp_socket fd, void *user);
 } piocp_listener_callbacks;
 
 /* Binds, listens and starts accepting (also before piocp_engine_start; the
@@ -186,7 +201,7 @@ int piocp_send(piocp_conn *conn, piocp_request *req, const void *buf, size_t len
  * transmission, as one operation.  If the file ends before `count` bytes the
  * request completes with -EIO.  The engine does not close `fd`. */
 int piocp_transmit(piocp_conn *conn, piocp_request *req, const void *head, size_t head_len,
-                   int fd, uint64_t offset, uint64_t count);
+                   piocp_file fd, uint64_t offset, uint64_t count);
 /* Graceful close: a pending recv is cancelled, queued sends are finished,
  * then the socket is closed and on_closed runs. */
 int piocp_close(piocp_conn *conn);
@@ -207,11 +222,17 @@ typedef struct piocp_raw_server piocp_raw_server;
 
 typedef struct piocp_raw_options {
     size_t max_name;      /* longest accepted name in bytes; 0 = 1024 */
-    int access_log_fd;    /* where access lines go; -1 = no access log (0 is stdin!) */
+    piocp_file access_log_fd; /* where access lines go; PIOCP_INVALID_FILE = none */
 } piocp_raw_options;
 
-/* Opens `root` (a directory) and prepares the handler.  Errors: -ENOENT,
- * -ENOTDIR, -EACCES... as for opening the directory. */
+/* Fills `options` with the defaults: no access log (PIOCP_INVALID_FILE, not
+ * 0: descriptor 0 is a valid log target under a service manager that closed
+ * stdin).  Start from this, then set what differs. */
+void piocp_raw_options_init(piocp_raw_options *options);
+
+/* Opens `root` (a directory) and prepares the handler; `options` NULL means
+ * the defaults.  Errors: -ENOENT, -ENOTDIR, -EACCES... as for opening the
+ * directory. */
 int piocp_raw_server_new(piocp_raw_server **out, const char *root, const piocp_raw_options *options);
 /* Frees the handler; only after the engine using it has stopped. */
 void piocp_raw_server_free(piocp_raw_server *server);
@@ -237,8 +258,12 @@ typedef struct piocp_http_options {
     int header_timeout_ms;     /* a request head must arrive within this; 0 = 10 s */
     int keepalive_timeout_ms;  /* idle time between requests; 0 = 15 s */
     uint64_t max_discard;      /* request body bytes read and dropped on GET/HEAD; 0 = 64 KiB */
-    int access_log_fd;         /* Common Log Format lines go here; -1 = none (0 is stdin!) */
+    piocp_file access_log_fd;  /* Common Log Format lines go here; PIOCP_INVALID_FILE = none */
 } piocp_http_options;
+
+/* Fills `options` with the defaults (listing on, the limits above, no
+ * access log).  Start from this, then set what differs. */
+void piocp_http_options_init(piocp_http_options *options);
 
 int piocp_http_server_new(piocp_http_server **out, const char *root,
                           const piocp_http_options *options);

@@ -51,6 +51,14 @@ int piocp_backends_available(const char **names, int max)
     return n;
 }
 
+int piocp_backend_names(const char **names, int max)
+{
+    int n = 0;
+    for (size_t i = 0; i < sizeof all_backends / sizeof all_backends[0] && n < max; i++)
+        names[n++] = all_backends[i]->name;
+    return n;
+}
+
 static int online_cpus(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -59,9 +67,17 @@ static int online_cpus(void)
 
 /* --------------------------------------------------------- lifecycle -- */
 
+void piocp_config_init(piocp_config *config)
+{
+    memset(config, 0, sizeof *config);
+    config->backend = "auto";
+    config->max_connections = DEFAULT_MAX_CONNECTIONS;
+}
+
 int piocp_engine_new(piocp_engine **out, const piocp_config *config)
 {
-    piocp_config cfg = {0};
+    piocp_config cfg;
+    piocp_config_init(&cfg);
     if (config)
         cfg = *config;
     if (cfg.threads < 0 || cfg.threads > 1024 || cfg.max_connections < 0 ||

@@ -250,12 +250,24 @@ const piocp_listener_callbacks piocp_http_server_callbacks = {
     .on_refused = on_refused,
 };
 
+void piocp_http_options_init(piocp_http_options *options)
+{
+    memset(options, 0, sizeof *options);
+    options->listing = 1;
+    options->max_head = DEFAULT_MAX_HEAD;
+    options->header_timeout_ms = DEFAULT_HEADER_TIMEOUT_MS;
+    options->keepalive_timeout_ms = DEFAULT_KEEPALIVE_TIMEOUT_MS;
+    options->max_discard = DEFAULT_MAX_DISCARD;
+    options->access_log_fd = PIOCP_INVALID_FILE;
+}
+
 int piocp_http_server_new(piocp_http_server **out, const char *root,
                           const piocp_http_options *options)
 {
     if (!out || !root)
         return -EINVAL;
-    piocp_http_options o = {.listing = 1, .access_log_fd = -1};
+    piocp_http_options o;
+    piocp_http_options_init(&o);
     if (options)
         o = *options;
     piocp_http_server *s = calloc(1, sizeof *s);
@@ -275,7 +287,7 @@ int piocp_http_server_new(piocp_http_server **out, const char *root,
     if (rc == 0)
         rc = piocp_file_cache_new(&s->files, s->root_fd, real_root,
                                   piocp_file_cache_default_capacity(), FILE_CACHE_MAX_AGE_MS);
-    if (rc == 0 && o.access_log_fd >= 0 && !(s->log = piocp_access_log_new(o.access_log_fd)))
+    if (rc == 0 && o.access_log_fd != PIOCP_INVALID_FILE && !(s->log = piocp_access_log_new(o.access_log_fd)))
         rc = -ENOMEM;
     if (rc < 0) {
         piocp_http_server_free(s);

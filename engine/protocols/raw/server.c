@@ -452,8 +452,20 @@ const piocp_listener_callbacks piocp_raw_server_callbacks = {
 
 /* ---------------------------------------------------------- server -- */
 
+void piocp_raw_options_init(piocp_raw_options *options)
+{
+    memset(options, 0, sizeof *options);
+    options->max_name = DEFAULT_MAX_NAME;
+    options->access_log_fd = PIOCP_INVALID_FILE;
+}
+
 int piocp_raw_server_new(piocp_raw_server **out, const char *root, const piocp_raw_options *options)
 {
+    piocp_raw_options defaults;
+    if (!options) {
+        piocp_raw_options_init(&defaults);
+        options = &defaults;
+    }
     if (out == NULL || root == NULL)
         return -EINVAL;
     *out = NULL;
@@ -462,7 +474,7 @@ int piocp_raw_server_new(piocp_raw_server **out, const char *root, const piocp_r
     if (server == NULL)
         return -ENOMEM;
     atomic_init(&server->requests, 0);
-    server->max_name = options && options->max_name ? options->max_name : DEFAULT_MAX_NAME;
+    server->max_name = options->max_name ? options->max_name : DEFAULT_MAX_NAME;
     if (server->max_name > LIMIT_MAX_NAME)
         server->max_name = LIMIT_MAX_NAME;
 
@@ -482,7 +494,7 @@ int piocp_raw_server_new(piocp_raw_server **out, const char *root, const piocp_r
         free(server);
         return rc;
     }
-    if (options && options->access_log_fd >= 0) {
+    if (options->access_log_fd != PIOCP_INVALID_FILE) {
         server->log = piocp_access_log_new(options->access_log_fd);
         if (server->log == NULL) {
             piocp_file_cache_free(server->files);
