@@ -136,6 +136,15 @@ int piocp_backends_available(const char **names, int max);
 /* Every backend compiled into this build, best first, whether or not this
  * kernel allows it: the names piocp_config.backend accepts besides "auto". */
 int piocp_backend_names(const char **names, int max);
+/* Counters kept by the engine, read without stopping it. */
+typedef struct piocp_engine_stats {
+    uint64_t accepted;        /* connections handed to a listener's handler */
+    uint64_t refused;         /* closed at once: over max_connections, or stopping */
+    uint64_t accept_errors;   /* accepts that failed (EMFILE, ECONNABORTED...) */
+    uint64_t accept_pauses;   /* times accepting paused for want of descriptors */
+    uint64_t connections;     /* open now */
+} piocp_engine_stats;
+void piocp_engine_get_stats(const piocp_engine *engine, piocp_engine_stats *out);
 /* Index of the calling worker thread in [0, threads), or -1 elsewhere. */
 int piocp_worker_index(void);
 

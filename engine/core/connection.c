@@ -6,17 +6,16 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "core/internal.h"
+#include "core/backend.h"
+#include "platform/platform.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 /* ---------------------------------------------------------- pool -- */
 
-piocp_conn *piocp_pool_acquire(piocp_engine *e, int fd, const struct sockaddr *peer,
+piocp_conn *piocp_pool_acquire(piocp_engine *e, piocp_socket fd, const struct sockaddr *peer,
                                socklen_t peer_len)
 {
     pthread_mutex_lock(&e->pool_lock);
@@ -25,7 +24,7 @@ piocp_conn *piocp_pool_acquire(piocp_engine *e, int fd, const struct sockaddr *p
         slot = e->free_slots[--e->free_count];
     } else if (e->high_water < e->conn_capacity) {
         slot = e->high_water;
-        pthread_mutex_init(&e->conns[slot].lock, NULL);
+        pthread_mutex_init(&piocp_conn_at(e, slot)->lock, NULL);
         e->high_water++;
         atomic_store(&e->high_water_published, e->high_water);
     } else {
@@ -35,22 +34,24 @@ piocp_conn *piocp_pool_acquire(piocp_engine *e, int fd, const struct sockaddr *p
     atomic_fetch_add(&e->open_conns, 1);
     pthread_mutex_unlock(&e->pool_lock);
 
-    piocp_conn *c = &e->conns[slot];
+    piocp_conn *c = piocp_conn_at(e, slot);
     pthread_mutex_lock(&c->lock);
-    /* `lock` is the first member and stays; everything after it is reset */
+    /* The idle sweep reads the atomics without the lock: store them, never
+     * memset them.  Everything from `engine` on (and the backend's part) is
+     * the lock's and starts from zero. */
+    atomic_store(&c->refs, 1); /* the engine's, dropped after on_closed */
+    atomic_store(&c->last_active_ms, piocp_now_ms());
+    atomic_store(&c->deadline_ms, 0);
+    atomic_store(&c->deadline_graceful, false);
     uint32_t generation = c->generation + 1;
-    memset((char *)c + sizeof c->lock, 0, sizeof *c - sizeof c->lock);
+    size_t reset_from = offsetof(piocp_conn, engine);
+    memset((char *)c + reset_from, 0, e->conn_stride - reset_from);
     c->generation = generation;
     c->slot = slot;
     c->engine = e;
-    atomic_store(&c->refs, 1); /* the engine's, dropped after on_closed */
-    atomic_store(&c->last_active_ms, piocp_now_ms());
     c->state = CONN_OPEN;
-    c->owner = -1; /* a backend with one ring per worker sets it in add_conn */
+    c->owner = -1; /* a backend with per-worker queues sets it in add_conn */
     c->fd = fd;
-    /* optimistic: a client usually sends its request right after connecting */
-    c->readable = true;
-    c->writable = true;
     if (peer_len > sizeof c->peer)
         peer_len = sizeof c->peer;
     memcpy(&c->peer, peer, peer_len);
@@ -59,10 +60,18 @@ piocp_conn *piocp_pool_acquire(piocp_engine *e, int fd, const struct sockaddr *p
     return c;
 }
 
-piocp_conn *piocp_conn_from_slot(piocp_engine *e, uint32_t slot)
+piocp_conn *piocp_conn_lock_tagged(piocp_engine *e, uint32_t slot, uint32_t generation,
+                                   uint32_t generation_mask)
 {
-    /* the caller compares the generation under the slot's lock */
-    return slot < e->high_water_published ? &e->conns[slot] : NULL;
+    if (slot >= atomic_load(&e->high_water_published))
+        return NULL;
+    piocp_conn *c = piocp_conn_at(e, slot);
+    pthread_mutex_lock(&c->lock);
+    if ((c->generation & generation_mask) != generation || c->state != CONN_OPEN) {
+        pthread_mutex_unlock(&c->lock); /* stale: the connection it named is gone */
+        return NULL;
+    }
+    return c;
 }
 
 void piocp_conn_retain(piocp_conn *c) { atomic_fetch_add(&c->refs, 1); }
@@ -124,13 +133,6 @@ static piocp_conn *ready_pop(ready_list *l)
 /* Makes sure a worker will run this connection's requests.  Posts made on a
  * worker go to its local list (no lock, no system call); posts from other
  * threads go to the global list and wake one worker. */
-void piocp_abort_locked(piocp_conn *c)
-{
-    if (!c->abort_error)
-        c->abort_error = -ECANCELED;
-    piocp_schedule_locked(c);
-}
-
 void piocp_schedule_locked(piocp_conn *c)
 {
     if (c->busy) {
@@ -145,7 +147,7 @@ void piocp_schedule_locked(piocp_conn *c)
     piocp_worker *w = piocp_current_worker();
     if (w && w->engine != e)
         w = NULL;
-    if (c->owner >= 0 && w && w->index != c->owner && c->inflight == 0) {
+    if (c->owner >= 0 && w && w->index != c->owner && c->in_kernel == 0) {
         /* Nothing of it is on its owner's ring: it may move to this worker's
          * ring instead of waking the owner.  Python handlers post from
          * whichever worker dispatches, so their connections gather on it:
@@ -206,7 +208,7 @@ void piocp_run_local(piocp_worker *w)
         bool run = c->state == CONN_OPEN;
         pthread_mutex_unlock(&c->lock);
         if (run)
-            w->engine->backend->process(w, c);
+            piocp_conn_process(w, c);
         piocp_conn_release(c);
     }
 }
@@ -250,15 +252,11 @@ void piocp_fail_all_locked(piocp_conn *c, int error, piocp_done_list *done)
 
 void piocp_close_socket_locked(piocp_conn *c, int error)
 {
-    if (c->fd >= 0 && error) {
-        /* an aborted connection ends with a reset, not a FIN: a client must
-         * not take a cut-off file for a whole one */
-        struct linger reset = {.l_onoff = 1, .l_linger = 0};
-        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
-    }
-    if (c->fd >= 0)
-        close(c->fd);
-    c->fd = -1;
+    /* an aborted connection ends with a reset, not a FIN: a client must not
+     * take a cut-off file for a whole one */
+    if (c->fd != PIOCP_INVALID_SOCKET)
+        piocp_socket_close(c->fd, error != 0);
+    c->fd = PIOCP_INVALID_SOCKET;
     c->state = CONN_CLOSED;
     c->closed_error = error == -ECANCELED ? 0 : error;
 }
@@ -274,6 +272,9 @@ void piocp_finish_closed(piocp_conn *c)
         pthread_cond_broadcast(&e->idle_cond);
     pthread_mutex_unlock(&e->pool_lock);
     piocp_conn_release(c);
+    /* a descriptor is free again: accepting paused for want of one resumes */
+    if (atomic_load_explicit(&e->paused_listeners, memory_order_relaxed) > 0)
+        piocp_listeners_resume(e);
 }
 
 static int post_check_locked(piocp_conn *c)
@@ -335,17 +336,16 @@ int piocp_send(piocp_conn *c, piocp_request *req, const void *buf, size_t len)
 }
 
 int piocp_transmit(piocp_conn *c, piocp_request *req, const void *head, size_t head_len,
-                   int fd, uint64_t offset, uint64_t count)
+                   piocp_file fd, uint64_t offset, uint64_t count)
 {
-    if (!req || !req->complete || (!head && head_len) || fd < 0 ||
+    if (!req || !req->complete || (!head && head_len) || fd == PIOCP_INVALID_FILE ||
         (count != PIOCP_TRANSMIT_TO_EOF && offset + count < offset))
         return -EINVAL;
-    if (count == PIOCP_TRANSMIT_TO_EOF) {
+    uint64_t size;
+    if (count == PIOCP_TRANSMIT_TO_EOF && piocp_file_size(fd, &size) == 0) {
         /* fix the length now: an exact count lets the head go out with
          * MSG_MORE and turns a file shrinking underneath into an error */
-        struct stat st;
-        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
-            count = (uint64_t)st.st_size > offset ? (uint64_t)st.st_size - offset : 0;
+        count = size > offset ? size - offset : 0;
     }
     req->op = PIOCP_OP_TRANSMIT;
     req->u.transmit.head = head;
@@ -372,8 +372,11 @@ int piocp_abort(piocp_conn *c)
 {
     pthread_mutex_lock(&c->lock);
     int rc = c->state == CONN_OPEN ? 0 : -ENOTCONN;
-    if (rc == 0)
-        piocp_abort_locked(c);
+    if (rc == 0) {
+        if (!c->abort_error)
+            c->abort_error = -ECANCELED;
+        piocp_schedule_locked(c);
+    }
     pthread_mutex_unlock(&c->lock);
     return rc;
 }
@@ -422,7 +425,7 @@ void piocp_scan_idle(piocp_engine *e)
     long long now = piocp_now_ms();
     uint32_t high = atomic_load(&e->high_water_published);
     for (uint32_t i = 0; i < high; i++) {
-        piocp_conn *c = &e->conns[i];
+        piocp_conn *c = piocp_conn_at(e, i);
         if (!expired(c, now, limit))
             continue;
         pthread_mutex_lock(&c->lock);

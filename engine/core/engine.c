@@ -1,52 +1,42 @@
 /*
- * engine.c - the loop core: configuration, backend choice, worker threads,
- * the stop protocol and user completions.  It knows nothing about any
- * kernel mechanism; the backend files do the I/O.
+ * engine.c - the engine's lifecycle: configuration, backend choice, worker
+ * threads, the stop protocol and user completions.  It knows nothing about
+ * any kernel mechanism (core/backend.h).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "core/internal.h"
+#include "core/backend.h"
+#include "core/fault.h"
+#include "platform/platform.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #define DEFAULT_MAX_CONNECTIONS 10000
 
-/* In order of preference for "auto": true completions first, readiness
- * turned into completions where io_uring is refused. */
+/* Every backend this build has, in order of preference for "auto": true
+ * completions first, readiness turned into completions where io_uring is
+ * refused.  A new backend is one line here. */
 static const piocp_backend_ops *const all_backends[] = {
+#ifdef __linux__
     &piocp_backend_io_uring,
     &piocp_backend_epoll,
+#endif
+#ifdef PIOCP_TEST_BACKENDS
+    &piocp_backend_scripted,
+#endif
 };
-
-static _Thread_local piocp_worker *current_worker;
-
-long long piocp_now_ms(void)
-{
-    struct timespec ts;
-    /* COARSE: a vDSO read, cheap enough to stamp every completion */
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-piocp_worker *piocp_current_worker(void) { return current_worker; }
-void piocp_worker_enter(piocp_worker *worker) { current_worker = worker; }
-
-int piocp_worker_index(void) { return current_worker ? current_worker->index : -1; }
+#define BACKEND_COUNT (sizeof all_backends / sizeof all_backends[0])
 
 int piocp_backends_available(const char **names, int max)
 {
     int n = 0;
-    for (size_t i = 0; i < sizeof all_backends / sizeof all_backends[0]; i++)
-        if (all_backends[i]->probe() == 0 && n < max)
+    for (size_t i = 0; i < BACKEND_COUNT && n < max; i++)
+        if (!all_backends[i]->explicit_only && all_backends[i]->probe() == 0)
             names[n++] = all_backends[i]->name;
     return n;
 }
@@ -54,15 +44,63 @@ int piocp_backends_available(const char **names, int max)
 int piocp_backend_names(const char **names, int max)
 {
     int n = 0;
-    for (size_t i = 0; i < sizeof all_backends / sizeof all_backends[0] && n < max; i++)
-        names[n++] = all_backends[i]->name;
+    for (size_t i = 0; i < BACKEND_COUNT && n < max; i++)
+        if (!all_backends[i]->explicit_only)
+            names[n++] = all_backends[i]->name;
     return n;
 }
 
-static int online_cpus(void)
+static const piocp_backend_ops *find_backend(const char *name)
 {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
+    for (size_t i = 0; i < BACKEND_COUNT; i++)
+        if (strcmp(name, all_backends[i]->name) == 0)
+            return all_backends[i];
+    return NULL;
+}
+
+const char *piocp_backend_describe(const char *name, char *buf, size_t len)
+{
+    const piocp_backend_ops *backend = find_backend(name);
+    if (!backend) {
+        snprintf(buf, len, "%s: unknown backend", name);
+        return buf;
+    }
+    if (backend->describe)
+        return backend->describe(buf, len);
+    int rc = backend->probe();
+    snprintf(buf, len, "%s: %s", name, rc == 0 ? "available" : strerror(-rc));
+    return buf;
+}
+
+/* "auto": the first backend this kernel allows; `note` says why a preferred
+ * one was passed over.  A named backend must be allowed. */
+static int choose_backend(const char *wanted, const piocp_backend_ops **out, char *note,
+                          size_t note_len)
+{
+    bool automatic = !wanted || strcmp(wanted, "auto") == 0;
+    note[0] = '\0';
+    if (!automatic) {
+        const piocp_backend_ops *backend = find_backend(wanted);
+        if (!backend)
+            return -ENOENT;
+        int rc = backend->probe();
+        if (rc < 0)
+            return rc;
+        *out = backend;
+        return 0;
+    }
+    for (size_t i = 0; i < BACKEND_COUNT; i++) {
+        if (all_backends[i]->explicit_only)
+            continue;
+        int rc = all_backends[i]->probe();
+        if (rc == 0) {
+            *out = all_backends[i];
+            return 0;
+        }
+        if (!note[0])
+            snprintf(note, note_len, "%s refused: %s", all_backends[i]->name, strerror(-rc));
+    }
+    return -ENOSYS;
 }
 
 /* --------------------------------------------------------- lifecycle -- */
@@ -72,6 +110,37 @@ void piocp_config_init(piocp_config *config)
     memset(config, 0, sizeof *config);
     config->backend = "auto";
     config->max_connections = DEFAULT_MAX_CONNECTIONS;
+}
+
+static void init_locks(piocp_engine *e)
+{
+    pthread_mutex_init(&e->pool_lock, NULL);
+    pthread_cond_init(&e->idle_cond, NULL);
+    pthread_mutex_init(&e->listeners_lock, NULL);
+    pthread_mutex_init(&e->ready_lock, NULL);
+    pthread_mutex_init(&e->user_lock, NULL);
+    pthread_mutex_init(&e->stop_lock, NULL);
+    pthread_mutex_init(&e->start_lock, NULL);
+    pthread_cond_init(&e->start_cond, NULL);
+    for (int i = 0; i < e->threads; i++) {
+        e->workers[i].engine = e;
+        e->workers[i].index = i;
+        pthread_mutex_init(&e->workers[i].remote_lock, NULL);
+    }
+}
+
+static void destroy_locks(piocp_engine *e)
+{
+    pthread_mutex_destroy(&e->pool_lock);
+    pthread_cond_destroy(&e->idle_cond);
+    pthread_mutex_destroy(&e->listeners_lock);
+    pthread_mutex_destroy(&e->ready_lock);
+    pthread_mutex_destroy(&e->user_lock);
+    pthread_mutex_destroy(&e->stop_lock);
+    pthread_mutex_destroy(&e->start_lock);
+    pthread_cond_destroy(&e->start_cond);
+    for (int i = 0; i < e->threads; i++)
+        pthread_mutex_destroy(&e->workers[i].remote_lock);
 }
 
 int piocp_engine_new(piocp_engine **out, const piocp_config *config)
@@ -84,28 +153,15 @@ int piocp_engine_new(piocp_engine **out, const piocp_config *config)
         cfg.idle_timeout_ms < 0)
         return -EINVAL;
     if (cfg.threads == 0)
-        cfg.threads = 2 * online_cpus();
+        cfg.threads = 2 * piocp_online_cpus();
     if (cfg.max_connections == 0)
         cfg.max_connections = DEFAULT_MAX_CONNECTIONS;
 
     const piocp_backend_ops *backend = NULL;
-    bool automatic = !cfg.backend || strcmp(cfg.backend, "auto") == 0;
-    char note[256] = "";
-    for (size_t i = 0; i < sizeof all_backends / sizeof all_backends[0]; i++) {
-        if (!automatic && strcmp(cfg.backend, all_backends[i]->name) != 0)
-            continue;
-        int rc = all_backends[i]->probe();
-        if (rc == 0) {
-            backend = all_backends[i];
-            break;
-        }
-        if (!automatic)
-            return rc;
-        if (!note[0]) /* why the preferred backend was passed over */
-            snprintf(note, sizeof note, "%s refused: %s", all_backends[i]->name, strerror(-rc));
-    }
-    if (!backend)
-        return automatic ? -ENOSYS : -ENOENT;
+    char note[256];
+    int rc = choose_backend(cfg.backend, &backend, note, sizeof note);
+    if (rc < 0)
+        return rc;
 
     piocp_engine *e = calloc(1, sizeof *e);
     if (!e)
@@ -116,29 +172,23 @@ int piocp_engine_new(piocp_engine **out, const piocp_config *config)
     e->config.backend = backend->name;
     e->threads = cfg.threads;
     e->conn_capacity = (uint32_t)cfg.max_connections;
+    /* a slot is the core's part, then the backend's, aligned for both */
+    size_t align = alignof(max_align_t);
+    e->conn_stride = (offsetof(piocp_conn, backend_area) + backend->conn_size + align - 1) /
+                     align * align;
     /* calloc'd, so untouched slots cost address space, not memory */
-    e->conns = calloc(e->conn_capacity, sizeof *e->conns);
+    e->conn_area = calloc(e->conn_capacity, e->conn_stride);
     e->free_slots = malloc(e->conn_capacity * sizeof *e->free_slots);
     e->workers = calloc((size_t)e->threads, sizeof *e->workers);
-    if (!e->conns || !e->free_slots || !e->workers) {
-        free(e->conns);
+    if (!e->conn_area || !e->free_slots || !e->workers) {
+        free(e->conn_area);
         free(e->free_slots);
         free(e->workers);
         free(e);
         return -ENOMEM;
     }
-    pthread_mutex_init(&e->pool_lock, NULL);
-    pthread_cond_init(&e->idle_cond, NULL);
-    pthread_mutex_init(&e->listeners_lock, NULL);
-    pthread_mutex_init(&e->ready_lock, NULL);
-    pthread_mutex_init(&e->user_lock, NULL);
-    pthread_mutex_init(&e->stop_lock, NULL);
-    for (int i = 0; i < e->threads; i++) {
-        e->workers[i].engine = e;
-        e->workers[i].index = i;
-        pthread_mutex_init(&e->workers[i].remote_lock, NULL);
-    }
-    int rc = backend->init(e);
+    init_locks(e);
+    rc = backend->init(e);
     if (rc < 0) {
         piocp_engine_free(e);
         return rc;
@@ -147,66 +197,55 @@ int piocp_engine_new(piocp_engine **out, const piocp_config *config)
     return 0;
 }
 
-static void *worker_main(void *arg)
+static int start_thread(piocp_worker *w)
 {
-    piocp_worker *w = arg;
-    current_worker = w;
-    w->engine->backend->run_worker(w);
-    current_worker = NULL;
-    return NULL;
+    int rc = PIOCP_FAULT("thread_start");
+    return rc < 0 ? rc : piocp_thread_start(&w->thread, piocp_worker_main, w);
 }
 
+static void join_workers(piocp_engine *e)
+{
+    for (int i = 0; i < e->threads_joinable; i++)
+        pthread_join(e->workers[i].thread, NULL);
+    e->threads_joinable = 0;
+}
+
+/* Starts every worker, or none: a worker that cannot start (no thread, no
+ * ring) fails the start, and the engine is left stopped, safe to stop and
+ * free. */
 int piocp_engine_start(piocp_engine *e)
 {
     if (atomic_exchange(&e->started, true))
         return -EALREADY;
-    /* Workers block every signal so that SIGINT/SIGTERM reach the thread
-     * that owns the engine (Python's main thread) and interrupt its wait. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    int rc = 0, started = 0;
-    for (; started < e->threads; started++) {
-        rc = -pthread_create(&e->workers[started].thread, NULL, worker_main, &e->workers[started]);
-        if (rc < 0)
-            break;
+    pthread_mutex_lock(&e->start_lock);
+    int create_error = 0;
+    for (int i = 0; i < e->threads && create_error == 0; i++) {
+        create_error = start_thread(&e->workers[i]);
+        if (create_error == 0)
+            e->threads_joinable++;
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    while (e->workers_reported < e->threads_joinable)
+        pthread_cond_wait(&e->start_cond, &e->start_lock);
+    if (create_error < 0 && e->start_error == 0)
+        e->start_error = create_error;
+    int rc = e->start_error;
+    e->start_decided = true;
+    pthread_cond_broadcast(&e->start_cond);
+    pthread_mutex_unlock(&e->start_lock);
     if (rc < 0) {
+        /* the workers that did start leave without serving */
         atomic_store(&e->quit, true);
-        e->backend->post_quit(e);
-        for (int i = 0; i < started; i++)
-            pthread_join(e->workers[i].thread, NULL);
-        return rc;
+        join_workers(e);
     }
-    return 0;
-}
-
-static void close_listeners(piocp_engine *e)
-{
-    pthread_mutex_lock(&e->listeners_lock);
-    for (piocp_listener *l = e->listeners; l; l = l->next) {
-        if (!atomic_exchange(&l->closed, true)) {
-            /* shutdown first: a ring's pending (multishot) accept holds the
-             * file open past close() and would keep accepting; shutdown ends
-             * it.  Closing also drops the fd from epoll; a stale event finds
-             * `closed` set. */
-            shutdown(l->fd, SHUT_RDWR);
-            close(l->fd);
-            l->fd = -1;
-        }
-    }
-    pthread_mutex_unlock(&e->listeners_lock);
+    return rc;
 }
 
 /* Runs `fn` on every open connection, under its lock. */
 static void for_each_open(piocp_engine *e, void (*fn)(piocp_conn *))
 {
-    pthread_mutex_lock(&e->pool_lock);
-    uint32_t high = e->high_water;
-    pthread_mutex_unlock(&e->pool_lock);
+    uint32_t high = atomic_load(&e->high_water_published);
     for (uint32_t i = 0; i < high; i++) {
-        piocp_conn *c = &e->conns[i];
+        piocp_conn *c = piocp_conn_at(e, i);
         pthread_mutex_lock(&c->lock);
         if (c->state == CONN_OPEN)
             fn(c);
@@ -216,6 +255,13 @@ static void for_each_open(piocp_engine *e, void (*fn)(piocp_conn *))
 
 /* Draining cancels pending recvs: no new request is read. */
 static void kick(piocp_conn *c) { piocp_schedule_locked(c); }
+
+static void abort_conn(piocp_conn *c)
+{
+    if (!c->abort_error)
+        c->abort_error = -ECANCELED;
+    piocp_schedule_locked(c);
+}
 
 static bool wait_idle(piocp_engine *e, long long deadline_ms)
 {
@@ -240,68 +286,66 @@ static bool wait_idle(piocp_engine *e, long long deadline_ms)
 
 int piocp_engine_stop(piocp_engine *e, int drain_ms)
 {
-    if (current_worker && current_worker->engine == e)
+    piocp_worker *w = piocp_current_worker();
+    if (w && w->engine == e)
         return -EDEADLK;
     pthread_mutex_lock(&e->stop_lock);
     if (atomic_exchange(&e->stopping, true)) {
         pthread_mutex_unlock(&e->stop_lock);
         return 0;
     }
-    close_listeners(e);
-    if (atomic_load(&e->started)) {
+    piocp_listeners_stop(e);
+    if (e->threads_joinable > 0) {
         atomic_store(&e->draining, true);
         for_each_open(e, kick);
         if (!wait_idle(e, piocp_now_ms() + (drain_ms > 0 ? drain_ms : 0))) {
-            for_each_open(e, piocp_abort_locked);
+            for_each_open(e, abort_conn);
             wait_idle(e, piocp_now_ms() + 10000);
         }
         atomic_store(&e->quit, true);
         e->backend->post_quit(e);
-        for (int i = 0; i < e->threads; i++)
-            pthread_join(e->workers[i].thread, NULL);
+        join_workers(e);
         /* user completions posted after the workers left still complete once */
         piocp_run_user_completions(e);
     }
+    atomic_store(&e->quit, true);
+    /* no worker can touch a listening socket any more: its number may go */
+    piocp_listeners_close_sockets(e);
     pthread_mutex_unlock(&e->stop_lock);
     return 0;
+}
+
+/* Connections that never reached a worker (the engine never ran). */
+static void close_unserved(piocp_engine *e)
+{
+    for (uint32_t i = 0; i < e->high_water; i++) {
+        piocp_conn *c = piocp_conn_at(e, i);
+        pthread_mutex_lock(&c->lock);
+        bool open = c->state == CONN_OPEN;
+        piocp_done_list done = {0};
+        if (open) {
+            piocp_fail_all_locked(c, -ECANCELED, &done);
+            piocp_close_socket_locked(c, -ECANCELED);
+        }
+        pthread_mutex_unlock(&c->lock);
+        piocp_complete_list(done.head);
+        if (open && c->on_closed)
+            c->on_closed(c, c->closed_error);
+        pthread_mutex_destroy(&c->lock);
+    }
 }
 
 void piocp_engine_free(piocp_engine *e)
 {
     if (!e)
         return;
-    if (atomic_load(&e->started) && !atomic_load(&e->quit))
-        piocp_engine_stop(e, 0);
-    close_listeners(e);
-    /* connections that never reached a worker (engine never started) */
-    for (uint32_t i = 0; i < e->high_water; i++) {
-        piocp_conn *c = &e->conns[i];
-        if (c->state == CONN_OPEN) {
-            piocp_done_list done = {0};
-            piocp_fail_all_locked(c, -ECANCELED, &done);
-            piocp_close_socket_locked(c, -ECANCELED);
-            piocp_complete_list(done.head);
-            if (c->on_closed)
-                c->on_closed(c, c->closed_error);
-        }
-        pthread_mutex_destroy(&c->lock);
-    }
-    while (e->listeners) {
-        piocp_listener *next = e->listeners->next;
-        free(e->listeners);
-        e->listeners = next;
-    }
+    piocp_engine_stop(e, 0);
+    close_unserved(e);
+    piocp_listeners_free(e);
     if (e->backend_data)
         e->backend->destroy(e);
-    pthread_mutex_destroy(&e->pool_lock);
-    pthread_cond_destroy(&e->idle_cond);
-    pthread_mutex_destroy(&e->listeners_lock);
-    pthread_mutex_destroy(&e->ready_lock);
-    pthread_mutex_destroy(&e->user_lock);
-    pthread_mutex_destroy(&e->stop_lock);
-    for (int i = 0; i < e->threads; i++)
-        pthread_mutex_destroy(&e->workers[i].remote_lock);
-    free(e->conns);
+    destroy_locks(e);
+    free(e->conn_area);
     free(e->free_slots);
     free(e->workers);
     free(e);
@@ -309,23 +353,18 @@ void piocp_engine_free(piocp_engine *e)
 
 const char *piocp_engine_backend(const piocp_engine *e) { return e->backend->name; }
 const char *piocp_engine_backend_note(const piocp_engine *e) { return e->backend_note; }
-
-const char *piocp_backend_describe(const char *name, char *buf, size_t len)
-{
-    if (strcmp(name, "io_uring") == 0)
-        return piocp_io_uring_describe(buf, len);
-    for (size_t i = 0; i < sizeof all_backends / sizeof all_backends[0]; i++) {
-        if (strcmp(name, all_backends[i]->name) == 0) {
-            int rc = all_backends[i]->probe();
-            snprintf(buf, len, "%s: %s", name, rc == 0 ? "available" : strerror(-rc));
-            return buf;
-        }
-    }
-    snprintf(buf, len, "%s: unknown backend", name);
-    return buf;
-}
 int piocp_engine_threads(const piocp_engine *e) { return e->threads; }
 int piocp_engine_connections(const piocp_engine *e) { return atomic_load(&e->open_conns); }
+
+void piocp_engine_get_stats(const piocp_engine *e, piocp_engine_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    out->accepted = atomic_load_explicit(&e->counters.accepted, memory_order_relaxed);
+    out->refused = atomic_load_explicit(&e->counters.refused, memory_order_relaxed);
+    out->accept_errors = atomic_load_explicit(&e->counters.accept_errors, memory_order_relaxed);
+    out->accept_pauses = atomic_load_explicit(&e->counters.accept_pauses, memory_order_relaxed);
+    out->connections = (uint64_t)atomic_load(&e->open_conns);
+}
 
 /* ------------------------------------------------ user completions -- */
 
@@ -333,13 +372,17 @@ int piocp_post(piocp_engine *e, piocp_request *req, ssize_t result)
 {
     if (!req || !req->complete)
         return -EINVAL;
-    if (atomic_load(&e->quit))
-        return -ESHUTDOWN;
     req->op = PIOCP_OP_USER;
     req->conn = NULL;
     req->result = result;
     req->next = NULL;
     pthread_mutex_lock(&e->user_lock);
+    /* checked under the lock: stop's last run of user completions takes it
+     * after setting quit, so a post is either refused or run, never lost */
+    if (atomic_load(&e->quit)) {
+        pthread_mutex_unlock(&e->user_lock);
+        return -ESHUTDOWN;
+    }
     bool was_empty = e->user_head == NULL;
     if (e->user_tail)
         e->user_tail->next = req;
@@ -366,4 +409,3 @@ void piocp_batch_end(piocp_engine *e)
     if (e->config.batch_end)
         e->config.batch_end(e->config.batch_user);
 }
-

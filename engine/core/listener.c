@@ -1,19 +1,24 @@
 /*
- * listener.c - listening sockets and the hand-off of accepted connections.
+ * listener.c - listening sockets: opening them, the hand-off of accepted
+ * connections, pausing when descriptors run out, and closing at stop.
+ *
+ * Backends read a listener's socket without a lock, so it is closed only
+ * after the workers have been joined: closing it earlier could hand its
+ * descriptor number to a new socket that a late accept would then use.
+ * Stopping only marks it closed and shuts it down (which ends a ring's
+ * pending accept and wakes epoll).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "core/internal.h"
+#include "core/backend.h"
+#include "platform/platform.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <sys/socket.h>
-
-/* ------------------------------------------------------- listeners -- */
+#include <unistd.h>
 
 int piocp_listen(piocp_engine *e, const struct sockaddr *addr, socklen_t addrlen, int backlog,
                  const piocp_listener_callbacks *callbacks, void *user, piocp_listener **out)
@@ -42,15 +47,20 @@ int piocp_listen(piocp_engine *e, const struct sockaddr *addr, socklen_t addrlen
     l->callbacks = *callbacks;
     l->user = user;
     pthread_mutex_lock(&e->listeners_lock);
+    if (e->listener_count >= PIOCP_MAX_LISTENERS || atomic_load(&e->stopping)) {
+        int rc = atomic_load(&e->stopping) ? -ESHUTDOWN : -EMFILE;
+        pthread_mutex_unlock(&e->listeners_lock);
+        close(fd);
+        free(l);
+        return rc;
+    }
     l->index = e->listener_count++;
-    l->next = e->listeners;
-    e->listeners = l;
+    atomic_store(&e->listeners[l->index], l);
     pthread_mutex_unlock(&e->listeners_lock);
     int rc = e->backend->add_listener(e, l);
     if (rc < 0) {
+        /* it stays in the table (closed) so that its index is never reused */
         atomic_store(&l->closed, true);
-        close(fd);
-        l->fd = -1;
         return rc;
     }
     if (out)
@@ -62,32 +72,150 @@ int piocp_listener_address(const piocp_listener *l, struct sockaddr_storage *add
                            socklen_t *addrlen)
 {
     *addrlen = sizeof *addr;
-    if (l->fd < 0)
+    if (atomic_load(&l->closed))
         return -EBADF;
     return getsockname(l->fd, (struct sockaddr *)addr, addrlen) < 0 ? -errno : 0;
 }
 
 uint64_t piocp_listener_refused(const piocp_listener *l) { return atomic_load(&l->refused); }
 
-/* A backend accepted `fd`: give it a slot or refuse it. */
-void piocp_accepted(piocp_listener *l, int fd, const struct sockaddr *peer, socklen_t peer_len)
+piocp_listener *piocp_listener_at(piocp_engine *e, uint32_t index)
+{
+    return index < PIOCP_MAX_LISTENERS ? atomic_load(&e->listeners[index]) : NULL;
+}
+
+bool piocp_listener_accepting(const piocp_listener *l)
+{
+    return !atomic_load(&l->closed) && !atomic_load(&l->paused);
+}
+
+void piocp_accepted(piocp_listener *l, piocp_socket fd, const struct sockaddr *peer,
+                    socklen_t peer_len)
 {
     piocp_engine *e = l->engine;
-    piocp_conn *c = atomic_load(&e->stopping) ? NULL : piocp_pool_acquire(e, fd, peer, peer_len);
+    bool stopping = atomic_load(&e->stopping) || atomic_load(&l->closed);
+    piocp_conn *c = stopping ? NULL : piocp_pool_acquire(e, fd, peer, peer_len);
     if (!c) {
         atomic_fetch_add(&l->refused, 1);
-        if (l->callbacks.on_refused && !atomic_load(&e->stopping))
+        atomic_fetch_add_explicit(&e->counters.refused, 1, memory_order_relaxed);
+        if (l->callbacks.on_refused && !stopping)
             l->callbacks.on_refused(l, fd, l->user);
-        close(fd);
+        piocp_socket_close(fd, false);
         return;
     }
-    if (e->backend->add_conn(e, c) < 0) {
-        pthread_mutex_lock(&c->lock);
-        piocp_close_socket_locked(c, -ENOMEM);
-        pthread_mutex_unlock(&c->lock);
+    piocp_socket_set_nodelay(fd);
+    pthread_mutex_lock(&c->lock);
+    int rc = e->backend->add_conn(piocp_current_worker(), c);
+    if (rc < 0)
+        piocp_close_socket_locked(c, rc);
+    else
+        /* on_connection is the connection's first callback: no turn may run
+         * (and close it) alongside it, so it is claimed like a turn.  What
+         * is posted or asked meanwhile (a stop, a deadline) runs after it. */
+        c->busy = true;
+    pthread_mutex_unlock(&c->lock);
+    if (rc < 0) {
         piocp_finish_closed(c);
         return;
     }
+    atomic_fetch_add_explicit(&e->counters.accepted, 1, memory_order_relaxed);
     l->callbacks.on_connection(l, c, l->user);
+    pthread_mutex_lock(&c->lock);
+    c->busy = false;
+    if (c->again) {
+        c->again = false;
+        piocp_schedule_locked(c);
+    }
+    pthread_mutex_unlock(&c->lock);
 }
 
+/* Errors about the one connection being accepted: the next may be fine. */
+static bool transient_accept_error(int error)
+{
+    switch (-error) {
+    case EINTR:
+    case EAGAIN:
+    case ECONNABORTED:
+    case EPROTO:
+    case EPERM:      /* a firewall rule refused this peer */
+    case ENETDOWN:
+    case ENETUNREACH:
+    case EHOSTDOWN:
+    case EHOSTUNREACH:
+    case ENONET:
+    case ENOPROTOOPT:
+    case EOPNOTSUPP:
+        return true;
+    default:
+        return false;
+    }
+}
+
+bool piocp_listener_accept_failed(piocp_listener *l, int error)
+{
+    piocp_engine *e = l->engine;
+    atomic_fetch_add_explicit(&e->counters.accept_errors, 1, memory_order_relaxed);
+    if (atomic_load(&l->closed))
+        return false;
+    if (transient_accept_error(error))
+        return true;
+    /* Out of descriptors (EMFILE, ENFILE) or memory (ENOBUFS, ENOMEM), or a
+     * listener error we do not know: the pending connection stays queued,
+     * so accepting again at once fails again and spins.  Pause (as nginx
+     * does) until a connection of ours closes or the next sweep; the
+     * clients wait in the backlog instead of being dropped. */
+    if (!atomic_exchange(&l->paused, true)) {
+        atomic_fetch_add(&e->paused_listeners, 1);
+        atomic_fetch_add_explicit(&e->counters.accept_pauses, 1, memory_order_relaxed);
+    }
+    return false;
+}
+
+void piocp_listeners_resume(piocp_engine *e)
+{
+    if (atomic_load(&e->paused_listeners) == 0)
+        return;
+    for (uint32_t i = 0; i < PIOCP_MAX_LISTENERS; i++) {
+        piocp_listener *l = piocp_listener_at(e, i);
+        if (!l || !atomic_exchange(&l->paused, false))
+            continue;
+        atomic_fetch_sub(&e->paused_listeners, 1);
+        if (!atomic_load(&l->closed) && e->backend->resume_listener)
+            e->backend->resume_listener(e, l);
+    }
+}
+
+void piocp_listeners_stop(piocp_engine *e)
+{
+    pthread_mutex_lock(&e->listeners_lock);
+    for (uint32_t i = 0; i < e->listener_count; i++) {
+        piocp_listener *l = atomic_load(&e->listeners[i]);
+        if (!atomic_exchange(&l->closed, true))
+            piocp_socket_shutdown_listener(l->fd);
+    }
+    pthread_mutex_unlock(&e->listeners_lock);
+}
+
+void piocp_listeners_close_sockets(piocp_engine *e)
+{
+    pthread_mutex_lock(&e->listeners_lock);
+    for (uint32_t i = 0; i < e->listener_count; i++) {
+        piocp_listener *l = atomic_load(&e->listeners[i]);
+        atomic_store(&l->closed, true);
+        if (!l->fd_closed) {
+            piocp_socket_close(l->fd, false);
+            l->fd_closed = true;
+        }
+    }
+    pthread_mutex_unlock(&e->listeners_lock);
+}
+
+void piocp_listeners_free(piocp_engine *e)
+{
+    piocp_listeners_close_sockets(e);
+    for (uint32_t i = 0; i < e->listener_count; i++) {
+        free(atomic_load(&e->listeners[i]));
+        atomic_store(&e->listeners[i], NULL);
+    }
+    e->listener_count = 0;
+}

@@ -1,13 +1,13 @@
 /*
  * send_step.c - moving a send or transmit forward with plain system calls
- * (send, sendfile), shared by the backends: epoll runs whole requests this
- * way; io_uring, which has no sendfile operation, runs a transmit's file
- * part this way straight after its ring said the socket is writable.
+ * (send, sendfile): epoll runs whole requests this way; io_uring, which has
+ * no sendfile operation, runs a transmit this way straight after its ring
+ * said the socket is writable.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "core/internal.h"
+#include "platform/platform.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -19,12 +19,12 @@
 
 /* One system call for the head of the send queue: > 0 progress, 0 the
  * request is complete, < 0 -errno (-EAGAIN: wait for writability). */
-ssize_t piocp_send_step(piocp_conn *c, piocp_request *r)
+ssize_t piocp_socket_send_step(piocp_socket fd, const piocp_request *r)
 {
     if (r->op == PIOCP_OP_SEND) {
         if (r->done == r->u.send.len)
             return 0;
-        ssize_t n = send(c->fd, (const char *)r->u.send.buf + r->done, r->u.send.len - r->done,
+        ssize_t n = send(fd, (const char *)r->u.send.buf + r->done, r->u.send.len - r->done,
                          MSG_NOSIGNAL);
         return n < 0 ? -errno : n;
     }
@@ -33,7 +33,7 @@ ssize_t piocp_send_step(piocp_conn *c, piocp_request *r)
     if (r->done < head_len) {
         /* MSG_MORE: the head and the first file bytes leave in one segment */
         int flags = MSG_NOSIGNAL | (count ? MSG_MORE : 0);
-        ssize_t n = send(c->fd, (const char *)r->u.transmit.head + r->done, head_len - r->done,
+        ssize_t n = send(fd, (const char *)r->u.transmit.head + r->done, head_len - r->done,
                          flags);
         return n < 0 ? -errno : n;
     }
@@ -45,7 +45,7 @@ ssize_t piocp_send_step(piocp_conn *c, piocp_request *r)
     if (want > SENDFILE_CHUNK)
         want = SENDFILE_CHUNK;
     off_t offset = (off_t)(r->u.transmit.offset + file_done);
-    ssize_t n = sendfile(c->fd, r->u.transmit.fd, &offset, (size_t)want);
+    ssize_t n = sendfile(fd, r->u.transmit.fd, &offset, (size_t)want);
     if (n < 0)
         return -errno;
     if (n == 0)
@@ -53,41 +53,4 @@ ssize_t piocp_send_step(piocp_conn *c, piocp_request *r)
          * underneath us, and looping would spin forever */
         return to_eof ? 0 : -EIO;
     return n;
-}
-
-void piocp_touch(piocp_conn *c)
-{
-    atomic_store_explicit(&c->last_active_ms, piocp_now_ms(), memory_order_relaxed);
-}
-
-
-/* How long a closing connection waits for the peer to close its side. */
-#define LINGER_MS 5000
-
-bool piocp_linger_locked(piocp_conn *c)
-{
-    if (!c->lingering) {
-        /* Lingering close (RFC 9112 9.6, nginx's lingering_close): close(2)
-         * with unread bytes in the receive queue sends a RST and drops what
-         * of the answer is still in the send buffer, so a client that wrote
-         * anything after its last request (a pipelined request, a stray
-         * CRLF) would get a cut answer.  Send the FIN after the data, then
-         * read and drop until the peer closes too, or the deadline. */
-        c->lingering = true;
-        shutdown(c->fd, SHUT_WR);
-        bool stopping = atomic_load_explicit(&c->engine->draining, memory_order_relaxed);
-        piocp_conn_set_deadline(c, stopping ? 0 : LINGER_MS);
-        if (stopping)
-            return true; /* no waiting while the engine stops */
-    }
-    char scratch[4096];
-    for (;;) {
-        ssize_t n = recv(c->fd, scratch, sizeof scratch, MSG_DONTWAIT);
-        if (n > 0)
-            continue;
-        if (n < 0 && errno == EINTR)
-            continue;
-        /* EAGAIN: wait for more (or the FIN); 0 or an error: done */
-        return !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
-    }
 }

@@ -1,0 +1,258 @@
+/*
+ * loop.c - the one process loop every backend runs under (see
+ * core/backend.h): the worker loop, and a connection's turn.
+ *
+ * A worker waits in its backend's poll, which turns what the kernel
+ * reports into core calls; then it takes the posts made on other threads,
+ * runs the turns of the connections that became ready, sweeps idle
+ * connections if it is the sweeper, and hands the batch to the binding.
+ *
+ * A connection's turn is claimed with `busy` (only one worker runs it; work
+ * that arrives meanwhile sets `again`), moves its requests forward through
+ * the backend, completes them outside the lock (callbacks may post more),
+ * and closes the socket only once the kernel holds nothing of it.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "core/backend.h"
+#include "core/fault.h"
+#include "platform/platform.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Bytes one connection may move in one turn before others get theirs: a
+ * fast reader of a 100 MiB file must not keep a worker to itself. */
+#define TURN_BUDGET (4u << 20)
+
+/* How long a closing connection waits for the peer to close its side. */
+#define LINGER_MS 5000
+
+static _Thread_local piocp_worker *current_worker;
+
+piocp_worker *piocp_current_worker(void) { return current_worker; }
+
+int piocp_worker_index(void) { return current_worker ? current_worker->index : -1; }
+
+void piocp_touch(piocp_conn *c)
+{
+    atomic_store_explicit(&c->last_active_ms, piocp_now_ms(), memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------- sends -- */
+
+piocp_sends piocp_run_sends_locked(piocp_conn *c, piocp_done_list *done, size_t *budget,
+                                   piocp_send_step_fn step, bool transmits_only)
+{
+    while (c->send_head) {
+        if (c->abort_error)
+            return PIOCP_SENDS_BROKEN;
+        piocp_request *r = c->send_head;
+        if (transmits_only && r->op == PIOCP_OP_SEND && r->done < r->u.send.len)
+            return PIOCP_SENDS_HANDOFF;
+        if (*budget == 0)
+            return PIOCP_SENDS_BUDGET;
+        ssize_t n = step(c, r);
+        if (n == -EINTR)
+            continue;
+        if (n == -EAGAIN || n == -EWOULDBLOCK)
+            return PIOCP_SENDS_BLOCKED;
+        if (n < 0) {
+            /* the byte stream is broken: later sends cannot keep their order */
+            c->abort_error = (int)n;
+            return PIOCP_SENDS_BROKEN;
+        }
+        if (n > 0) {
+            r->done += (size_t)n;
+            *budget = (size_t)n >= *budget ? 0 : *budget - (size_t)n;
+            piocp_touch(c);
+            continue;
+        }
+        c->send_head = r->next;
+        if (!c->send_head)
+            c->send_tail = NULL;
+        piocp_done_push(done, r, (ssize_t)r->done);
+    }
+    return PIOCP_SENDS_IDLE;
+}
+
+/* ---------------------------------------------------------- closing -- */
+
+/* Graceful close after the last send: FIN, then drop what the peer still
+ * sends.  true: the socket may be closed now; false: wait until readable.
+ *
+ * Lingering close (RFC 9112 9.6, nginx's lingering_close): close(2) with
+ * unread bytes in the receive queue sends a RST and drops what of the
+ * answer is still in the send buffer, so a client that wrote anything after
+ * its last request (a pipelined request, a stray CRLF) would get a cut
+ * answer.  Send the FIN after the data, then read and drop until the peer
+ * closes too, or the deadline. */
+static bool linger_locked(piocp_conn *c)
+{
+    if (!c->lingering) {
+        c->lingering = true;
+        piocp_socket_shutdown_write(c->fd);
+        bool stopping = atomic_load_explicit(&c->engine->draining, memory_order_relaxed);
+        piocp_conn_set_deadline(c, stopping ? 0 : LINGER_MS);
+        if (stopping)
+            return true; /* no waiting while the engine stops */
+    }
+    return piocp_socket_drain(c->fd);
+}
+
+static bool closing_locked(const piocp_conn *c)
+{
+    return c->abort_error || (c->close_requested && !c->send_head);
+}
+
+/* Returns true once the socket is closed. */
+static bool close_step_locked(piocp_worker *w, piocp_conn *c, piocp_done_list *done)
+{
+    if (c->in_kernel > 0) {
+        /* the kernel still holds requests (and their buffers) on this
+         * socket: have them cancelled, close once they are back */
+        w->engine->backend->cancel(w, c);
+        return false;
+    }
+    piocp_fail_all_locked(c, c->abort_error ? c->abort_error : -ECANCELED, done);
+    if (c->abort_error || linger_locked(c)) {
+        piocp_close_socket_locked(c, c->abort_error);
+        return true;
+    }
+    return false; /* lingering: park arranges to hear from the peer */
+}
+
+/* Stopping: read no new request; a connection with nothing left to send is
+ * not a running transfer and closes now. */
+static void stop_reading_locked(piocp_worker *w, piocp_conn *c, piocp_done_list *done)
+{
+    const piocp_backend_ops *ops = w->engine->backend;
+    if (c->recv_req && !(ops->cancel_recv && ops->cancel_recv(w, c))) {
+        piocp_done_push(done, c->recv_req, -ECANCELED);
+        c->recv_req = NULL;
+    }
+    if (!c->send_head)
+        c->close_requested = true;
+}
+
+/* -------------------------------------------------------------- turn -- */
+
+void piocp_conn_process(piocp_worker *w, piocp_conn *c)
+{
+    const piocp_backend_ops *ops = w->engine->backend;
+    size_t budget = TURN_BUDGET;
+    bool closed = false, more = true;
+    pthread_mutex_lock(&c->lock);
+    if (c->busy || c->state != CONN_OPEN) {
+        if (c->busy)
+            c->again = true;
+        pthread_mutex_unlock(&c->lock);
+        return;
+    }
+    c->busy = true;
+    do {
+        c->again = false;
+        piocp_done_list done = {0};
+        if (atomic_load_explicit(&c->engine->draining, memory_order_relaxed))
+            stop_reading_locked(w, c, &done);
+        if (closing_locked(c)) {
+            closed = close_step_locked(w, c, &done);
+        } else {
+            more = ops->run(w, c, &done, &budget);
+            if (closing_locked(c))
+                c->again = true; /* broken, or the last send before a close is out */
+        }
+        pthread_mutex_unlock(&c->lock);
+        piocp_complete_list(done.head);
+        pthread_mutex_lock(&c->lock);
+    } while (!closed && more && c->again);
+    c->busy = false;
+    if (!closed) {
+        if (!more || c->again) {
+            piocp_schedule_locked(c); /* out of budget: back of the line */
+        } else if (ops->park) {
+            int rc = ops->park(w, c);
+            if (rc < 0) {
+                if (!c->abort_error)
+                    c->abort_error = rc; /* cannot wait on it: fail it rather than hang */
+                piocp_schedule_locked(c);
+            }
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (closed)
+        piocp_finish_closed(c);
+}
+
+/* ------------------------------------------------------------ worker -- */
+
+/* Tells piocp_engine_start how this worker's start went, and waits for its
+ * verdict on all of them: no worker serves unless every one could start. */
+static bool report_start(piocp_worker *w, int rc)
+{
+    piocp_engine *e = w->engine;
+    pthread_mutex_lock(&e->start_lock);
+    if (rc < 0 && e->start_error == 0)
+        e->start_error = rc;
+    e->workers_reported++;
+    pthread_cond_broadcast(&e->start_cond);
+    while (!e->start_decided)
+        pthread_cond_wait(&e->start_cond, &e->start_lock);
+    bool go = e->start_error == 0;
+    pthread_mutex_unlock(&e->start_lock);
+    return go;
+}
+
+static void worker_loop(piocp_worker *w)
+{
+    piocp_engine *e = w->engine;
+    const piocp_backend_ops *ops = e->backend;
+    bool sweeper = w->index == 0; /* idle timeouts and deadlines, a few times a second */
+    int period = piocp_sweep_period_ms(e);
+    w->next_sweep_ms = piocp_now_ms() + period;
+    while (!atomic_load(&e->quit)) {
+        int timeout = -1;
+        if (w->local.head) {
+            timeout = 0; /* work of our own pending: only look, do not sleep */
+        } else if (sweeper) {
+            long long left = w->next_sweep_ms - piocp_now_ms();
+            timeout = left > 0 ? (int)left : 0;
+        }
+        int events = ops->poll(w, timeout);
+        if (events < 0) {
+            fprintf(stderr, "pyiocp: worker %d cannot wait on the %s backend: %s\n", w->index,
+                    ops->name, strerror(-events));
+            break;
+        }
+        if (events & PIOCP_POLL_WOKEN) {
+            piocp_take_global(w);
+            piocp_run_user_completions(e);
+        }
+        piocp_take_remote(w);
+        if (sweeper && piocp_now_ms() >= w->next_sweep_ms) {
+            w->next_sweep_ms = piocp_now_ms() + period;
+            piocp_scan_idle(e);
+            piocp_listeners_resume(e);
+        }
+        piocp_run_local(w);
+        piocp_batch_end(e);
+    }
+}
+
+void *piocp_worker_main(void *arg)
+{
+    piocp_worker *w = arg;
+    const piocp_backend_ops *ops = w->engine->backend;
+    current_worker = w;
+    int rc = PIOCP_FAULT("worker_init");
+    if (rc == 0 && ops->worker_init)
+        rc = ops->worker_init(w);
+    if (report_start(w, rc))
+        worker_loop(w);
+    if (ops->worker_exit)
+        ops->worker_exit(w);
+    current_worker = NULL;
+    return NULL;
+}

@@ -1,0 +1,50 @@
+/*
+ * platform.h - the operating-system pieces the core needs, behind names of
+ * our own: sockets (close, reset, linger, Nagle), file size, clocks, CPU
+ * count, worker threads.  One implementation per platform
+ * (the files in platform/posix/ today); the core has one code path.
+ */
+#ifndef PYIOCP_PLATFORM_H
+#define PYIOCP_PLATFORM_H
+
+#include "pyiocp.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Milliseconds of a monotonic clock, cheap enough to stamp every
+ * completion (coarse: a few ms of resolution). */
+long long piocp_now_ms(void);
+/* CPUs online. */
+int piocp_online_cpus(void);
+
+/* Starts a thread with every signal blocked: signals must reach the thread
+ * that owns the engine (Python's main thread) and interrupt its wait.
+ * Returns 0 or -errno. */
+int piocp_thread_start(pthread_t *thread, void *(*body)(void *), void *arg);
+
+/* Closes a socket; `reset`: with an RST instead of a FIN (an aborted
+ * connection must not pass a cut-off answer off as a whole one). */
+void piocp_socket_close(piocp_socket fd, bool reset);
+/* Small replies and echoes must not wait for Nagle + delayed ACK. */
+void piocp_socket_set_nodelay(piocp_socket fd);
+/* Sends the FIN after what is queued. */
+void piocp_socket_shutdown_write(piocp_socket fd);
+/* Ends a listening socket's pending accepts without closing it (its
+ * descriptor number must not be reused while workers may still use it). */
+void piocp_socket_shutdown_listener(piocp_socket fd);
+/* Reads and drops what the peer sent.  true: the peer closed (or the socket
+ * failed), nothing more will come; false: it may send more. */
+bool piocp_socket_drain(piocp_socket fd);
+
+/* One system call moving the request forward by what `done` says it has
+ * sent: > 0 bytes moved, 0 the request is complete, -errno (-EAGAIN: the
+ * socket is full).  A transmit whose file ends early fails with -EIO
+ * instead of spinning. */
+ssize_t piocp_socket_send_step(piocp_socket fd, const piocp_request *req);
+
+/* The size of an open regular file; -errno if it is not one. */
+int piocp_file_size(piocp_file fd, uint64_t *size);
+
+#endif
