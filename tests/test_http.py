@@ -1116,9 +1116,6 @@ def test_max_head_option(start_server, tree):
     assert_served(served.address, tree)
 
 
-# strict: this commit records the fault; the fix removes the mark, and an
-# unexpected pass before then fails the run
-@pytest.mark.xfail(strict=True, reason="http_log_response logs 0 body bytes for a failed transmit")
 def test_access_log_counts_the_body_bytes_of_a_cut_download(start_server, tree, tmp_path):
     """A download the client resets part-way must be logged with the body
     bytes that went out (the transmit's `done`), as the raw protocol does,

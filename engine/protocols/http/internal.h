@@ -66,6 +66,9 @@ void http_respond(http_conn *hc, const http_request *req);
  * closes after it. */
 void http_respond_error(http_conn *hc, int status);
 void http_response_free(http_response *r);
+/* Body bytes an answer got out (head excluded, never more than the body),
+ * from its completion: the count, or for a failed one req.done. */
+uint64_t http_response_body_sent(const http_response *r, ssize_t result);
 void http_log_response(http_conn *hc, const http_response *r, ssize_t result);
 
 #endif

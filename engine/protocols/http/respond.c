@@ -442,6 +442,16 @@ void http_respond(http_conn *hc, const http_request *req)
 
 /* ------------------------------------------------------- access log -- */
 
+uint64_t http_response_body_sent(const http_response *r, ssize_t result)
+{
+    /* a failed send or transmit still says how far it got (pyiocp.h) */
+    uint64_t moved = result >= 0 ? (uint64_t)result : (uint64_t)r->req.done;
+    /* data[] holds the head, then any body that is not in a file */
+    uint64_t head = r->file ? r->head_len : r->head_len - r->body_bytes;
+    uint64_t body = moved > head ? moved - head : 0;
+    return body < r->body_bytes ? body : r->body_bytes;
+}
+
 void http_log_response(http_conn *hc, const http_response *r, ssize_t result)
 {
     if (!hc->server->log)
@@ -450,11 +460,7 @@ void http_log_response(http_conn *hc, const http_response *r, ssize_t result)
     socklen_t peer_len;
     piocp_conn_peer(hc->conn, &peer, &peer_len);
     /* CLF counts body bytes; a cut-off answer logs what went out */
-    uint64_t sent = 0;
-    if (result > 0 && (size_t)result > r->head_len)
-        sent = (uint64_t)result - r->head_len;
-    if (r->file == NULL && result >= 0)
-        sent = r->body_bytes;
+    uint64_t sent = http_response_body_sent(r, result);
     char line[1024 + 4 * 256];
     const char *request_line = r->data + r->head_len;
     size_t n = piocp_clf_line(line, sizeof line, &peer, peer_len, (int64_t)time(NULL),
