@@ -6,17 +6,14 @@
 #define PIOCP_HTTP_SERVER_INTERNAL_H
 
 #include "pyiocp.h"
-#include "log/access_log.h"
-#include "files/file_cache.h"
+#include "files/served_root.h"
 #include "protocols/http/parser.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
 
 struct piocp_http_server {
-    int root_fd;
-    piocp_file_cache *files;
-    piocp_access_log *log; /* NULL: no access log */
+    piocp_served_root root;
     bool listing;
     size_t max_head;
     int header_timeout_ms, keepalive_timeout_ms;

@@ -184,7 +184,7 @@ void http_respond_error(http_conn *hc, int status)
 void http_response_free(http_response *r)
 {
     if (r->file)
-        piocp_file_cache_release(r->hc->server->files, r->file);
+        piocp_file_cache_release(r->hc->server->root.files, r->file);
     free(r);
 }
 
@@ -243,14 +243,14 @@ static void serve_file(http_conn *hc, const http_request *req, const char *path,
     /* a small file's cached bytes go out with the header in one send */
     size_t inline_room = file->bytes && !head_only ? (size_t)size : 0;
     if (!builder_start(&b, inline_room, req)) {
-        piocp_file_cache_release(hc->server->files, file);
+        piocp_file_cache_release(hc->server->root.files, file);
         piocp_abort(hc->conn);
         return;
     }
     if (not_modified(req, st, etag, etag_len)) {
         add_status_and_common(&b, 304, keep_alive, req->minor_version);
         addf(&b, "Last-Modified: %s\r\nETag: %s\r\n\r\n", modified, etag);
-        piocp_file_cache_release(hc->server->files, file);
+        piocp_file_cache_release(hc->server->root.files, file);
         send_built(hc, &b, req);
         return;
     }
@@ -259,7 +259,7 @@ static void serve_file(http_conn *hc, const http_request *req, const char *path,
     if (req->range && !head_only && range_applies(req, st, etag, etag_len))
         range = http_parse_range(req->range, req->range_len, size, &start, &end);
     if (range < 0) {
-        piocp_file_cache_release(hc->server->files, file);
+        piocp_file_cache_release(hc->server->root.files, file);
         free(b.r);
         char extra[64];
         snprintf(extra, sizeof extra, "Content-Range: bytes */%" PRIu64 "\r\n", size);
@@ -278,9 +278,9 @@ static void serve_file(http_conn *hc, const http_request *req, const char *path,
     if (!head_only && count > 0 && file->bytes) {
         add(&b, file->bytes + start, (size_t)count);
         b.r->body_bytes = count;
-        piocp_file_cache_release(hc->server->files, file);
+        piocp_file_cache_release(hc->server->root.files, file);
     } else if (head_only || count == 0) {
-        piocp_file_cache_release(hc->server->files, file);
+        piocp_file_cache_release(hc->server->root.files, file);
     } else {
         b.r->file = file;
         b.r->body_offset = start;
@@ -295,7 +295,7 @@ static void serve_listing(http_conn *hc, const http_request *req, const char *pa
 {
     int dir_fd;
     const char *reason;
-    if (piocp_open_dir_beneath(hc->server->root_fd, path, path_len, &dir_fd, &reason) < 0) {
+    if (piocp_open_dir_beneath(hc->server->root.dir, path, path_len, &dir_fd, &reason) < 0) {
         error_page(hc, req, 404, keep_alive, "");
         return;
     }
@@ -394,7 +394,7 @@ void http_respond(http_conn *hc, const http_request *req)
         error_page(hc, req, http_error_status(rc), keep_alive, "");
         return;
     }
-    piocp_file_cache *files = hc->server->files;
+    piocp_file_cache *files = hc->server->root.files;
     const piocp_cached_file *file;
     const char *reason;
     if (path_len > 0 && !trailing_slash) {
@@ -454,7 +454,7 @@ uint64_t http_response_body_sent(const http_response *r, ssize_t result)
 
 void http_log_response(http_conn *hc, const http_response *r, ssize_t result)
 {
-    if (!hc->server->log)
+    if (!hc->server->root.log)
         return;
     struct sockaddr_storage peer;
     socklen_t peer_len;
@@ -465,5 +465,5 @@ void http_log_response(http_conn *hc, const http_response *r, ssize_t result)
     const char *request_line = r->data + r->head_len;
     size_t n = piocp_clf_line(line, sizeof line, &peer, peer_len, (int64_t)time(NULL),
                               request_line, r->request_line_len, r->status, sent);
-    piocp_access_log_write(hc->server->log, line, n);
+    piocp_access_log_write(hc->server->root.log, line, n);
 }

@@ -12,13 +12,10 @@
 #include "protocols/http/internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 #define DEFAULT_MAX_HEAD 8192
 #define DEFAULT_HEADER_TIMEOUT_MS 10000
@@ -279,18 +276,9 @@ int piocp_http_server_new(piocp_http_server **out, const char *root,
     s->keepalive_timeout_ms =
         o.keepalive_timeout_ms > 0 ? o.keepalive_timeout_ms : DEFAULT_KEEPALIVE_TIMEOUT_MS;
     s->max_discard = o.max_discard ? o.max_discard : DEFAULT_MAX_DISCARD;
-    s->root_fd = open(root, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-    int rc = s->root_fd < 0 ? -errno : 0;
-    char real_root[PATH_MAX];
-    if (rc == 0 && !realpath(root, real_root))
-        rc = -errno;
-    if (rc == 0)
-        rc = piocp_file_cache_new(&s->files, s->root_fd, real_root,
-                                  piocp_file_cache_default_capacity(), FILE_CACHE_MAX_AGE_MS);
-    if (rc == 0 && o.access_log_fd != PIOCP_INVALID_FILE && !(s->log = piocp_access_log_new(o.access_log_fd)))
-        rc = -ENOMEM;
+    int rc = piocp_served_root_open(&s->root, root, o.access_log_fd);
     if (rc < 0) {
-        piocp_http_server_free(s);
+        free(s);
         return rc;
     }
     *out = s;
@@ -301,10 +289,7 @@ void piocp_http_server_free(piocp_http_server *s)
 {
     if (!s)
         return;
-    piocp_access_log_free(s->log);
-    piocp_file_cache_free(s->files);
-    if (s->root_fd >= 0)
-        close(s->root_fd);
+    piocp_served_root_close(&s->root);
     free(s);
 }
 
