@@ -11,6 +11,7 @@ import os
 import re
 import select
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -1113,3 +1114,36 @@ def test_max_head_option(start_server, tree):
         assert r.status == 431
         conn.closed_by_server()
     assert_served(served.address, tree)
+
+
+def test_access_log_counts_the_body_bytes_of_a_cut_download(start_server, tree, tmp_path):
+    """A download the client resets part-way must be logged with the body
+    bytes that went out (the transmit's `done`), as the raw protocol does,
+    not as 0 ("-"): an operator reading the log must see that the transfer
+    started and how far it got.  At least what the client read of the body
+    went out; never more than the file."""
+    log_path = tmp_path / "access.log"
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    try:
+        served = start_server(access_log=log_fd)
+        with HttpConn(served.address) as conn:
+            conn.send(get("/" + BIG))
+            status, _, _, _ = conn.read_head()
+            assert status == 200
+            body_read = len(conn.buf)
+            while body_read < 300 * KIB:
+                chunk = conn.sock.recv(64 * KIB)
+                assert chunk, f"server closed after {body_read} body bytes"
+                body_read += len(chunk)
+            # SO_LINGER 0: close() resets, so the server's transmit fails
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        line_re = re.compile(rb'"GET /%s HTTP/1\.1" 200 (\d+|-)\n' % BIG.encode())
+        assert wait_for(lambda: line_re.search(log_path.read_bytes()), 10), \
+            f"no access line for the cut download: {log_path.read_bytes()!r}"
+        served.engine.stop(drain_timeout=1.0)   # no more lines: the descriptor can go
+        [logged] = line_re.findall(log_path.read_bytes())
+        logged = 0 if logged == b"-" else int(logged)
+        assert body_read <= logged <= BIG_SIZE, \
+            f"logged {logged} body bytes; the client read {body_read} of {BIG_SIZE}"
+    finally:
+        os.close(log_fd)

@@ -180,6 +180,7 @@ def test_access_log_of_a_cut_download(cli, tree):
     _, request, status, size = parse_clf(line)
     assert (request, status) == (f"GET /{BIG} HTTP/1.1".encode(), 200)
     assert size < BIG_SIZE, f"a cut transfer logged as complete: {line!r}"
+    assert size >= got, f"the log counts less than the client read ({got}): {line!r}"
 
 
 def test_quiet_has_no_access_log(cli, tree):

@@ -98,13 +98,18 @@ static void lru_push_front(piocp_file_cache *c, cache_entry *e)
         c->lru_tail = e;
 }
 
+/* Closes and frees an entry nobody holds any more. */
+static void entry_destroy(cache_entry *e)
+{
+    close(e->file.fd);
+    free((char *)e->file.bytes);
+    free(e);
+}
+
 static void entry_put_locked(cache_entry *e)
 {
-    if (--e->refs == 0) {
-        close(e->file.fd);
-        free((char *)e->file.bytes);
-        free(e);
-    }
+    if (--e->refs == 0)
+        entry_destroy(e);
 }
 
 /* Reads a small file whole; a short read (it is changing) keeps none. */
@@ -279,96 +284,90 @@ void piocp_file_cache_free(piocp_file_cache *c)
     free(c);
 }
 
-int piocp_file_cache_open(piocp_file_cache *c, const char *name, size_t len,
-                          const piocp_cached_file **out, const char **reason)
+/* A hit: the cached entry for `name`, younger than the maximum age and
+ * still the same file, referenced for the caller; else NULL (a stale entry
+ * found on the way is dropped). */
+static cache_entry *take_cached(piocp_file_cache *c, const char *name, size_t len, uint32_t h,
+                                long long now)
 {
-    uint32_t h = hash_name(name, len);
-    long long now = now_ms();
-    if (c->capacity > 0) {
-        pthread_mutex_lock(&c->lock);
-        cache_entry *e = find_locked(c, name, len, h);
-        if (e && now - e->opened_ms <= c->max_age_ms) {
-            e->refs++;
-            lru_unlink(c, e);
-            lru_push_front(c, e);
-            pthread_mutex_unlock(&c->lock);
-            /* inotify tells us late (its thread has to run): a file rewritten
-             * in place just now would go out with its old size, cut short or
-             * reset.  One fstat on the open descriptor is the price of never
-             * sending a stale length; a rename is caught by inotify alone and
-             * can only serve the previous, complete version. */
-            struct stat st;
-            if (fstat(e->file.fd, &st) == 0 && same_file(&e->file.st, &st)) {
-                atomic_fetch_add_explicit(&c->hits, 1, memory_order_relaxed);
-                *out = &e->file;
-                return 0;
-            }
-            pthread_mutex_lock(&c->lock);
-            if (e->linked)
-                unlink_locked(c, e);
-            entry_put_locked(e);
-            pthread_mutex_unlock(&c->lock);
-        } else {
-            pthread_mutex_unlock(&c->lock);
-        }
-    }
-    atomic_fetch_add_explicit(&c->misses, 1, memory_order_relaxed);
-
-    int fd;
-    struct stat st;
-    int rc = piocp_open_beneath(c->root_fd, name, len, &fd, reason, &st);
-    if (rc < 0) {
-        /* the name is gone or now refused: so is any cached answer for it */
-        if (c->capacity > 0) {
-            pthread_mutex_lock(&c->lock);
-            cache_entry *e = find_locked(c, name, len, h);
-            if (e)
-                unlink_locked(c, e);
-            pthread_mutex_unlock(&c->lock);
-        }
-        return rc;
-    }
-    cache_entry *fresh = malloc(sizeof *fresh + len);
-    if (!fresh) {
-        close(fd);
-        *reason = "out of memory";
-        return -ENOMEM;
-    }
-    memset(fresh, 0, sizeof *fresh);
-    fresh->file.fd = fd;
-    fresh->file.st = st;
-    fresh->file.bytes = c->capacity > 0 ? load_small(fd, &st) : NULL;
-    fresh->opened_ms = now;
-    fresh->refs = 1; /* the caller's */
-    fresh->hash = h;
-    fresh->name_len = len;
-    memcpy(fresh->name, name, len);
-    if (c->capacity == 0) {
-        *out = &fresh->file;
-        return 0;
-    }
-    fresh->watch = watch_directory(c, name, len);
-
     pthread_mutex_lock(&c->lock);
-    cache_entry *old = find_locked(c, name, len, h);
-    if (old && same_file(&old->file.st, &st)) {
+    cache_entry *e = find_locked(c, name, len, h);
+    if (!e || now - e->opened_ms > c->max_age_ms) {
+        pthread_mutex_unlock(&c->lock);
+        return NULL;
+    }
+    e->refs++;
+    lru_unlink(c, e);
+    lru_push_front(c, e);
+    pthread_mutex_unlock(&c->lock);
+    /* inotify tells us late (its thread has to run): a file rewritten in
+     * place just now would go out with its old size, cut short or reset.
+     * One fstat on the open descriptor is the price of never sending a
+     * stale length; a rename is caught by inotify alone and can only serve
+     * the previous, complete version. */
+    struct stat st;
+    if (fstat(e->file.fd, &st) == 0 && same_file(&e->file.st, &st))
+        return e;
+    pthread_mutex_lock(&c->lock);
+    if (e->linked)
+        unlink_locked(c, e);
+    entry_put_locked(e);
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+/* The name is gone or now refused: so is any cached answer for it. */
+static void forget_name(piocp_file_cache *c, const char *name, size_t len, uint32_t h)
+{
+    pthread_mutex_lock(&c->lock);
+    cache_entry *e = find_locked(c, name, len, h);
+    if (e)
+        unlink_locked(c, e);
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* A new entry for a file just opened, held by the caller alone (not yet in
+ * the table); NULL without memory. */
+static cache_entry *entry_new(const piocp_file_cache *c, const char *name, size_t len, uint32_t h,
+                              int fd, const struct stat *st, long long now)
+{
+    cache_entry *e = malloc(sizeof *e + len);
+    if (!e)
+        return NULL;
+    memset(e, 0, sizeof *e);
+    e->file.fd = fd;
+    e->file.st = *st;
+    e->file.bytes = c->capacity > 0 ? load_small(fd, st) : NULL;
+    e->opened_ms = now;
+    e->refs = 1; /* the caller's */
+    e->hash = h;
+    e->name_len = len;
+    memcpy(e->name, name, len);
+    return e;
+}
+
+/* Puts a fresh entry in the table and returns it referenced for the
+ * caller, unless the table already holds the same file under the name:
+ * then that one is revalidated and returned, and the fresh one freed. */
+static cache_entry *insert_or_revalidate(piocp_file_cache *c, cache_entry *fresh)
+{
+    pthread_mutex_lock(&c->lock);
+    cache_entry *old = find_locked(c, fresh->name, fresh->name_len, fresh->hash);
+    if (old && same_file(&old->file.st, &fresh->file.st)) {
         /* revalidated: keep the old descriptor, refresh its age */
-        old->opened_ms = now;
+        old->opened_ms = fresh->opened_ms;
         old->refs++;
         lru_unlink(c, old);
         lru_push_front(c, old);
         pthread_mutex_unlock(&c->lock);
-        close(fd);
-        free((char *)fresh->file.bytes);
-        free(fresh);
-        *out = &old->file;
-        return 0;
+        entry_destroy(fresh);
+        return old;
     }
     if (old)
         unlink_locked(c, old);
     if (c->count >= c->capacity && c->lru_tail)
         unlink_locked(c, c->lru_tail);
-    size_t b = h & c->bucket_mask;
+    size_t b = fresh->hash & c->bucket_mask;
     fresh->bucket_next = c->buckets[b];
     c->buckets[b] = fresh;
     lru_push_front(c, fresh);
@@ -376,7 +375,42 @@ int piocp_file_cache_open(piocp_file_cache *c, const char *name, size_t len,
     fresh->refs++; /* the table's */
     c->count++;
     pthread_mutex_unlock(&c->lock);
-    *out = &fresh->file;
+    return fresh;
+}
+
+int piocp_file_cache_open(piocp_file_cache *c, const char *name, size_t len,
+                          const piocp_cached_file **out, const char **reason)
+{
+    uint32_t h = hash_name(name, len);
+    long long now = now_ms();
+    bool caching = c->capacity > 0;
+    cache_entry *e = caching ? take_cached(c, name, len, h, now) : NULL;
+    if (e) {
+        atomic_fetch_add_explicit(&c->hits, 1, memory_order_relaxed);
+        *out = &e->file;
+        return 0;
+    }
+    atomic_fetch_add_explicit(&c->misses, 1, memory_order_relaxed);
+
+    int fd;
+    struct stat st;
+    int rc = piocp_open_beneath(c->root_fd, name, len, &fd, reason, &st);
+    if (rc < 0) {
+        if (caching)
+            forget_name(c, name, len, h);
+        return rc;
+    }
+    e = entry_new(c, name, len, h, fd, &st, now);
+    if (!e) {
+        close(fd);
+        *reason = "out of memory";
+        return -ENOMEM;
+    }
+    if (caching) {
+        e->watch = watch_directory(c, name, len);
+        e = insert_or_revalidate(c, e);
+    }
+    *out = &e->file;
     return 0;
 }
 

@@ -1,6 +1,7 @@
 /*
- * test_http_helpers.c - engine/protocols/http/mime_types.c, engine/protocols/http/listing.c
- * and engine/log/clf.c: the helpers of the native HTTP handler.
+ * test_http_helpers.c - engine/protocols/http/mime_types.c, engine/protocols/http/listing.c,
+ * engine/log/clf.c and the access log's byte count (http_response_body_sent):
+ * the helpers of the native HTTP handler.
  * `test_http_helpers NAME` runs one case (ctest runs each in its own
  * process); `test_http_helpers list` names them.
  *
@@ -8,6 +9,7 @@
  * written into buffers of exactly their capacity, so that under
  * AddressSanitizer a read or write past either fails the test.
  */
+#include "protocols/http/internal.h"
 #include "protocols/http/listing.h"
 #include "log/clf.h"
 #include "protocols/http/mime_types.h"
@@ -870,6 +872,56 @@ static void test_clf_truncation(void)
     free(full);
 }
 
+/* ------------------------------------------------- logged body bytes -- */
+
+/* An answer as respond.c builds it: head_len bytes of data[] go out first
+ * (for a send-only answer they end with its body_bytes of body), then, for
+ * a file answer, body_bytes from the file. */
+static http_response *answer(size_t head_len, uint64_t body_bytes, bool from_file)
+{
+    static piocp_cached_file file; /* only its address matters here */
+    http_response *r = calloc(1, sizeof *r + head_len);
+    CHECK(r != NULL);
+    r->head_len = head_len;
+    r->body_bytes = body_bytes;
+    r->file = from_file ? &file : NULL;
+    return r;
+}
+
+static uint64_t body_sent(http_response *r, ssize_t result, size_t done)
+{
+    r->req.done = done;
+    return http_response_body_sent(r, result);
+}
+
+static void test_log_body_bytes(void)
+{
+    /* a file answer: 200 bytes of head, then 1000 from the file */
+    http_response *r = answer(200, 1000, true);
+    CHECK(body_sent(r, 1200, 1200) == 1000);
+    CHECK(body_sent(r, -ECONNRESET, 0) == 0);       /* cancelled before it ran */
+    CHECK(body_sent(r, -ECONNRESET, 150) == 0);     /* cut inside the head */
+    CHECK(body_sent(r, -ECONNRESET, 200) == 0);     /* the head alone */
+    CHECK(body_sent(r, -EPIPE, 700) == 500);        /* cut inside the body */
+    CHECK(body_sent(r, -EIO, 1200) == 1000);        /* everything went, then it failed */
+    CHECK(body_sent(r, -EIO, 5000) == 1000);        /* never more than the body */
+    free(r);
+
+    /* a send-only answer: 130 bytes of head and 20 of body in data[] */
+    r = answer(150, 20, false);
+    CHECK(body_sent(r, 150, 150) == 20);
+    CHECK(body_sent(r, -ECONNRESET, 100) == 0);
+    CHECK(body_sent(r, -ECONNRESET, 140) == 10);
+    CHECK(body_sent(r, -ECONNRESET, 150) == 20);
+    free(r);
+
+    /* HEAD, 304: a head and no body */
+    r = answer(180, 0, false);
+    CHECK(body_sent(r, 180, 180) == 0);
+    CHECK(body_sent(r, -ECONNRESET, 90) == 0);
+    free(r);
+}
+
 static const test_case cases[] = {
     {"mime_names", test_mime_names},
     {"mime_table", test_mime_table},
@@ -883,6 +935,7 @@ static const test_case cases[] = {
     {"clf_time", test_clf_time},
     {"clf_request", test_clf_request},
     {"clf_truncation", test_clf_truncation},
+    {"log_body_bytes", test_log_body_bytes},
     {NULL, NULL},
 };
 

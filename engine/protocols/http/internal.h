@@ -1,22 +1,20 @@
 /*
  * http_server_internal.h - what http_server.c (connections) and
- * http_respond.c (answers) share.
+ * http_respond.c (answers) share.  The calls go one way: the server asks
+ * respond.c for an answer and sends it.
  */
 #ifndef PIOCP_HTTP_SERVER_INTERNAL_H
 #define PIOCP_HTTP_SERVER_INTERNAL_H
 
 #include "pyiocp.h"
-#include "log/access_log.h"
-#include "files/file_cache.h"
+#include "files/served_root.h"
 #include "protocols/http/parser.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
 
 struct piocp_http_server {
-    int root_fd;
-    piocp_file_cache *files;
-    piocp_access_log *log; /* NULL: no access log */
+    piocp_served_root root;
     bool listing;
     size_t max_head;
     int header_timeout_ms, keepalive_timeout_ms;
@@ -24,16 +22,17 @@ struct piocp_http_server {
     _Atomic uint64_t requests;
 };
 
-typedef struct http_conn http_conn;
+typedef struct http_conn http_conn; /* server.c's: one client connection */
 
 /* One answer, alive until its completion: head bytes (and, for error
  * pages and listings, the body) in data[], then the request line kept for
- * the access log. */
+ * the access log.  respond.c builds it; server.c queues and sends it. */
 typedef struct http_response {
     piocp_request req;
-    http_conn *hc;
+    http_conn *hc;                 /* set when queued */
     struct http_response *next;
     const piocp_cached_file *file; /* body from a file, or NULL */
+    piocp_file_cache *file_cache;  /* where `file` is released to */
     uint64_t body_offset, body_count;
     size_t head_len;               /* bytes of data[] to send before the file */
     uint64_t body_bytes;           /* for the log: body bytes this answer carries */
@@ -43,29 +42,17 @@ typedef struct http_response {
     char data[];
 } http_response;
 
-struct http_conn {
-    piocp_conn *conn;
-    piocp_http_server *server;
-    piocp_request recv_req;
-    char *buf;
-    size_t len, cap;
-    uint64_t discard;              /* request body bytes still to drop */
-    http_response *head, *tail;    /* answers in flight, in order */
-    int in_flight;
-    bool recv_pending, closing, peer_done;
-    bool body_deadline_set;        /* the deadline for a dropped body runs */
-};
-
-/* http_server.c */
-void http_queue_response(http_conn *hc, http_response *r);
-void http_response_done(piocp_request *req, ssize_t result);
-
-/* http_respond.c */
-void http_respond(http_conn *hc, const http_request *req);
+/* respond.c: answers, built and handed back (NULL: out of memory). */
+http_response *http_respond(const piocp_http_server *server, const http_request *req);
 /* An error page for a request that could not be read; the connection
  * closes after it. */
-void http_respond_error(http_conn *hc, int status);
+http_response *http_respond_error(int status);
 void http_response_free(http_response *r);
-void http_log_response(http_conn *hc, const http_response *r, ssize_t result);
+/* Body bytes an answer got out (head excluded, never more than the body),
+ * from its completion: the count, or for a failed one req.done. */
+uint64_t http_response_body_sent(const http_response *r, ssize_t result);
+/* The access log line of a completed answer (nothing without a log). */
+void http_log_response(const piocp_http_server *server, piocp_conn *conn,
+                       const http_response *r, ssize_t result);
 
 #endif

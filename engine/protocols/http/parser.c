@@ -67,6 +67,17 @@ static inline bool lit_ieq(const unsigned char *s, const char *lit, size_t n)
     return true;
 }
 
+/* The length of an "http://" or "https://" prefix (any case), else 0: an
+ * absolute-form target's scheme. */
+static inline size_t scheme_length(const unsigned char *s, size_t n)
+{
+    if (n >= 7 && lit_ieq(s, "http://", 7))
+        return 7;
+    if (n >= 8 && lit_ieq(s, "https://", 8))
+        return 8;
+    return 0;
+}
+
 /* ----------------------------------------------------- header parsing -- */
 
 /* How many empty lines may precede the request line (RFC 9112 2.2). */
@@ -308,18 +319,9 @@ static inline const unsigned char *skip_run(const unsigned char *p, const unsign
     return skip_class(p, end, cls);
 }
 
-int http_parse_request(const char *buf, size_t len, size_t max_line, size_t max_head,
-                       http_request *r)
+/* The fields a head sets, back to "absent" (a caller may reuse *r). */
+static void request_reset(http_request *r)
 {
-    if (max_head > INT_MAX)
-        max_head = INT_MAX; /* the return value is an int */
-    const unsigned char *const start = (const unsigned char *)buf;
-    const unsigned char *p = start;
-    const unsigned char *const end = start + (len < max_head ? len : max_head);
-    /* Out of bytes before the head ended: the head is longer than what we
-     * have, so if that already reaches max_head it is too large. */
-#define RAN_OUT() return len >= max_head ? HTTP_ERR_HEADERS_TOO_LARGE : HTTP_INCOMPLETE
-
     r->header_count = 0;
     r->content_length = -1;
     r->chunked = r->has_transfer_encoding = false;
@@ -328,152 +330,207 @@ int http_parse_request(const char *buf, size_t len, size_t max_line, size_t max_
     r->host_len = 0;
     r->if_none_match = r->if_modified_since = r->if_range = r->range = NULL;
     r->if_none_match_len = r->if_modified_since_len = r->if_range_len = r->range_len = 0;
+}
 
-    /* Empty lines before the request line (a client's stray CRLF after a
-     * body) are skipped, a few of them. */
+/* The CRLF (or bare LF, RFC 9112 2.2) at *pp: consumed, or HTTP_INCOMPLETE
+ * with *pp left on it, or a 400 for anything else there. */
+static inline int take_line_end(const unsigned char **pp, const unsigned char *end)
+{
+    const unsigned char *p = *pp;
+    if (p == end)
+        return HTTP_INCOMPLETE;
+    if (*p == '\n') {
+        *pp = p + 1;
+        return 0;
+    }
+    if (*p != '\r')
+        return HTTP_ERR_BAD_REQUEST;
+    if (end - p < 2)
+        return HTTP_INCOMPLETE;
+    if (p[1] != '\n')
+        return HTTP_ERR_BAD_REQUEST;
+    *pp = p + 2;
+    return 0;
+}
+
+/* Empty lines before the request line (a client's stray CRLF after a
+ * body) are skipped, a few of them. */
+static int skip_empty_lines(const unsigned char **pp, const unsigned char *end)
+{
     for (int n = 0;; n++) {
-        if (p == end)
-            RAN_OUT();
-        if (*p == '\n') {
-            p++;
-        } else if (*p == '\r') {
-            if (end - p < 2)
-                RAN_OUT();
-            if (p[1] != '\n')
-                return HTTP_ERR_BAD_REQUEST;
-            p += 2;
-        } else {
-            break;
-        }
+        if (*pp == end)
+            return HTTP_INCOMPLETE;
+        if (**pp != '\n' && **pp != '\r')
+            return 0;
+        int rc = take_line_end(pp, end);
+        if (rc < 0)
+            return rc;
         if (n == MAX_LEADING_EMPTY_LINES)
             return HTTP_ERR_BAD_REQUEST;
     }
+}
 
-    /* request-line = method SP request-target SP HTTP-version CRLF */
-    const unsigned char *const line = p;
-    const unsigned char *eol;
-    p = skip_class(p, end, C_TCHAR);
+/* The word [first, *pp) must be non-empty and end in SP: stores it and
+ * moves *pp past the SP. */
+static inline int end_word(const unsigned char *first, const unsigned char **pp,
+                           const unsigned char *end, const char **word, size_t *word_len)
+{
+    const unsigned char *p = *pp;
     if (p == end)
-        goto line_ran_out;
-    if (*p != ' ' || p == line)
+        return HTTP_INCOMPLETE;
+    if (*p != ' ' || p == first)
         return HTTP_ERR_BAD_REQUEST;
-    r->method = (const char *)line;
-    r->method_len = (size_t)(p - line);
-    p++;
+    *word = (const char *)first;
+    *word_len = (size_t)(p - first);
+    *pp = p + 1;
+    return 0;
+}
 
-    const unsigned char *const target = p;
-    p = skip_run(p, end, C_TARGET);
-    if (p == end)
-        goto line_ran_out;
-    if (*p != ' ' || p == target)
-        return HTTP_ERR_BAD_REQUEST;
-    r->target = (const char *)target;
-    r->target_len = (size_t)(p - target);
-    p++;
+static int parse_method(const unsigned char **pp, const unsigned char *end, http_request *r)
+{
+    const unsigned char *const first = *pp;
+    *pp = skip_class(first, end, C_TCHAR);
+    return end_word(first, pp, end, &r->method, &r->method_len);
+}
 
-    /* HTTP-version = "HTTP/" DIGIT "." DIGIT, case-sensitive.  A prefix
-     * of that shape is incomplete; any other shape is a 400. */
-    {
-        static const char shape[] = "HTTP/0.0";
-        size_t avail = (size_t)(end - p), n = avail < 8 ? avail : 8;
-        if (n == 8 && memcmp(p, "HTTP/1.1", 8) == 0) {
-            r->minor_version = 1;
-        } else {
-            for (size_t i = 0; i < n; i++) {
-                bool ok = shape[i] == '0' ? IS_DIGIT(p[i]) : p[i] == (unsigned char)shape[i];
-                if (!ok)
-                    return HTTP_ERR_BAD_REQUEST;
-            }
-            if (n < 8) {
-                p = end;
-                goto line_ran_out;
-            }
-            /* Well-formed; only 1.0 and 1.1 are served (HTTP/1.2 included:
-             * there is none, so whoever sends it is not a real client). */
-            if (p[5] != '1' || p[7] > '1')
-                return HTTP_ERR_VERSION;
-            r->minor_version = p[7] - '0';
-        }
-        p += 8;
+/* The target is the long run of the line: the SIMD scan. */
+static int parse_target(const unsigned char **pp, const unsigned char *end, http_request *r)
+{
+    const unsigned char *const first = *pp;
+    *pp = skip_run(first, end, C_TARGET);
+    return end_word(first, pp, end, &r->target, &r->target_len);
+}
+
+/* HTTP-version = "HTTP/" DIGIT "." DIGIT, case-sensitive.  A prefix of
+ * that shape is incomplete (*pp moves to the end); any other shape is a
+ * 400. */
+static int parse_version(const unsigned char **pp, const unsigned char *end, http_request *r)
+{
+    static const char shape[] = "HTTP/0.0";
+    const unsigned char *p = *pp;
+    size_t avail = (size_t)(end - p), n = avail < 8 ? avail : 8;
+    if (n == 8 && memcmp(p, "HTTP/1.1", 8) == 0) {
+        r->minor_version = 1;
+        *pp = p + 8;
+        return 0;
     }
-    if (p == end)
-        goto line_ran_out;
-    eol = p;
-    if (*p == '\n') {
-        p++;
-    } else if (*p == '\r') {
-        if (end - p < 2)
-            goto line_ran_out;
-        if (p[1] != '\n')
+    for (size_t i = 0; i < n; i++) {
+        bool ok = shape[i] == '0' ? IS_DIGIT(p[i]) : p[i] == (unsigned char)shape[i];
+        if (!ok)
             return HTTP_ERR_BAD_REQUEST;
-        p += 2;
-    } else {
-        return HTTP_ERR_BAD_REQUEST;
     }
+    if (n < 8) {
+        *pp = end;
+        return HTTP_INCOMPLETE;
+    }
+    /* Well-formed; only 1.0 and 1.1 are served (HTTP/1.2 included: there
+     * is none, so whoever sends it is not a real client). */
+    if (p[5] != '1' || p[7] > '1')
+        return HTTP_ERR_VERSION;
+    r->minor_version = p[7] - '0';
+    *pp = p + 8;
+    return 0;
+}
+
+/* request-line = method SP request-target SP HTTP-version CRLF.  Longer
+ * than max_line (CRLF not counted) is a 414, also while still incomplete. */
+static int parse_request_line(const unsigned char **pp, const unsigned char *end,
+                              size_t max_line, http_request *r)
+{
+    const unsigned char *const line = *pp;
+    const unsigned char *p = line;
+    int rc = parse_method(&p, end, r);
+    if (rc == 0)
+        rc = parse_target(&p, end, r);
+    if (rc == 0)
+        rc = parse_version(&p, end, r);
+    const unsigned char *const eol = p;
+    if (rc == 0)
+        rc = take_line_end(&p, end);
+    if (rc == HTTP_INCOMPLETE && (size_t)(p - line) > max_line)
+        return HTTP_ERR_URI_TOO_LONG;
+    if (rc < 0)
+        return rc;
     if ((size_t)(eol - line) > max_line)
         return HTTP_ERR_URI_TOO_LONG;
+    *pp = p;
+    return 0;
+}
 
-    /* *( field-line CRLF ) CRLF */
-    unsigned seen = 0;
-    for (;;) {
-        if (p == end)
-            RAN_OUT();
-        if (*p == '\n') {
-            p++;
-            break;
-        }
-        if (*p == '\r') {
-            if (end - p < 2)
-                RAN_OUT();
-            if (p[1] != '\n')
-                return HTTP_ERR_BAD_REQUEST;
-            p += 2;
-            break;
-        }
-        /* field-name ":" OWS field-value OWS.  A line starting with SP or
-         * HT (obs-fold) and whitespace before the colon both land on the
-         * "not a token" check. */
-        const unsigned char *const name = p;
-        p = skip_class(p, end, C_TCHAR);
-        if (p == end)
-            RAN_OUT();
-        if (*p != ':' || p == name)
-            return HTTP_ERR_BAD_REQUEST;
-        size_t name_len = (size_t)(p - name);
+/* field-name ":" OWS field-value OWS CRLF, recorded in r->headers and
+ * acted on.  A line starting with SP or HT (obs-fold) and whitespace
+ * before the colon both land on the "not a token" check. */
+static int parse_field_line(const unsigned char **pp, const unsigned char *end, http_request *r,
+                            unsigned *seen)
+{
+    const unsigned char *const name = *pp;
+    const unsigned char *p = skip_class(name, end, C_TCHAR);
+    if (p == end)
+        return HTTP_INCOMPLETE;
+    if (*p != ':' || p == name)
+        return HTTP_ERR_BAD_REQUEST;
+    size_t name_len = (size_t)(p - name);
+    p++;
+    while (p < end && IS_OWS(*p))
         p++;
-        while (p < end && IS_OWS(*p))
-            p++;
-        const unsigned char *const value = p;
-        p = skip_run(p, end, C_VALUE);
-        if (p == end)
-            RAN_OUT();
-        const unsigned char *vend = p;
-        if (*p == '\n') {
-            p++;
-        } else if (*p == '\r') {
-            if (end - p < 2)
-                RAN_OUT();
-            if (p[1] != '\n')
-                return HTTP_ERR_BAD_REQUEST;
-            p += 2;
-        } else {
-            return HTTP_ERR_BAD_REQUEST; /* a control character, NUL, DEL */
-        }
-        while (vend > value && IS_OWS(vend[-1]))
-            vend--;
-        if (r->header_count == HTTP_MAX_HEADERS)
-            return HTTP_ERR_HEADERS_TOO_LARGE;
-        http_header *h = &r->headers[r->header_count++];
-        h->name = (const char *)name;
-        h->name_len = name_len;
-        h->value = (const char *)value;
-        h->value_len = (size_t)(vend - value);
-        int rc = on_header(r, &seen, name, name_len, value, h->value_len);
+    const unsigned char *const value = p;
+    p = skip_run(p, end, C_VALUE);
+    const unsigned char *vend = p;
+    int rc = take_line_end(&p, end); /* a 400 here: a control character, NUL, DEL */
+    if (rc < 0)
+        return rc;
+    while (vend > value && IS_OWS(vend[-1]))
+        vend--;
+    if (r->header_count == HTTP_MAX_HEADERS)
+        return HTTP_ERR_HEADERS_TOO_LARGE;
+    http_header *h = &r->headers[r->header_count++];
+    h->name = (const char *)name;
+    h->name_len = name_len;
+    h->value = (const char *)value;
+    h->value_len = (size_t)(vend - value);
+    *pp = p;
+    return on_header(r, seen, name, name_len, value, h->value_len);
+}
+
+/* *( field-line CRLF ) CRLF */
+static int parse_headers(const unsigned char **pp, const unsigned char *end, http_request *r,
+                         unsigned *seen)
+{
+    for (;;) {
+        if (*pp == end)
+            return HTTP_INCOMPLETE;
+        if (**pp == '\n' || **pp == '\r')
+            return take_line_end(pp, end);
+        int rc = parse_field_line(pp, end, r, seen);
         if (rc != 0)
             return rc;
     }
+}
 
-    /* The head is complete: decide the framing (RFC 9112 6.1, 6.3). */
+/* absolute-form: the target's authority overrides Host (RFC 9112 3.2.2). */
+static int host_from_absolute_form(http_request *r)
+{
+    const unsigned char *target = (const unsigned char *)r->target;
+    size_t skip = scheme_length(target, r->target_len);
+    if (skip == 0)
+        return 0;
+    const unsigned char *a = target + skip, *tend = target + r->target_len, *q = a;
+    while (q < tend && *q != '/' && *q != '?' && *q != '#') {
+        if (!IS(*q, C_HOST))
+            return HTTP_ERR_BAD_REQUEST; /* userinfo, or worse */
+        q++;
+    }
+    if (q == a)
+        return HTTP_ERR_BAD_REQUEST;
+    r->host = (const char *)a;
+    r->host_len = (size_t)(q - a);
+    return 0;
+}
+
+/* The head is complete: decide the framing (RFC 9112 6.1, 6.3), the host,
+ * and which repeated conditional fields to ignore. */
+static int finish_request(http_request *r, unsigned seen)
+{
     if (r->has_transfer_encoding) {
         if (r->minor_version == 0 || (seen & (SEEN_CL | TE_BAD)))
             return HTTP_ERR_BAD_REQUEST;
@@ -486,26 +543,9 @@ int http_parse_request(const char *buf, size_t len, size_t max_line, size_t max_
             return HTTP_ERR_BAD_REQUEST;
         r->host = "";
     }
-    /* absolute-form: the target's authority overrides Host (RFC 9112 3.2.2) */
-    if (r->target_len >= 7 && (target[0] | 0x20) == 'h') {
-        size_t skip = 0;
-        if (lit_ieq(target, "http://", 7))
-            skip = 7;
-        else if (r->target_len >= 8 && lit_ieq(target, "https://", 8))
-            skip = 8;
-        if (skip) {
-            const unsigned char *a = target + skip, *tend = target + r->target_len, *q = a;
-            while (q < tend && *q != '/' && *q != '?' && *q != '#') {
-                if (!IS(*q, C_HOST))
-                    return HTTP_ERR_BAD_REQUEST; /* userinfo, or worse */
-                q++;
-            }
-            if (q == a)
-                return HTTP_ERR_BAD_REQUEST;
-            r->host = (const char *)a;
-            r->host_len = (size_t)(q - a);
-        }
-    }
+    int rc = host_from_absolute_form(r);
+    if (rc < 0)
+        return rc;
     if (r->minor_version == 0)
         r->expect_continue = false; /* RFC 9110 10.1.1 */
     if (seen & DUP_IMS) {
@@ -516,13 +556,32 @@ int http_parse_request(const char *buf, size_t len, size_t max_line, size_t max_
         r->range = r->if_range = NULL;
         r->range_len = r->if_range_len = 0;
     }
-    return (int)(p - start);
+    return 0;
+}
 
-line_ran_out:
-    if ((size_t)(p - line) > max_line)
-        return HTTP_ERR_URI_TOO_LONG;
-    RAN_OUT();
-#undef RAN_OUT
+int http_parse_request(const char *buf, size_t len, size_t max_line, size_t max_head,
+                       http_request *r)
+{
+    if (max_head > INT_MAX)
+        max_head = INT_MAX; /* the return value is an int */
+    const unsigned char *const start = (const unsigned char *)buf;
+    const unsigned char *p = start;
+    const unsigned char *const end = start + (len < max_head ? len : max_head);
+    unsigned seen = 0;
+
+    request_reset(r);
+    int rc = skip_empty_lines(&p, end);
+    if (rc == 0)
+        rc = parse_request_line(&p, end, max_line, r);
+    if (rc == 0)
+        rc = parse_headers(&p, end, r, &seen);
+    if (rc == 0)
+        rc = finish_request(r, seen);
+    /* Out of bytes before the head ended: the head is longer than what we
+     * have, so if that already reaches max_head it is too large. */
+    if (rc == HTTP_INCOMPLETE && len >= max_head)
+        return HTTP_ERR_HEADERS_TOO_LARGE;
+    return rc < 0 ? rc : (int)(p - start);
 }
 
 int http_error_status(int code)
@@ -552,6 +611,96 @@ static inline int hexval(unsigned char c)
     return -1;
 }
 
+/* absolute-form: drops "http(s)://authority"; anything else ("*",
+ * authority-form, other schemes) names no file. */
+static int skip_scheme_and_authority(const unsigned char **pp, const unsigned char *end)
+{
+    const unsigned char *p = *pp;
+    size_t skip = scheme_length(p, (size_t)(end - p));
+    if (skip == 0)
+        return HTTP_ERR_BAD_REQUEST;
+    p += skip;
+    const unsigned char *const authority = p;
+    while (p < end && *p != '/' && *p != '?' && *p != '#')
+        p++;
+    if (p == authority)
+        return HTTP_ERR_BAD_REQUEST; /* no host */
+    *pp = p;
+    return 0;
+}
+
+/* The next byte of the path at *pp, percent-decoded, into *out; refuses
+ * what no file name may hold. */
+static inline int next_path_byte(const unsigned char **pp, const unsigned char *end,
+                                 unsigned *out)
+{
+    const unsigned char *p = *pp;
+    unsigned c = *p;
+    if (c == '%') {
+        int hi, lo;
+        if (end - p < 3 || (hi = hexval(p[1])) < 0 || (lo = hexval(p[2])) < 0)
+            return HTTP_ERR_BAD_REQUEST;
+        c = (unsigned)(hi << 4 | lo);
+        p += 3;
+    } else {
+        p++;
+    }
+    if (c < 0x20 || c == 0x7f)
+        return HTTP_ERR_BAD_REQUEST; /* NUL, CR, LF... never a file name */
+    if (c == '\\')
+        return HTTP_ERR_FORBIDDEN;
+    *pp = p;
+    *out = c;
+    return 0;
+}
+
+/* The decoded path being written: segments are appended as "seg" or
+ * "/seg"; `base` is where the current one started (its separator
+ * included), `seg` where its text starts. */
+typedef struct path_writer {
+    char *out;
+    size_t cap, len, base, seg;
+    bool in_segment;
+} path_writer;
+
+/* One byte of a segment; the first of a segment writes its separator.
+ * Room for the final NUL is always kept. */
+static inline int path_put(path_writer *w, unsigned char c)
+{
+    if (!w->in_segment) {
+        w->base = w->len;
+        if (w->len > 0) {
+            if (w->len + 1 >= w->cap)
+                return HTTP_ERR_URI_TOO_LONG;
+            w->out[w->len++] = '/';
+        }
+        w->seg = w->len;
+        w->in_segment = true;
+    }
+    if (w->len + 1 >= w->cap)
+        return HTTP_ERR_URI_TOO_LONG;
+    w->out[w->len++] = (char)c;
+    return 0;
+}
+
+/* Ends the current segment, if any: "." is taken back out (returns 1),
+ * ".." is refused, anything else stays (returns 0). */
+static inline int path_end_segment(path_writer *w)
+{
+    if (!w->in_segment)
+        return 0;
+    w->in_segment = false;
+    size_t n = w->len - w->seg;
+    const char *text = w->out + w->seg;
+    if (n == 1 && text[0] == '.') {
+        w->len = w->base;
+        return 1;
+    }
+    if (n == 2 && text[0] == '.' && text[1] == '.')
+        return HTTP_ERR_FORBIDDEN;
+    return 0;
+}
+
 int http_decode_path(const char *target, size_t len, char *out, size_t out_cap, size_t *out_len,
                      bool *trailing_slash)
 {
@@ -562,84 +711,32 @@ int http_decode_path(const char *target, size_t len, char *out, size_t out_cap, 
         out[0] = '\0';
     if (len == 0)
         return HTTP_ERR_BAD_REQUEST;
-    if (*p != '/') {
-        /* absolute-form: drop "http(s)://authority"; anything else ("*",
-         * authority-form, other schemes) names no file. */
-        size_t skip = 0;
-        if (len >= 7 && lit_ieq(p, "http://", 7))
-            skip = 7;
-        else if (len >= 8 && lit_ieq(p, "https://", 8))
-            skip = 8;
-        if (skip == 0)
-            return HTTP_ERR_BAD_REQUEST;
-        p += skip;
-        const unsigned char *a = p;
-        while (p < end && *p != '/' && *p != '?' && *p != '#')
-            p++;
-        if (p == a)
-            return HTTP_ERR_BAD_REQUEST; /* no host */
-    }
+    if (*p != '/' && skip_scheme_and_authority(&p, end) < 0)
+        return HTTP_ERR_BAD_REQUEST;
 
-    /* Segments are appended as "seg" or "/seg"; `base` is where the current
-     * one started (its separator included), `seg` where its text starts. */
-    size_t o = 0, base = 0, seg = 0;
-    bool in_seg = false, slash = true, dot = false;
+    path_writer w = {.out = out, .cap = out_cap};
+    bool slash = true; /* the last thing read was a separator */
     while (p < end && *p != '?' && *p != '#') {
-        unsigned c = *p;
-        if (c == '%') {
-            int hi, lo;
-            if (end - p < 3 || (hi = hexval(p[1])) < 0 || (lo = hexval(p[2])) < 0)
-                return HTTP_ERR_BAD_REQUEST;
-            c = (unsigned)(hi << 4 | lo);
-            p += 3;
-        } else {
-            p++;
-        }
-        if (c < 0x20 || c == 0x7f)
-            return HTTP_ERR_BAD_REQUEST; /* NUL, CR, LF... never a file name */
-        if (c == '\\')
-            return HTTP_ERR_FORBIDDEN;
-        if (c == '/') {
-            if (in_seg) {
-                size_t n = o - seg;
-                if (n == 1 && out[seg] == '.')
-                    o = base;
-                else if (n == 2 && out[seg] == '.' && out[seg + 1] == '.')
-                    return HTTP_ERR_FORBIDDEN;
-                in_seg = false;
-            }
+        unsigned c;
+        int rc = next_path_byte(&p, end, &c);
+        if (rc == 0 && c == '/') {
+            rc = path_end_segment(&w);
             slash = true;
-            continue;
+        } else if (rc == 0) {
+            rc = path_put(&w, (unsigned char)c);
+            slash = false;
         }
-        if (!in_seg) {
-            base = o;
-            if (o > 0) {
-                if (o + 1 >= out_cap)
-                    return HTTP_ERR_URI_TOO_LONG;
-                out[o++] = '/';
-            }
-            seg = o;
-            in_seg = true;
-        }
-        if (o + 1 >= out_cap)
-            return HTTP_ERR_URI_TOO_LONG;
-        out[o++] = (char)c;
-        slash = false;
+        if (rc < 0)
+            return rc;
     }
-    if (in_seg) {
-        size_t n = o - seg;
-        if (n == 1 && out[seg] == '.') {
-            o = base;
-            dot = true;
-        } else if (n == 2 && out[seg] == '.' && out[seg + 1] == '.') {
-            return HTTP_ERR_FORBIDDEN;
-        }
-    }
-    if (o >= out_cap)
+    int last = path_end_segment(&w);
+    if (last < 0)
+        return last;
+    if (w.len >= out_cap)
         return HTTP_ERR_URI_TOO_LONG;
-    out[o] = '\0';
-    *out_len = o;
-    *trailing_slash = slash || dot;
+    out[w.len] = '\0';
+    *out_len = w.len;
+    *trailing_slash = slash || last == 1;
     return 0;
 }
 

@@ -3,6 +3,9 @@
  * path confinement, index.html or listing, validators (ETag,
  * Last-Modified), conditional requests, byte ranges, error pages, and the
  * access log line of each answer.
+ *
+ * It builds answers and hands them back; sending them, in order, is the
+ * connection's business (server.c), so nothing here calls back into it.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -81,8 +84,6 @@ static bool builder_start(builder *b, size_t extra, const http_request *req)
     if (!b->r)
         return false;
     memset(b->r, 0, sizeof *b->r);
-    b->r->req.complete = http_response_done;
-    b->r->req.user = b->r;
     return true;
 }
 
@@ -132,7 +133,8 @@ static void keep_request_line(builder *b, const http_request *req)
     b->r->request_line_len = n > 0 ? (size_t)n : 0;
 }
 
-static void send_built(http_conn *hc, builder *b, const http_request *req)
+/* The built answer, with its request line kept for the log. */
+static http_response *finish_built(builder *b, const http_request *req)
 {
     if (b->overflow) {
         /* our own headers did not fit: a bug, but answer rather than hang */
@@ -144,7 +146,7 @@ static void send_built(http_conn *hc, builder *b, const http_request *req)
         b->r->status = 500;
     }
     keep_request_line(b, req);
-    http_queue_response(hc, b->r);
+    return b->r;
 }
 
 static bool wants_keep_alive(const http_request *req)
@@ -154,14 +156,12 @@ static bool wants_keep_alive(const http_request *req)
     return req->minor_version >= 1 || req->connection_keep_alive;
 }
 
-static void error_page(http_conn *hc, const http_request *req, int status, bool keep_alive,
-                       const char *extra_headers)
+static http_response *error_page(const http_request *req, int status, bool keep_alive,
+                                 const char *extra_headers)
 {
     builder b;
-    if (!builder_start(&b, strlen(extra_headers), req)) {
-        piocp_abort(hc->conn);
-        return;
-    }
+    if (!builder_start(&b, strlen(extra_headers), req))
+        return NULL;
     char body[96];
     int body_len = snprintf(body, sizeof body, "%d %s\r\n", status, reason_phrase(status));
     bool head_only = req && req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
@@ -172,19 +172,19 @@ static void error_page(http_conn *hc, const http_request *req, int status, bool 
         add(&b, body, (size_t)body_len);
         b.r->body_bytes = (uint64_t)body_len;
     }
-    send_built(hc, &b, req);
+    return finish_built(&b, req);
 }
 
-void http_respond_error(http_conn *hc, int status)
+http_response *http_respond_error(int status)
 {
     /* the request could not be read, so the connection cannot go on */
-    error_page(hc, NULL, status ? status : 400, false, "");
+    return error_page(NULL, status ? status : 400, false, "");
 }
 
 void http_response_free(http_response *r)
 {
     if (r->file)
-        piocp_file_cache_release(r->hc->server->files, r->file);
+        piocp_file_cache_release(r->file_cache, r->file);
     free(r);
 }
 
@@ -229,8 +229,10 @@ static bool range_applies(const http_request *req, const struct stat *st, const 
 
 /* ------------------------------------------------------------ files -- */
 
-static void serve_file(http_conn *hc, const http_request *req, const char *path, size_t path_len,
-                       const piocp_cached_file *file, bool head_only, bool keep_alive)
+/* `file` is the caller's reference from `files`: the answer takes it over. */
+static http_response *serve_file(piocp_file_cache *files, const http_request *req,
+                                 const char *path, size_t path_len,
+                                 const piocp_cached_file *file, bool head_only, bool keep_alive)
 {
     const struct stat *st = &file->st;
     char etag[64];
@@ -243,28 +245,25 @@ static void serve_file(http_conn *hc, const http_request *req, const char *path,
     /* a small file's cached bytes go out with the header in one send */
     size_t inline_room = file->bytes && !head_only ? (size_t)size : 0;
     if (!builder_start(&b, inline_room, req)) {
-        piocp_file_cache_release(hc->server->files, file);
-        piocp_abort(hc->conn);
-        return;
+        piocp_file_cache_release(files, file);
+        return NULL;
     }
     if (not_modified(req, st, etag, etag_len)) {
         add_status_and_common(&b, 304, keep_alive, req->minor_version);
         addf(&b, "Last-Modified: %s\r\nETag: %s\r\n\r\n", modified, etag);
-        piocp_file_cache_release(hc->server->files, file);
-        send_built(hc, &b, req);
-        return;
+        piocp_file_cache_release(files, file);
+        return finish_built(&b, req);
     }
     uint64_t start = 0, end = size ? size - 1 : 0;
     int range = 0;
     if (req->range && !head_only && range_applies(req, st, etag, etag_len))
         range = http_parse_range(req->range, req->range_len, size, &start, &end);
     if (range < 0) {
-        piocp_file_cache_release(hc->server->files, file);
+        piocp_file_cache_release(files, file);
         free(b.r);
         char extra[64];
         snprintf(extra, sizeof extra, "Content-Range: bytes */%" PRIu64 "\r\n", size);
-        error_page(hc, req, 416, keep_alive, extra);
-        return;
+        return error_page(req, 416, keep_alive, extra);
     }
     uint64_t count = size == 0 ? 0 : end - start + 1;
     add_status_and_common(&b, range > 0 ? 206 : 200, keep_alive, req->minor_version);
@@ -278,27 +277,27 @@ static void serve_file(http_conn *hc, const http_request *req, const char *path,
     if (!head_only && count > 0 && file->bytes) {
         add(&b, file->bytes + start, (size_t)count);
         b.r->body_bytes = count;
-        piocp_file_cache_release(hc->server->files, file);
+        piocp_file_cache_release(files, file);
     } else if (head_only || count == 0) {
-        piocp_file_cache_release(hc->server->files, file);
+        piocp_file_cache_release(files, file);
     } else {
         b.r->file = file;
+        b.r->file_cache = files;
         b.r->body_offset = start;
         b.r->body_count = count;
         b.r->body_bytes = count;
     }
-    send_built(hc, &b, req);
+    return finish_built(&b, req);
 }
 
-static void serve_listing(http_conn *hc, const http_request *req, const char *path,
-                          size_t path_len, bool head_only, bool keep_alive)
+static http_response *serve_listing(piocp_file root_dir, const http_request *req,
+                                    const char *path, size_t path_len, bool head_only,
+                                    bool keep_alive)
 {
     int dir_fd;
     const char *reason;
-    if (piocp_open_dir_beneath(hc->server->root_fd, path, path_len, &dir_fd, &reason) < 0) {
-        error_page(hc, req, 404, keep_alive, "");
-        return;
-    }
+    if (piocp_open_dir_beneath(root_dir, path, path_len, &dir_fd, &reason) < 0)
+        return error_page(req, 404, keep_alive, "");
     /* the URL path as the client should see it, starting and ending in '/' */
     char url[PATH_MAX + 2];
     int url_len = snprintf(url, sizeof url, "/%.*s%s", (int)path_len, path, path_len ? "/" : "");
@@ -308,15 +307,12 @@ static void serve_listing(http_conn *hc, const http_request *req, const char *pa
                  ? piocp_http_listing(dir_fd, url, (size_t)url_len, &html, &html_len)
                  : -ENAMETOOLONG;
     close(dir_fd);
-    if (rc < 0) {
-        error_page(hc, req, rc == -EACCES ? 403 : 500, keep_alive, "");
-        return;
-    }
+    if (rc < 0)
+        return error_page(req, rc == -EACCES ? 403 : 500, keep_alive, "");
     builder b;
     if (!builder_start(&b, head_only ? 0 : html_len, req)) {
         free(html);
-        piocp_abort(hc->conn);
-        return;
+        return NULL;
     }
     add_status_and_common(&b, 200, keep_alive, req->minor_version);
     addf(&b, "Content-Type: text/html; charset=utf-8\r\nContent-Length: %zu\r\n"
@@ -326,15 +322,15 @@ static void serve_listing(http_conn *hc, const http_request *req, const char *pa
         b.r->body_bytes = html_len;
     }
     free(html);
-    send_built(hc, &b, req);
+    return finish_built(&b, req);
 }
 
 /* "/docs" names a directory: send the client to "/docs/" so that relative
  * links in its index resolve, keeping any query.  Built from the decoded,
  * normalised path, percent-encoded again: echoing the raw target would turn
  * "//evil.example/x" into a protocol-relative redirect to another host. */
-static void redirect_to_directory(http_conn *hc, const http_request *req, const char *path,
-                                  size_t path_len, bool keep_alive)
+static http_response *redirect_to_directory(const http_request *req, const char *path,
+                                            size_t path_len, bool keep_alive)
 {
     const char *target = req->target;
     size_t len = req->target_len;
@@ -345,10 +341,8 @@ static void redirect_to_directory(http_conn *hc, const http_request *req, const 
     while (fragment < len && target[fragment] != '#')
         fragment++;
     builder b;
-    if (!builder_start(&b, 3 * path_len + (fragment - query) + 32, req)) {
-        piocp_abort(hc->conn);
-        return;
-    }
+    if (!builder_start(&b, 3 * path_len + (fragment - query) + 32, req))
+        return NULL;
     add_status_and_common(&b, 301, keep_alive, req->minor_version);
     static const char location[] = "Location: /";
     add(&b, location, sizeof location - 1);
@@ -368,7 +362,7 @@ static void redirect_to_directory(http_conn *hc, const http_request *req, const 
     add(&b, target + query, fragment - query); /* the query, if any, as sent */
     static const char tail[] = "\r\nContent-Length: 0\r\n\r\n";
     add(&b, tail, sizeof tail - 1);
-    send_built(hc, &b, req);
+    return finish_built(&b, req);
 }
 
 static bool method_is(const http_request *req, const char *name)
@@ -377,87 +371,93 @@ static bool method_is(const http_request *req, const char *name)
     return req->method_len == n && memcmp(req->method, name, n) == 0;
 }
 
-void http_respond(http_conn *hc, const http_request *req)
+/* A name that could not be opened: absent (404) or refused (403).  No file
+ * can have a name the file system refuses as too long: absent. */
+static int status_for_open_error(int rc)
+{
+    return rc == -ENOENT || rc == -ENOTDIR || rc == -ENAMETOOLONG ? 404 : 403;
+}
+
+/* A path naming a directory: its index.html, else a listing (or 403 with
+ * listings off). */
+static http_response *serve_directory(const piocp_http_server *s, const http_request *req,
+                                      const char *path, size_t path_len, bool head_only,
+                                      bool keep_alive)
+{
+    static const char index_name[] = "index.html";
+    char index[PATH_MAX];
+    if (path_len + 1 + sizeof index_name > sizeof index)
+        return error_page(req, 414, keep_alive, "");
+    size_t index_len = 0;
+    if (path_len) {
+        memcpy(index, path, path_len);
+        index[path_len] = '/';
+        index_len = path_len + 1;
+    }
+    memcpy(index + index_len, index_name, sizeof index_name);
+    index_len += sizeof index_name - 1;
+    const piocp_cached_file *file;
+    const char *reason;
+    int rc = piocp_file_cache_open(s->root.files, index, index_len, &file, &reason);
+    if (rc == 0)
+        return serve_file(s->root.files, req, index, index_len, file, head_only, keep_alive);
+    if (rc == -ENOENT && s->listing)
+        return serve_listing(s->root.dir, req, path, path_len, head_only, keep_alive);
+    if (rc == -ENOENT)
+        rc = -EACCES; /* the directory exists but listing it is off */
+    return error_page(req, status_for_open_error(rc), keep_alive, "");
+}
+
+http_response *http_respond(const piocp_http_server *s, const http_request *req)
 {
     bool keep_alive = wants_keep_alive(req);
     bool head_only = method_is(req, "HEAD");
-    if (!head_only && !method_is(req, "GET")) {
-        error_page(hc, req, 405, keep_alive, "Allow: GET, HEAD\r\n");
-        return;
-    }
+    if (!head_only && !method_is(req, "GET"))
+        return error_page(req, 405, keep_alive, "Allow: GET, HEAD\r\n");
     char path[PATH_MAX];
     size_t path_len;
     bool trailing_slash;
     int rc = http_decode_path(req->target, req->target_len, path, sizeof path, &path_len,
                               &trailing_slash);
-    if (rc < 0) {
-        error_page(hc, req, http_error_status(rc), keep_alive, "");
-        return;
-    }
-    piocp_file_cache *files = hc->server->files;
+    if (rc < 0)
+        return error_page(req, http_error_status(rc), keep_alive, "");
+    if (path_len == 0 || trailing_slash)
+        return serve_directory(s, req, path, path_len, head_only, keep_alive);
     const piocp_cached_file *file;
     const char *reason;
-    if (path_len > 0 && !trailing_slash) {
-        rc = piocp_file_cache_open(files, path, path_len, &file, &reason);
-        if (rc == 0) {
-            serve_file(hc, req, path, path_len, file, head_only, keep_alive);
-            return;
-        }
-        if (rc == -EISDIR) {
-            redirect_to_directory(hc, req, path, path_len, keep_alive);
-            return;
-        }
-    } else {
-        /* a directory: its index.html, else a listing */
-        static const char index_name[] = "index.html";
-        if (path_len + 1 + sizeof index_name > sizeof path) {
-            error_page(hc, req, 414, keep_alive, "");
-            return;
-        }
-        char index[PATH_MAX];
-        size_t index_len = 0;
-        if (path_len) {
-            memcpy(index, path, path_len);
-            index[path_len] = '/';
-            index_len = path_len + 1;
-        }
-        memcpy(index + index_len, index_name, sizeof index_name);
-        index_len += sizeof index_name - 1;
-        rc = piocp_file_cache_open(files, index, index_len, &file, &reason);
-        if (rc == 0) {
-            serve_file(hc, req, index, index_len, file, head_only, keep_alive);
-            return;
-        }
-        if (rc == -ENOENT && hc->server->listing) {
-            serve_listing(hc, req, path, path_len, head_only, keep_alive);
-            return;
-        }
-        if (rc == -ENOENT)
-            rc = -EACCES; /* the directory exists but listing it is off */
-    }
-    /* no file can have a name the file system refuses as too long: absent */
-    bool absent = rc == -ENOENT || rc == -ENOTDIR || rc == -ENAMETOOLONG;
-    error_page(hc, req, absent ? 404 : 403, keep_alive, "");
+    rc = piocp_file_cache_open(s->root.files, path, path_len, &file, &reason);
+    if (rc == 0)
+        return serve_file(s->root.files, req, path, path_len, file, head_only, keep_alive);
+    if (rc == -EISDIR)
+        return redirect_to_directory(req, path, path_len, keep_alive);
+    return error_page(req, status_for_open_error(rc), keep_alive, "");
 }
 
 /* ------------------------------------------------------- access log -- */
 
-void http_log_response(http_conn *hc, const http_response *r, ssize_t result)
+uint64_t http_response_body_sent(const http_response *r, ssize_t result)
 {
-    if (!hc->server->log)
+    /* a failed send or transmit still says how far it got (pyiocp.h) */
+    uint64_t moved = result >= 0 ? (uint64_t)result : (uint64_t)r->req.done;
+    /* data[] holds the head, then any body that is not in a file */
+    uint64_t head = r->file ? r->head_len : r->head_len - r->body_bytes;
+    uint64_t body = moved > head ? moved - head : 0;
+    return body < r->body_bytes ? body : r->body_bytes;
+}
+
+void http_log_response(const piocp_http_server *s, piocp_conn *conn, const http_response *r,
+                       ssize_t result)
+{
+    if (!s->root.log)
         return;
     struct sockaddr_storage peer;
     socklen_t peer_len;
-    piocp_conn_peer(hc->conn, &peer, &peer_len);
+    piocp_conn_peer(conn, &peer, &peer_len);
     /* CLF counts body bytes; a cut-off answer logs what went out */
-    uint64_t sent = 0;
-    if (result > 0 && (size_t)result > r->head_len)
-        sent = (uint64_t)result - r->head_len;
-    if (r->file == NULL && result >= 0)
-        sent = r->body_bytes;
+    uint64_t sent = http_response_body_sent(r, result);
     char line[1024 + 4 * 256];
     const char *request_line = r->data + r->head_len;
     size_t n = piocp_clf_line(line, sizeof line, &peer, peer_len, (int64_t)time(NULL),
                               request_line, r->request_line_len, r->status, sent);
-    piocp_access_log_write(hc->server->log, line, n);
+    piocp_access_log_write(s->root.log, line, n);
 }

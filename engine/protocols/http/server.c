@@ -12,13 +12,10 @@
 #include "protocols/http/internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 #define DEFAULT_MAX_HEAD 8192
 #define DEFAULT_HEADER_TIMEOUT_MS 10000
@@ -28,7 +25,21 @@
  * bounds the memory and descriptors a pipelining client can make us hold. */
 #define MAX_PIPELINE 16
 
+struct http_conn {
+    piocp_conn *conn;
+    piocp_http_server *server;
+    piocp_request recv_req;
+    char *buf;
+    size_t len, cap;
+    uint64_t discard;              /* request body bytes still to drop */
+    http_response *head, *tail;    /* answers in flight, in order */
+    int in_flight;
+    bool recv_pending, closing, peer_done;
+    bool body_deadline_set;        /* the deadline for a dropped body runs */
+};
+
 static void conn_recv_done(piocp_request *req, ssize_t result);
+static void response_done(piocp_request *req, ssize_t result);
 
 static void post_recv(http_conn *hc)
 {
@@ -69,8 +80,16 @@ static void finish(http_conn *hc)
     }
 }
 
-void http_queue_response(http_conn *hc, http_response *r)
+/* Sends an answer after those already queued.  NULL (no memory for it):
+ * the answers after it could not keep their place, so the connection goes. */
+static void queue_response(http_conn *hc, http_response *r)
 {
+    if (!r) {
+        piocp_abort(hc->conn);
+        return;
+    }
+    r->req.complete = response_done;
+    r->req.user = r;
     r->hc = hc;
     r->next = NULL;
     if (hc->tail)
@@ -130,7 +149,7 @@ static void process_buffer(http_conn *hc)
         if (rc == HTTP_INCOMPLETE)
             break;
         if (rc < 0) {
-            http_respond_error(hc, http_error_status(rc));
+            queue_response(hc, http_respond_error(http_error_status(rc)));
             hc->len = 0;
             break;
         }
@@ -139,11 +158,11 @@ static void process_buffer(http_conn *hc)
         bool too_big = req.has_transfer_encoding ||
                        (req.content_length > 0 && (uint64_t)req.content_length > s->max_discard);
         if (too_big) {
-            http_respond_error(hc, 413);
+            queue_response(hc, http_respond_error(413));
             hc->len = 0;
             break;
         }
-        http_respond(hc, &req);
+        queue_response(hc, http_respond(s, &req));
         memmove(hc->buf, hc->buf + rc, hc->len - (size_t)rc);
         hc->len -= (size_t)rc;
         if (req.content_length > 0)
@@ -178,11 +197,11 @@ static void conn_recv_done(piocp_request *req, ssize_t result)
 }
 
 /* Runs when an answer has been handed to the kernel (or failed). */
-void http_response_done(piocp_request *req, ssize_t result)
+static void response_done(piocp_request *req, ssize_t result)
 {
     http_response *r = req->user;
     http_conn *hc = r->hc;
-    http_log_response(hc, r, result);
+    http_log_response(hc->server, hc->conn, r, result);
     hc->head = r->next; /* the engine completes in posting order */
     if (!hc->head)
         hc->tail = NULL;
@@ -279,18 +298,9 @@ int piocp_http_server_new(piocp_http_server **out, const char *root,
     s->keepalive_timeout_ms =
         o.keepalive_timeout_ms > 0 ? o.keepalive_timeout_ms : DEFAULT_KEEPALIVE_TIMEOUT_MS;
     s->max_discard = o.max_discard ? o.max_discard : DEFAULT_MAX_DISCARD;
-    s->root_fd = open(root, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-    int rc = s->root_fd < 0 ? -errno : 0;
-    char real_root[PATH_MAX];
-    if (rc == 0 && !realpath(root, real_root))
-        rc = -errno;
-    if (rc == 0)
-        rc = piocp_file_cache_new(&s->files, s->root_fd, real_root,
-                                  piocp_file_cache_default_capacity(), FILE_CACHE_MAX_AGE_MS);
-    if (rc == 0 && o.access_log_fd != PIOCP_INVALID_FILE && !(s->log = piocp_access_log_new(o.access_log_fd)))
-        rc = -ENOMEM;
+    int rc = piocp_served_root_open(&s->root, root, o.access_log_fd);
     if (rc < 0) {
-        piocp_http_server_free(s);
+        free(s);
         return rc;
     }
     *out = s;
@@ -301,10 +311,7 @@ void piocp_http_server_free(piocp_http_server *s)
 {
     if (!s)
         return;
-    piocp_access_log_free(s->log);
-    piocp_file_cache_free(s->files);
-    if (s->root_fd >= 0)
-        close(s->root_fd);
+    piocp_served_root_close(&s->root);
     free(s);
 }
 

@@ -14,12 +14,10 @@
 #endif
 
 #include "pyiocp.h"
-#include "log/access_log.h"
+#include "files/served_root.h"
 #include "log/format.h"
-#include "files/file_cache.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -27,7 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #define DEFAULT_MAX_NAME 1024
 /* Names this long can never be opened (PATH_MAX), and the receive buffer
@@ -40,10 +37,8 @@
 #define MAX_IN_FLIGHT 16
 
 struct piocp_raw_server {
-    int root_fd;
-    piocp_file_cache *files;
+    piocp_served_root root;
     size_t max_name;
-    piocp_access_log *log; /* NULL: no access log */
     _Atomic uint64_t requests;
 };
 
@@ -128,7 +123,7 @@ static void log_reply(raw_conn *rc, const raw_reply *reply, ssize_t result)
     n += piocp_log_escape(line + n, reply->data + reply->line_len, reply->name_len);
     n += (size_t)snprintf(line + n, size - n, "%s\" %llu %s\n", reply->name_cut ? "..." : "",
                           sent, outcome);
-    piocp_access_log_write(rc->server->log, line, n);
+    piocp_access_log_write(rc->server->root.log, line, n);
     free(line);
 }
 
@@ -172,7 +167,7 @@ static raw_reply *reply_new(raw_conn *rc, const char *name, size_t name_len, con
 {
     size_t keep = 0;
     bool cut = false;
-    if (rc->server->log) {
+    if (rc->server->root.log) {
         keep = name_len;
         if (keep > rc->server->max_name) {
             keep = rc->server->max_name;
@@ -211,7 +206,7 @@ static raw_reply *reply_new(raw_conn *rc, const char *name, size_t name_len, con
 static void reply_free(raw_reply *reply)
 {
     if (reply->file)
-        piocp_file_cache_release(reply->rc->server->files, reply->file);
+        piocp_file_cache_release(reply->rc->server->root.files, reply->file);
     free(reply);
 }
 
@@ -251,7 +246,7 @@ static void answer_name(raw_conn *rc, const char *name, size_t name_len)
 {
     const piocp_cached_file *file;
     const char *reason;
-    if (piocp_file_cache_open(rc->server->files, name, name_len, &file, &reason) < 0) {
+    if (piocp_file_cache_open(rc->server->root.files, name, name_len, &file, &reason) < 0) {
         answer_error(rc, name, name_len, reason);
         return;
     }
@@ -259,13 +254,13 @@ static void answer_name(raw_conn *rc, const char *name, size_t name_len)
     raw_reply *reply = reply_new(rc, name, name_len, NULL, file->bytes,
                                  small ? (size_t)file->st.st_size : 0);
     if (reply == NULL) {
-        piocp_file_cache_release(rc->server->files, file);
+        piocp_file_cache_release(rc->server->root.files, file);
         rc->want_abort = true;
         return;
     }
     if (small) {
         /* the bytes are in the reply: one send, no file descriptor held */
-        piocp_file_cache_release(rc->server->files, file);
+        piocp_file_cache_release(rc->server->root.files, file);
         reply->sent_inline = true;
         reply_post(rc, reply);
         return;
@@ -284,7 +279,7 @@ static void reply_done(piocp_request *req, ssize_t result)
     raw_conn *rc = reply->rc;
 
     fifo_remove(rc, reply);
-    if (rc->server->log)
+    if (rc->server->root.log)
         log_reply(rc, reply, result);
     /* -ECANCELED: the connection is already going away.  Anything else
      * short (a file that shrank, a broken socket) leaves the client unable
@@ -434,7 +429,7 @@ static void on_connection(piocp_listener *listener, piocp_conn *conn, void *user
     rc->cap = cap;
     rc->recv_req.complete = recv_done;
     rc->recv_req.user = rc;
-    if (server->log) {
+    if (server->root.log) {
         struct sockaddr_storage addr;
         socklen_t addrlen = sizeof addr;
         if (piocp_conn_peer(conn, &addr, &addrlen) == 0)
@@ -477,31 +472,10 @@ int piocp_raw_server_new(piocp_raw_server **out, const char *root, const piocp_r
     server->max_name = options->max_name ? options->max_name : DEFAULT_MAX_NAME;
     if (server->max_name > LIMIT_MAX_NAME)
         server->max_name = LIMIT_MAX_NAME;
-
-    server->root_fd = open(root, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-    if (server->root_fd < 0) {
-        int err = errno;
-        free(server);
-        return -err;
-    }
-    char real_root[PATH_MAX];
-    int rc = realpath(root, real_root) ? 0 : -errno;
-    if (rc == 0)
-        rc = piocp_file_cache_new(&server->files, server->root_fd, real_root,
-                                  piocp_file_cache_default_capacity(), FILE_CACHE_MAX_AGE_MS);
+    int rc = piocp_served_root_open(&server->root, root, options->access_log_fd);
     if (rc < 0) {
-        close(server->root_fd);
         free(server);
         return rc;
-    }
-    if (options->access_log_fd != PIOCP_INVALID_FILE) {
-        server->log = piocp_access_log_new(options->access_log_fd);
-        if (server->log == NULL) {
-            piocp_file_cache_free(server->files);
-            close(server->root_fd);
-            free(server);
-            return -ENOMEM;
-        }
     }
     *out = server;
     return 0;
@@ -511,9 +485,7 @@ void piocp_raw_server_free(piocp_raw_server *server)
 {
     if (server == NULL)
         return;
-    piocp_access_log_free(server->log); /* writes out what is queued */
-    piocp_file_cache_free(server->files);
-    close(server->root_fd);
+    piocp_served_root_close(&server->root);
     free(server);
 }
 

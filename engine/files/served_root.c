@@ -1,0 +1,44 @@
+/*
+ * served_root.c - see served_root.h.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "files/served_root.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+int piocp_served_root_open(piocp_served_root *root, const char *path, piocp_file access_log_fd)
+{
+    root->files = NULL;
+    root->log = NULL;
+    root->dir = open(path, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+    if (root->dir < 0)
+        return -errno;
+    char real_path[PATH_MAX];
+    int rc = realpath(path, real_path) ? 0 : -errno;
+    if (rc == 0)
+        rc = piocp_file_cache_new(&root->files, root->dir, real_path,
+                                  piocp_file_cache_default_capacity(), FILE_CACHE_MAX_AGE_MS);
+    if (rc == 0 && access_log_fd != PIOCP_INVALID_FILE &&
+        (root->log = piocp_access_log_new(access_log_fd)) == NULL)
+        rc = -ENOMEM;
+    if (rc < 0)
+        piocp_served_root_close(root);
+    return rc;
+}
+
+void piocp_served_root_close(piocp_served_root *root)
+{
+    piocp_access_log_free(root->log); /* writes out what is queued */
+    root->log = NULL;
+    piocp_file_cache_free(root->files);
+    root->files = NULL;
+    if (root->dir != PIOCP_INVALID_FILE)
+        close(root->dir);
+    root->dir = PIOCP_INVALID_FILE;
+}
