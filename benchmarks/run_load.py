@@ -464,8 +464,10 @@ def run_case(case, args, loadgen, env, workdir):
     logpath = os.path.join(workdir, case.id.replace("/", "-") + ".log")
     result = {"id": case.id, "group": case.group, "key": case.key, "label": case.label,
               "family": case.family, "threads": case.threads, "server_cmd": shlex.join(server_cmd)}
+    # From the work directory, not the source tree: `python -m pyiocp` puts the current directory
+    # first on sys.path, and the tree's unbuilt pyiocp/ would shadow the installed package.
     with open(logpath, "wb") as logf:
-        proc = subprocess.Popen(server_cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=REPO, env=env,
+        proc = subprocess.Popen(server_cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=workdir, env=env,
                                 start_new_session=True)
     try:
         wait_for_port(args.host, port, proc, logpath, args.start_timeout)
@@ -792,7 +794,7 @@ def run_http_case(case, args, env, workdir):
         return f"\nserver output:\n{text}" if text.strip() else ""
 
     with open(logpath, "wb") as logf:
-        proc = subprocess.Popen(server_cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=REPO, env=env,
+        proc = subprocess.Popen(server_cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=workdir, env=env,
                                 start_new_session=True)
     try:
         wait_for_port(args.host, port, proc, logpath, args.start_timeout)
