@@ -6,6 +6,8 @@ writes into BENCHMARKS.md between the markers below.
 
 import os
 
+from round_stats import fmt_ratio_spread, fmt_spread, round_ratios, summary, values
+
 MD_BEGIN = "<!-- load:begin -->"
 MD_END = "<!-- load:end -->"
 HTTP_MD_BEGIN = "<!-- http:begin -->"
@@ -43,14 +45,53 @@ def fmt_us(v):
     return f"{v:,.1f}" if v < 100 else f"{v:,.0f}"
 
 
-def fmt_ratio(a, b):
-    if a is None or b is None or b == 0:
+def fmt_pct(v):
+    return "n/a" if v is None else f"{v:.0f} %"
+
+
+def fmt_mib(kib):
+    return "n/a" if kib is None else f"{kib / 1024:,.1f}"
+
+
+# Numbers kept per case: a row shows each one's median over the rounds (and its spread).
+METRICS = ("rate", "requests", "p50_us", "p99_us", "server_cpu_s", "server_cpu_pct", "per_cpu_s",
+           "client_cpu_pct", "transfer_mib_s", "mib_per_cpu_s", "peak_rss_kib", "fairness")
+
+
+def aggregate(runs):
+    """One table row from a case's runs (one per round, in round order): the
+    case's identity, its runs, and each metric's median over the good runs."""
+    first = runs[0]
+    row = {k: first.get(k) for k in ("id", "group", "key", "label", "family", "threads", "threads_label",
+                                      "kind", "connections_label", "refs", "variant", "twin_of")}
+    row["runs"] = runs
+    row["ok"] = any(r["ok"] for r in runs)
+    row["spread"] = {}
+    for k in METRICS:
+        s = summary(values(runs, k))
+        row[k] = s[0] if s else None
+        if s:
+            row["spread"][k] = [s[1], s[2]]
+    return row
+
+
+def cell(row, key, fmt):
+    """A metric over the rounds: 'median' or 'median (min–max)'."""
+    return fmt_spread(values(row["runs"], key), fmt)
+
+
+def ratio_cell(row, ref, key):
+    """row ÷ ref, taken within each round, then 'median (min–max)'."""
+    if ref is None:
         return "n/a"
-    return f"{a / b:.2f}×"
+    return fmt_ratio_spread(round_ratios(row["runs"], ref["runs"], key))
 
 
-def refs_for(group):
+def refs_for(row):
     """Reference rows for the ratio columns: (column title, case id)."""
+    if row.get("refs"):
+        return [tuple(x) for x in row["refs"]]
+    group = row["group"]
     if group in ("raw1k", "raw64k"):
         return [("asyncio", f"{group}/asyncio"), ("uvloop", f"{group}/uvloop")]
     if group == "echo1k":
@@ -60,39 +101,38 @@ def refs_for(group):
     return []
 
 
-def group_table(group, results, by_id):
-    rows = [r for r in results if r["group"] == group]
-    refs = refs_for(group)
-    head = ["server", "threads", "rate/s", "p50 µs", "p99 µs", "server CPU s", "req per server-CPU-s",
-            "client CPU"]
+def table_lines(head):
+    return ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+
+
+def group_table(group, rows, by_id):
+    rows = [r for r in rows if r["group"] == group]
+    refs = refs_for(rows[0])
+    conns = any(r.get("connections_label") for r in rows)
+    head = ["server", "threads"] + (["connections"] if conns else []) + [
+        "rate/s", "p50 µs", "p99 µs", "server CPU s", "req per server-CPU-s", "client CPU"]
     for title, _ in refs:
         head += [f"rate ÷ {title}", f"req/CPU-s ÷ {title}"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    lines = table_lines(head)
     for r in rows:
         thr = str(r["threads"]) if r.get("threads") else "1 (loop)"
+        first = [r["label"], thr] + ([r.get("connections_label") or ""] if conns else [])
         if not r["ok"]:
-            cells = [r["label"], thr, "FAILED"] + [""] * (len(head) - 3)
+            cells = first + ["FAILED"] + [""] * (len(head) - len(first) - 1)
         else:
-            cells = [r["label"], thr, fmt_num(r["rate"]), fmt_us(r["p50_us"]), fmt_us(r["p99_us"]),
-                     fmt_num(r["server_cpu_s"], 2), fmt_num(r["per_cpu_s"]),
-                     f"{r['client_cpu_pct']:.0f} %" if r.get("client_cpu_pct") is not None else "n/a"]
-            for _, ref_id in refs:
+            cells = first + [cell(r, "rate", fmt_num), cell(r, "p50_us", fmt_us), cell(r, "p99_us", fmt_us),
+                             cell(r, "server_cpu_s", lambda v: fmt_num(v, 2)), cell(r, "per_cpu_s", fmt_num),
+                             cell(r, "client_cpu_pct", fmt_pct)]
+            for _, ref_id in refs_for(r):
                 ref = by_id.get(ref_id)
-                ok = ref is not None and ref["ok"]
-                cells += [fmt_ratio(r["rate"], ref["rate"]) if ok else "n/a",
-                          fmt_ratio(r["per_cpu_s"], ref["per_cpu_s"]) if ok else "n/a"]
+                cells += [ratio_cell(r, ref, "rate"), ratio_cell(r, ref, "per_cpu_s")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def fmt_mib(kib):
-    return "n/a" if kib is None else f"{kib / 1024:,.1f}"
-
-
-def http_group_table(group, results, by_id):
-    rows = [r for r in results if r["group"] == group]
+def http_group_table(group, rows, by_id):
+    rows = [r for r in rows if r["group"] == group]
     ref = by_id.get(f"{group}/nginx")
-    ref = ref if ref is not None and ref["ok"] else None
     big = group == "http100m"
     if big:
         head = ["server", "threads", "MiB/s", "downloads/s", "p50 ms", "p99 ms", "server CPU s",
@@ -100,34 +140,41 @@ def http_group_table(group, results, by_id):
     else:
         head = ["server", "threads", "rate/s", "p50 µs", "p99 µs", "MiB/s", "server CPU s",
                 "req per server-CPU-s", "peak RSS MiB", "wrk CPU", "rate ÷ nginx", "req/CPU-s ÷ nginx"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    lines = table_lines(head)
+    ms = lambda v: fmt_num(v / 1000, 1)          # noqa: E731
     for r in rows:
         thr = str(r["threads"]) if r.get("threads") else (r.get("threads_label") or "1")
         if not r["ok"]:
             cells = [r["label"], thr, "FAILED"] + [""] * (len(head) - 3)
         elif big:
-            cells = [r["label"], thr, fmt_num(r["transfer_mib_s"]), fmt_num(r["rate"], 1),
-                     fmt_num(r["p50_us"] / 1000, 1), fmt_num(r["p99_us"] / 1000, 1),
-                     fmt_num(r["server_cpu_s"], 2), fmt_num(r["mib_per_cpu_s"]), fmt_mib(r.get("peak_rss_kib")),
-                     f"{r['client_cpu_pct']:.0f} %",
-                     fmt_ratio(r["transfer_mib_s"], ref["transfer_mib_s"]) if ref else "n/a",
-                     fmt_ratio(r["mib_per_cpu_s"], ref["mib_per_cpu_s"]) if ref else "n/a"]
+            cells = [r["label"], thr, cell(r, "transfer_mib_s", fmt_num), cell(r, "rate", lambda v: fmt_num(v, 1)),
+                     cell(r, "p50_us", ms), cell(r, "p99_us", ms),
+                     cell(r, "server_cpu_s", lambda v: fmt_num(v, 2)), cell(r, "mib_per_cpu_s", fmt_num),
+                     cell(r, "peak_rss_kib", fmt_mib), cell(r, "client_cpu_pct", fmt_pct),
+                     ratio_cell(r, ref, "transfer_mib_s"), ratio_cell(r, ref, "mib_per_cpu_s")]
         else:
-            cells = [r["label"], thr, fmt_num(r["rate"]), fmt_us(r["p50_us"]), fmt_us(r["p99_us"]),
-                     fmt_num(r["transfer_mib_s"], 1), fmt_num(r["server_cpu_s"], 2), fmt_num(r["per_cpu_s"]),
-                     fmt_mib(r.get("peak_rss_kib")), f"{r['client_cpu_pct']:.0f} %",
-                     fmt_ratio(r["rate"], ref["rate"]) if ref else "n/a",
-                     fmt_ratio(r["per_cpu_s"], ref["per_cpu_s"]) if ref else "n/a"]
+            cells = [r["label"], thr, cell(r, "rate", fmt_num), cell(r, "p50_us", fmt_us), cell(r, "p99_us", fmt_us),
+                     cell(r, "transfer_mib_s", lambda v: fmt_num(v, 1)),
+                     cell(r, "server_cpu_s", lambda v: fmt_num(v, 2)), cell(r, "per_cpu_s", fmt_num),
+                     cell(r, "peak_rss_kib", fmt_mib), cell(r, "client_cpu_pct", fmt_pct),
+                     ratio_cell(r, ref, "rate"), ratio_cell(r, ref, "per_cpu_s")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def backend_table(results, by_id):
-    """io_uring against epoll, case by case, from the same run: rate and work
+def rate_keys(group):
+    """(rate, per server-CPU-second) metric names and the rate's unit for a group."""
+    if group == "http100m":
+        return "transfer_mib_s", "mib_per_cpu_s", " MiB/s"
+    return "rate", "per_cpu_s", "/s"
+
+
+def backend_table(rows, by_id):
+    """io_uring against epoll, case by case, from the same rounds: rate and work
     done per server CPU-second (the load generator often saturates first)."""
     head = ["case", "io_uring rate", "epoll rate", "rate io_uring ÷ epoll",
             "io_uring per server-CPU-s", "epoll per server-CPU-s", "per-CPU io_uring ÷ epoll"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    lines = table_lines(head)
     found = False
     for group in list(GROUPS) + list(HTTP_GROUPS):
         key = "pyiocp_echo" if group == "echo1k" else "native"
@@ -135,41 +182,57 @@ def backend_table(results, by_id):
         if not (a and b and a["ok"] and b["ok"]):
             continue
         found = True
-        rate, per = ("transfer_mib_s", "mib_per_cpu_s") if group == "http100m" else ("rate", "per_cpu_s")
-        unit = " MiB/s" if group == "http100m" else "/s"
+        rate, per, unit = rate_keys(group)
         lines.append("| " + " | ".join([
-            group, fmt_num(a[rate]) + unit, fmt_num(b[rate]) + unit, fmt_ratio(a[rate], b[rate]),
-            fmt_num(a[per]), fmt_num(b[per]), fmt_ratio(a[per], b[per])]) + " |")
+            group, cell(a, rate, fmt_num) + unit, cell(b, rate, fmt_num) + unit, ratio_cell(a, b, rate),
+            cell(a, per, fmt_num), cell(b, per, fmt_num), ratio_cell(a, b, per)]) + " |")
     return "\n".join(lines) if found else ""
 
 
-def report(results, meta, groups=None):
-    by_id = {r["id"]: r for r in results}
+def row_notes(row, rounds):
+    """The notes under a table for one row: failures and noise, per round when there are several."""
+    notes = []
+    for r in row["runs"]:
+        where = f" (round {r['round']})" if rounds > 1 else ""
+        if not r["ok"]:
+            first = r["error"].strip().splitlines()[0] if r["error"].strip() else "?"
+            notes.append(f"- **{row['label']} FAILED**{where}: {first}")
+        elif r.get("note"):
+            notes.append(f"- {row['label']}{where}: {r['note']}")
+    return notes
+
+
+def report(rows, meta, groups=None):
+    by_id = {r["id"]: r for r in rows}
+    rounds = meta.get("rounds", 1)
     out = []
-    backends = backend_table(results, by_id)
+    backends = backend_table(rows, by_id)
     if backends:
-        out.append("### io_uring ÷ epoll (pyiocp's two Linux backends, same run)\n")
+        out.append("### io_uring ÷ epoll (pyiocp's two Linux backends, same "
+                   + ("rounds: ratio per round, median (min–max))\n" if rounds > 1 else "run)\n"))
         out.append(backends)
         out.append("")
     for group, title in (groups or {**GROUPS, **HTTP_GROUPS}).items():
-        if not any(r["group"] == group for r in results):
+        if not any(r["group"] == group for r in rows):
             continue
         out.append(f"### {title}\n")
-        out.append(http_group_table(group, results, by_id) if group in HTTP_GROUPS
-                   else group_table(group, results, by_id))
-        notes = []
-        for r in results:
-            if r["group"] != group:
-                continue
-            if not r["ok"]:
-                first = r["error"].strip().splitlines()[0] if r["error"].strip() else "?"
-                notes.append(f"- **{r['label']} FAILED**: {first}")
-            elif r.get("note"):
-                notes.append(f"- {r['label']}: {r['note']}")
+        out.append(http_group_table(group, rows, by_id) if group in HTTP_GROUPS
+                   else group_table(group, rows, by_id))
+        notes = [n for r in rows if r["group"] == group for n in row_notes(r, rounds)]
         if notes:
             out.append("\n" + "\n".join(notes))
         out.append("")
     return "\n".join(out)
+
+
+def rounds_line(meta):
+    n = meta.get("rounds", 1)
+    if n == 1:
+        return "- One round (`--rounds 1`): every case ran once, in the listed order."
+    return (f"- {n} rounds: every case ran once per round, in an order shuffled per round (seed "
+            f"{meta['seed']}; `--seed {meta['seed']}` repeats the order). A cell is the median over the rounds, "
+            f"with the spread (min–max) in brackets; a ratio is taken between two rows within each round, then "
+            f"summarised the same way.")
 
 
 def markdown_section(results, meta):
@@ -193,6 +256,7 @@ def markdown_section(results, meta):
         "(/proc/PID/stat) over the window; client CPU = the load generator's share of its own CPU. "
         "Ratios are taken between rows of this same run.",
     ]
+    lines.append(rounds_line(meta))
     lines.append(f"- Noise: time the two pinned CPUs spent on other work or lost to steal is read from "
                  f"/proc/stat; a case above {meta['noise_pct']:g} % is run again (up to {meta['noise_retries']} "
                  f"times) and the quietest run kept; a case still noisy says so under its table. A case whose "
@@ -247,6 +311,7 @@ def http_markdown_section(results, meta):
         "- Failures are loud: any wrk socket error (connect, read, write, timeout), any answer that is not "
         "2xx/3xx, or a byte count that does not fit the file's size fails the case (FAILED row, exit "
         "status 1).",
+        rounds_line(meta),
         f"- Noise: as for the load benchmarks (above {meta['noise_pct']:g} % of a pinned CPU spent on other work "
         f"or stolen: run again, up to {meta['noise_retries']} times, the quietest run kept).",
         "- Servers: *pyiocp native* is `python -m pyiocp serve` (HTTP/1.1 in C, `--quiet`: no access log). "

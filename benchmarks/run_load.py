@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Load benchmarks: pyiocp against asyncio, uvloop, nginx and others, over loopback.
 
-    python benchmarks/run_load.py [--duration 5] [--warmup 2] [--only TAGS] [--json PATH]
+    python benchmarks/run_load.py [--rounds 3] [--duration 5] [--warmup 2] [--only TAGS] [--json PATH]
 
 For every case the server runs pinned to one CPU (taskset -c 0) and the
 client to another (taskset -c 1); this script pins itself to the client's
@@ -20,6 +20,14 @@ for the raw and echo cases, and wrk for the HTTP cases.  A case:
      and exit), and for HTTP the server's peak memory (VmHWM, summed over its
      processes) and wrk's own CPU time (wait4) at the end;
   4. stops the server with SIGTERM (and reports if it does not exit).
+
+Rounds: every selected case runs once per round (--rounds, default 3), the
+cases in an order shuffled per round (seeded; the seed is printed and
+--seed repeats it), so that every server sees the same machine conditions,
+drifts included.  A table cell is the median over the rounds with its
+spread (min–max); a ratio between two rows (÷ asyncio, ÷ nginx, io_uring ÷
+epoll) is taken within each round, then summarised the same way.  --rounds 1
+runs each case once, in the listed order.
 
 Cases (tags for --only: a case id such as raw1k/asyncio, a group such as
 raw64k, a server key such as native, a family: pyiocp, asyncio, uvloop,
@@ -75,8 +83,8 @@ import tempfile
 import threading
 import time
 
-from load_report import (GROUPS, HTTP_GROUPS, HTTP_MD_BEGIN, HTTP_MD_END, MiB, fmt_mib, http_markdown_section,
-                         markdown_section, report, update_markdown, wrk_seconds)
+from load_report import (GROUPS, HTTP_GROUPS, HTTP_MD_BEGIN, HTTP_MD_END, MiB, aggregate, fmt_mib,
+                         http_markdown_section, markdown_section, report, update_markdown, wrk_seconds)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -443,11 +451,11 @@ def run_loadgen(cmd, server_pid, timeout, server_cpus, client_cpus):
     return rc, out, stderr_lines, cpu
 
 
-def run_case(case, args, loadgen, env, workdir):
+def run_case(case, args, loadgen, env, workdir, tag=""):
     port = free_port(args.host)
     argv = case.server(port)
     server_cmd = ["taskset", "-c", args.server_cpus] + argv
-    logpath = os.path.join(workdir, case.id.replace("/", "-") + ".log")
+    logpath = os.path.join(workdir, case.id.replace("/", "-") + tag + ".log")
     result = {"id": case.id, "group": case.group, "key": case.key, "label": case.label,
               "family": case.family, "threads": case.threads, "server_cmd": shlex.join(server_cmd)}
     # From the work directory, not the source tree: `python -m pyiocp` puts the current directory
@@ -756,12 +764,12 @@ def wrk_problems(w, size, conns):
     return probs
 
 
-def run_http_case(case, args, env, workdir):
+def run_http_case(case, args, env, workdir, tag=""):
     h = case.http
     port = free_port(args.host)
     argv = case.server(port)
     server_cmd = ["taskset", "-c", args.server_cpus] + argv
-    logpath = os.path.join(workdir, case.id.replace("/", "-") + ".log")
+    logpath = os.path.join(workdir, case.id.replace("/", "-") + tag + ".log")
     url = f"http://{args.host}:{port}/{h['name']}"
     path = os.path.join(workdir, "files", h["name"])
     result = {"id": case.id, "group": case.group, "key": case.key, "label": case.label, "kind": "wrk",
@@ -792,7 +800,7 @@ def run_http_case(case, args, env, workdir):
         if args.warmup > 0:
             cmd = wrk_cmd(args.warmup)
             rc, out, _, _, killed = run_wrk(cmd, wrk_seconds(args.warmup) + 60,
-                                            os.path.join(workdir, case.id.replace("/", "-") + ".warmup.txt"))
+                                            os.path.join(workdir, case.id.replace("/", "-") + tag + ".warmup.txt"))
             try:
                 probs = wrk_problems(parse_wrk(out), h["size"], h["connections"]) if rc == 0 else []
             except ValueError as e:
@@ -810,7 +818,7 @@ def run_http_case(case, args, env, workdir):
         server_cpus, client_cpus = parse_cpus(args.server_cpus), parse_cpus(args.client_cpus)
         s0, sc0, cc0 = tree_cpu_split(proc.pid), cpu_times(server_cpus), cpu_times(client_cpus)
         rc, out, wrk_cpu, wall, killed = run_wrk(cmd, wrk_seconds(args.duration) + 60,
-                                                 os.path.join(workdir, case.id.replace("/", "-") + ".wrk.txt"))
+                                                 os.path.join(workdir, case.id.replace("/", "-") + tag + ".wrk.txt"))
         s1, sc1, cc1 = tree_cpu_split(proc.pid), cpu_times(server_cpus), cpu_times(client_cpus)
         alive = proc.poll() is None
         result["wrk_output"] = out
@@ -891,6 +899,37 @@ def noise_score(r):
     return sum(r.get(k) or 0.0 for k in ("other_on_server_cpus_pct", "other_on_client_cpus_pct", "steal_pct"))
 
 
+def run_with_retries(case, args, run_one, tag):
+    """One measurement of a case: run again while noisy (up to --noise-retries
+    times) and keep the quietest attempt; logs the result."""
+    tries = [run_one(case, tag)]
+    while tries[-1]["ok"] and tries[-1].get("noise") and len(tries) <= args.noise_retries:
+        log(f"    {tries[-1]['rate']:,.0f}/s, but {tries[-1]['noise']}: running it again")
+        tries.append(run_one(case, tag))
+    r = min(tries, key=noise_score) if tries[-1]["ok"] else tries[-1]
+    r["attempts"] = len(tries)
+    r["attempt_rates"] = [t.get("rate") for t in tries]
+    if len(tries) > 1 and r["ok"]:
+        log(f"    keeping attempt {tries.index(r) + 1} of {len(tries)} (the quietest):")
+    if r["ok"] and r.get("kind") == "wrk":
+        log(f"    {r['rate']:,.1f}/s  {r['transfer_mib_s']:,.1f} MiB/s  p50 {r['p50_us']:,.0f} µs  "
+            f"p99 {r['p99_us']:,.0f} µs  server CPU {r['server_cpu_s']:.2f} s "
+            f"({r['server_cpu_pct']:.0f} %, user {r['server_user_s']:.2f} s, sys {r['server_sys_s']:.2f} s, "
+            f"{r['server_threads']} threads, {r['server_procs']} process(es))  peak RSS "
+            f"{fmt_mib(r['peak_rss_kib'])} MiB  wrk CPU {r['client_cpu_pct']:.0f} %  "
+            f"[server {r['server_exit']}]" + (f"\n    NOTE: {r['note']}" if r.get("note") else ""))
+    elif r["ok"]:
+        log(f"    {r['rate']:,.0f}/s  p50 {r['p50_us']:,.0f} µs  p99 {r['p99_us']:,.0f} µs  "
+            f"server CPU {r['server_cpu_s']:.2f} s ({r['server_cpu_pct']:.0f} %, "
+            f"user {r['server_user_s']:.2f} s, sys {r['server_sys_s']:.2f} s, "
+            f"{r['server_threads']} threads)  client CPU {r['client_cpu_pct']:.0f} %  "
+            f"fairness {r['fairness']:.2f}  "
+            f"[server {r['server_exit']}]" + (f"\n    NOTE: {r['noise']}" if r.get("noise") else ""))
+    else:
+        log(f"    FAILED: {r['error']}\n    [server {r['server_exit']}]")
+    return r
+
+
 # ------------------------------------------------------------------ main --
 
 def parse_args(argv):
@@ -905,6 +944,12 @@ def parse_args(argv):
                          "has one pinned CPU)")
     ap.add_argument("--thread-counts", default="1,2,4", help="threads for the echo_threads group (default 1,2,4)")
     ap.add_argument("--msg", type=int, default=1024, help="echo message size (default 1024)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="run every case once per round, in an order shuffled per round (default 3); tables "
+                         "show the median and spread over the rounds, ratios are taken within each round. "
+                         "--rounds 1: one run per case, in the listed order")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="seed of the per-round shuffle (default: a new one, printed; pass it to repeat an order)")
     ap.add_argument("--only", default="", help="comma-separated tags: case ids, groups, server keys or families")
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
     ap.add_argument("--json", metavar="PATH", help="write all results as JSON to PATH")
@@ -939,6 +984,10 @@ def parse_args(argv):
         args.thread_counts = [int(x) for x in args.thread_counts.split(",") if x.strip()]
     except ValueError:
         ap.error("--thread-counts must be integers separated by commas")
+    if args.rounds < 1:
+        ap.error("--rounds must be 1 or more")
+    if args.seed is None:
+        args.seed = random.SystemRandom().randrange(1 << 32)
     if (args.duration <= 0 or args.warmup < 0 or args.connections < 1 or args.threads < 1
             or args.http_connections < 1):
         ap.error("bad --duration, --warmup, --connections, --http-connections or --threads")
@@ -1083,6 +1132,8 @@ def main(argv=None):
         "noise_pct": args.noise_pct,
         "noise_retries": args.noise_retries,
         "only": args.only,
+        "rounds": args.rounds,
+        "seed": args.seed,
         "skipped": skipped,
         "http_skipped": http_skipped,
         "http_unselected": unselected_http,
@@ -1091,52 +1142,34 @@ def main(argv=None):
         "nginx": nginx_version,
         "aiohttp": aiohttp_version,
     }
-    log(f"run_load: {len(cases)} case(s), {args.warmup:g} s warm-up + {args.duration:g} s each; "
+    log(f"run_load: {len(cases)} case(s) × {args.rounds} round(s)"
+        + (f" in an order shuffled per round (seed {args.seed}; --seed {args.seed} repeats it)"
+           if args.rounds > 1 else "")
+        + f", {args.warmup:g} s warm-up + {args.duration:g} s each; "
         f"server on CPU {args.server_cpus}, load generator / wrk on CPU {args.client_cpus}; work dir {workdir}")
     if any(c.kind == "wrk" for c in cases) and (args.duration != wrk_seconds(args.duration)
                                                 or (args.warmup and args.warmup != wrk_seconds(args.warmup))):
         log(f"run_load: wrk takes whole seconds: the HTTP cases run {wrk_seconds(args.duration)} s "
             f"(warm-up {wrk_seconds(args.warmup) if args.warmup else 0} s)")
 
-    def run_one(case):
+    def run_one(case, tag):
         if case.kind == "wrk":
-            return run_http_case(case, args, env, workdir)
-        return run_case(case, args, loadgen, env, workdir)
+            return run_http_case(case, args, env, workdir, tag)
+        return run_case(case, args, loadgen, env, workdir, tag)
 
-    results = []
+    runs = {c.id: [] for c in cases}      # every round's result, per case
+    rng = random.Random(args.seed)
     try:
-        for case in cases:
-            log(f"--- {case.id}: {case.label}")
-            r = run_one(case)
-            tries = [r]
-            while tries[-1]["ok"] and tries[-1].get("noise") and len(tries) <= args.noise_retries:
-                log(f"    {tries[-1]['rate']:,.0f}/s, but {tries[-1]['noise']}: running it again")
-                tries.append(run_one(case))
-            if tries[-1]["ok"]:
-                r = min(tries, key=noise_score)
-            else:
-                r = tries[-1]
-            r["attempts"] = len(tries)
-            r["attempt_rates"] = [t.get("rate") for t in tries]
-            if len(tries) > 1 and r["ok"]:
-                log(f"    keeping attempt {tries.index(r) + 1} of {len(tries)} (the quietest):")
-            results.append(r)
-            if r["ok"] and r.get("kind") == "wrk":
-                log(f"    {r['rate']:,.1f}/s  {r['transfer_mib_s']:,.1f} MiB/s  p50 {r['p50_us']:,.0f} µs  "
-                    f"p99 {r['p99_us']:,.0f} µs  server CPU {r['server_cpu_s']:.2f} s "
-                    f"({r['server_cpu_pct']:.0f} %, user {r['server_user_s']:.2f} s, sys {r['server_sys_s']:.2f} s, "
-                    f"{r['server_threads']} threads, {r['server_procs']} process(es))  peak RSS "
-                    f"{fmt_mib(r['peak_rss_kib'])} MiB  wrk CPU {r['client_cpu_pct']:.0f} %  "
-                    f"[server {r['server_exit']}]" + (f"\n    NOTE: {r['note']}" if r.get("note") else ""))
-            elif r["ok"]:
-                log(f"    {r['rate']:,.0f}/s  p50 {r['p50_us']:,.0f} µs  p99 {r['p99_us']:,.0f} µs  "
-                    f"server CPU {r['server_cpu_s']:.2f} s ({r['server_cpu_pct']:.0f} %, "
-                    f"user {r['server_user_s']:.2f} s, sys {r['server_sys_s']:.2f} s, "
-                    f"{r['server_threads']} threads)  client CPU {r['client_cpu_pct']:.0f} %  "
-                    f"fairness {r['fairness']:.2f}  "
-                    f"[server {r['server_exit']}]" + (f"\n    NOTE: {r['noise']}" if r.get("noise") else ""))
-            else:
-                log(f"    FAILED: {r['error']}\n    [server {r['server_exit']}]")
+        for rnd in range(1, args.rounds + 1):
+            order = list(cases)
+            if args.rounds > 1:
+                rng.shuffle(order)
+                log(f"=== round {rnd} of {args.rounds} (seed {args.seed})")
+            for case in order:
+                log(f"--- {case.id}: {case.label}" + (f"  [round {rnd}]" if args.rounds > 1 else ""))
+                r = run_with_retries(case, args, run_one, f".r{rnd}" if args.rounds > 1 else "")
+                r["round"] = rnd
+                runs[case.id].append(r)
     except KeyboardInterrupt:
         log("run_load: interrupted; reporting the cases that finished")
     finally:
@@ -1145,22 +1178,25 @@ def main(argv=None):
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
+    results = [r for c in cases for r in runs[c.id]]
+    rows = [aggregate(runs[c.id]) for c in cases if runs[c.id]]
     log("")
-    log(report(results, meta))
+    log(report(rows, meta))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"meta": meta, "results": results}, f, indent=2)
+            json.dump({"meta": meta, "results": results,
+                       "summary": [{k: v for k, v in row.items() if k != "runs"} for row in rows]}, f, indent=2)
         log(f"run_load: wrote {args.json}")
     if not args.no_md:
         # Each section is rewritten only by a run that has cases of its own.
-        if any(r["group"] in GROUPS for r in results):
-            update_markdown(args.md, markdown_section([r for r in results if r["group"] in GROUPS], meta))
+        if any(r["group"] in GROUPS for r in rows):
+            update_markdown(args.md, markdown_section([r for r in rows if r["group"] in GROUPS], meta))
             log(f"run_load: updated the load section of {args.md}")
-        if any(r["group"] in HTTP_GROUPS for r in results):
-            update_markdown(args.md, http_markdown_section([r for r in results if r["group"] in HTTP_GROUPS],
+        if any(r["group"] in HTTP_GROUPS for r in rows):
+            update_markdown(args.md, http_markdown_section([r for r in rows if r["group"] in HTTP_GROUPS],
                                                            meta), HTTP_MD_BEGIN, HTTP_MD_END)
             log(f"run_load: updated the HTTP section of {args.md}")
-    failed = [r["id"] for r in results if not r["ok"]]
+    failed = [f"{r['id']}" + (f" (round {r['round']})" if args.rounds > 1 else "") for r in results if not r["ok"]]
     if failed:
         log(f"run_load: FAILED case(s): {', '.join(failed)}")
         return 1
