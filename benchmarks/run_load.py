@@ -54,11 +54,32 @@ The HTTP cases need wrk (Debian package wrk: the runner stops with an error
 without it); nginx (Debian nginx-light or nginx) and aiohttp (pip) are
 optional: without them their rows are skipped with a loud message.
 
+A/B against a baseline: --baseline REF builds pyiocp as it was at git REF
+(benchmarks/baseline_build.py: a `git clone --shared` checkout of REF and
+its own venv, `pip install` as the README installs it; fresh for every run
+unless --baseline-cache DIR keeps builds keyed by commit hash, and says so
+when it reuses one), then runs every selected pyiocp case twice per round,
+interleaved with everything else: once with the pyiocp this script's Python
+imports (the current tree, as installed: reinstall after changing C code),
+once with the baseline's Python, from a neutral directory, with the
+servers and examples of the baseline's own checkout.  A "current ÷
+baseline" table gives per row the per-round ratio of the rate, of the work
+per server-CPU-second and of p99, as median (min–max), and flags rows whose
+per-CPU median is off by more than --ab-tolerance (3 %).  For example, the
+check that a change costs no performance:
+
+    python benchmarks/run_load.py --baseline HEAD~1 --only pyiocp --rounds 5
+    python benchmarks/run_load.py --baseline c215100 --only echo1k,raw1k --no-md
+
+An A/B run writes its tables between <!-- ab:begin --> and <!-- ab:end -->
+in BENCHMARKS.md and leaves the other sections alone.
+
 Results: a Markdown table per group (printed, and written into BENCHMARKS.md
 unless --no-md: the raw/echo groups between <!-- load:begin --> and
 <!-- load:end -->, the HTTP groups between <!-- http:begin --> and
 <!-- http:end -->; a section is rewritten only by a run that has cases of
-its own), and with --json PATH every number as JSON.  Exit status 1 if any
+its own), and with --json PATH every number as JSON (every round's result,
+and a per-case summary).  Exit status 1 if any
 case failed (server did not start or died, wrong byte counts, connection or
 socket errors, non-2xx answers), 2 on bad usage; a missing tool that a
 selected case needs stops the run before it starts, with a message and status 1.
@@ -83,8 +104,10 @@ import tempfile
 import threading
 import time
 
-from load_report import (GROUPS, HTTP_GROUPS, HTTP_MD_BEGIN, HTTP_MD_END, MiB, aggregate, fmt_mib,
-                         http_markdown_section, markdown_section, report, update_markdown, wrk_seconds)
+import baseline_build
+from load_report import (AB_MD_BEGIN, AB_MD_END, GROUPS, HTTP_GROUPS, HTTP_MD_BEGIN, HTTP_MD_END, MiB,
+                         ab_markdown_section, aggregate, fmt_mib, http_markdown_section, markdown_section, report,
+                         update_markdown, wrk_seconds)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -98,6 +121,23 @@ class CaseFailed(Exception):
 
 
 # ------------------------------------------------------------------ cases --
+
+class Build:
+    """A pyiocp for the pyiocp cases: the current tree's (what the runner's
+    Python imports, with this tree's servers and examples) or, with
+    --baseline, a baseline's (its own venv, and the servers and examples of
+    its own checkout, since their options may differ)."""
+
+    def __init__(self, name, python, tree, env=None, short=""):
+        self.name = name              # current | baseline
+        self.python = python          # a baseline's is set once it is built
+        self.tree = tree
+        self.env = env                # None: the runner's environment for pyiocp
+        self.short = short            # a baseline's short commit hash
+
+    def path(self, *parts):
+        return os.path.join(self.tree, *parts)
+
 
 class Case:
     def __init__(self, group, key, label, family, server, load, threads=None, refs=(), http=None,
@@ -117,6 +157,9 @@ class Case:
         self.threads_label = threads_label
         self.aux_log = aux_log        # function(port) -> path of another log worth showing on failure
         self.backend = None           # pyiocp engine backend of this case, if pinned
+        self.build = None             # pyiocp cases: the Build they run
+        self.twin_of = None           # a baseline case: the id of the current tree's case it mirrors
+        self.needs = ()               # files of the build's tree the server runs (checked before a run)
 
     def tags(self):
         tags = {self.id, self.group, self.key, self.family}
@@ -124,6 +167,9 @@ class Case:
             tags.add(self.backend)
         if self.http:
             tags.add("http")
+        if self.twin_of:
+            # Selecting a pyiocp case selects its baseline twin too: an A/B row needs both.
+            tags |= {self.twin_of, self.twin_of.split("/", 1)[1], "baseline"}
         return tags
 
 
@@ -132,27 +178,62 @@ def with_backend(case, backend):
     return case
 
 
-def build_cases(args, root):
+def per_build(builds, make):
+    """make(build) -> Case, for every build: the current tree's case, then its baseline twin."""
+    out = []
+    for bld in builds:
+        c = make(bld)
+        c.build = bld
+        if bld.name == "baseline":
+            c.twin_of = c.id
+            c.key += "@baseline"
+            c.id = f"{c.group}/{c.key}"
+            c.label += f" [baseline {bld.short}]"
+        out.append(c)
+    return out
+
+
+def build_cases(args, root, builds):
     py = sys.executable
     host = args.host
     raw_asyncio = os.path.join(SERVERS, "asyncio_raw.py")
     echo_asyncio = os.path.join(SERVERS, "asyncio_echo.py")
-    echo_pyiocp = os.path.join(SERVERS, "pyiocp_echo.py")
-    file_server = os.path.join(REPO, "examples", "file_server.py")
+    echo_pyiocp = ("benchmarks", "servers", "pyiocp_echo.py")
+    file_server = ("examples", "file_server.py")
     t = str(args.threads)
     cases = []
+
+    def native_raw(group, b, load):
+        return lambda bld: with_backend(Case(
+            group, f"native_{b}", f"pyiocp native (C raw server), {b}", "pyiocp",
+            lambda p: [bld.python, "-m", "pyiocp", "serve", root, "--protocol", "raw", "--host", host,
+                       "--port", str(p), "--threads", t, "--backend", b, "--quiet"], load, args.threads), b)
+
+    def file_server_case(group, load):
+        def make(bld):
+            c = Case(group, "file_server", "pyiocp examples/file_server.py (Python handlers)", "pyiocp",
+                     lambda p: [bld.python, bld.path(*file_server), root, "--port", str(p), "--threads", t],
+                     load, args.threads)
+            c.needs = ("/".join(file_server),)
+            return c
+        return make
+
+    def echo_case(group, key, label, threads, b, load):
+        def make(bld):
+            c = with_backend(Case(group, key, label, "pyiocp",
+                                  lambda p: [bld.python, bld.path(*echo_pyiocp), "--host", host, "--port", str(p),
+                                             "--threads", str(threads), "--backend", b, "--quiet"],
+                                  echo, threads), b)
+            c.needs = ("/".join(echo_pyiocp),)
+            return c
+        return make
+
     for group, name in (("raw1k", "1k.bin"), ("raw64k", "64k.bin")):
         load = ["--mode", "raw", "--name", name, "--expect-file", os.path.join(root, name)]
+        for b in args.backends:
+            cases += per_build(builds, native_raw(group, b, load))
+        cases += per_build(builds, file_server_case(group, load))
         cases += [
-            with_backend(Case(group, f"native_{b}", f"pyiocp native (C raw server), {b}", "pyiocp",
-                              lambda p, b=b: [py, "-m", "pyiocp", "serve", root, "--protocol", "raw",
-                                              "--host", host, "--port", str(p), "--threads", t,
-                                              "--backend", b, "--quiet"], load, args.threads), b)
-            for b in args.backends
-        ]
-        cases += [
-            Case(group, "file_server", "pyiocp examples/file_server.py (Python handlers)", "pyiocp",
-                 lambda p: [py, file_server, root, "--port", str(p), "--threads", t], load, args.threads),
             Case(group, "asyncio", "asyncio (loop.sendfile)", "asyncio",
                  lambda p: [py, raw_asyncio, root, "--host", host, "--port", str(p), "--body", "sendfile",
                             "--quiet"], load),
@@ -164,12 +245,9 @@ def build_cases(args, root):
                             "--quiet"], load),
         ]
     echo = ["--mode", "echo", "--msg", str(args.msg)]
-    cases += [
-        with_backend(Case("echo1k", f"pyiocp_echo_{b}", f"pyiocp Python handler, {b}", "pyiocp",
-                          lambda p, b=b: [py, echo_pyiocp, "--host", host, "--port", str(p), "--threads", t,
-                                          "--backend", b, "--quiet"], echo, args.threads), b)
-        for b in args.backends
-    ]
+    for b in args.backends:
+        cases += per_build(builds, echo_case("echo1k", f"pyiocp_echo_{b}", f"pyiocp Python handler, {b}",
+                                             args.threads, b, echo))
     cases += [
         Case("echo1k", "asyncio", "asyncio Protocol", "asyncio",
              lambda p: [py, echo_asyncio, "--host", host, "--port", str(p), "--quiet"], echo),
@@ -178,11 +256,9 @@ def build_cases(args, root):
     ]
     for b in args.backends:
         for n in args.thread_counts:
-            cases.append(with_backend(
-                Case("echo_threads", f"t{n}_{b}", f"pyiocp Python handler, {b}, {n} thread(s)", "pyiocp",
-                     lambda p, n=n, b=b: [py, echo_pyiocp, "--host", host, "--port", str(p),
-                                          "--threads", str(n), "--backend", b, "--quiet"], echo, n), b))
-    cases += build_http_cases(args, root)
+            cases += per_build(builds, echo_case("echo_threads", f"t{n}_{b}",
+                                                 f"pyiocp Python handler, {b}, {n} thread(s)", n, b, echo))
+    cases += build_http_cases(args, root, builds)
     return cases
 
 
@@ -227,7 +303,7 @@ http {{
     return [nginx, "-p", d + "/", "-c", conf, "-e", os.path.join(d, "error.log")]
 
 
-def build_http_cases(args, root):
+def build_http_cases(args, root, builds):
     py = sys.executable
     host = args.host
     t = str(args.threads)
@@ -240,13 +316,11 @@ def build_http_cases(args, root):
             ("http64k", "64k.bin", FILES["64k.bin"], args.http_connections, None),
             ("http100m", BIG_FILE[0], BIG_FILE[1], 1, 30)):
         http = {"name": name, "size": size, "connections": conns, "timeout": timeout}
-        cases += [
-            with_backend(Case(group, f"native_{b}", f"pyiocp native (C HTTP/1.1 server), {b}", "pyiocp",
-                              lambda p, b=b: [py, "-m", "pyiocp", "serve", root, "--host", host,
-                                              "--port", str(p), "--threads", t, "--backend", b, "--quiet"],
-                              None, args.threads, http=http), b)
-            for b in args.backends
-        ]
+        for b in args.backends:
+            cases += per_build(builds, lambda bld, b=b, group=group, http=http: with_backend(Case(
+                group, f"native_{b}", f"pyiocp native (C HTTP/1.1 server), {b}", "pyiocp",
+                lambda p: [bld.python, "-m", "pyiocp", "serve", root, "--host", host, "--port", str(p),
+                           "--threads", t, "--backend", b, "--quiet"], None, args.threads, http=http), b))
         cases += [
             Case(group, "nginx", "nginx (sendfile, 1 worker, master_process off)", "nginx",
                  lambda p: nginx_argv(args.nginx, root, host, p), None, http=http, threads_label="1 (worker)",
@@ -384,6 +458,41 @@ def pyiocp_environment():
     return None, (r2.stderr.strip().splitlines() or r.stderr.strip().splitlines() or ["?"])[-1]
 
 
+def case_identity(case):
+    """What the tables need besides the numbers: which build a pyiocp case ran, whose twin it is."""
+    return {"build": case.build.name if case.build else None, "twin_of": case.twin_of,
+            "refs": [list(x) for x in case.refs] or None}
+
+
+def case_env(case, env):
+    """A baseline case runs with its build's environment (nothing pointing at the current tree)."""
+    return case.build.env if case.build is not None and case.build.env is not None else env
+
+
+def stale_install(package_dir):
+    """A warning when the pyiocp the runner imports was built before the tree's engine or binding
+    last changed (then 'current' is not this tree), else None."""
+    if os.path.abspath(package_dir).startswith(REPO + os.sep):
+        return None                  # an in-place build: nothing installed to go stale
+    cores = [os.path.join(package_dir, f) for f in os.listdir(package_dir) if f.startswith("_core")]
+    if not cores:
+        return None
+    built = max(os.path.getmtime(f) for f in cores)
+    r = subprocess.run(["git", "-C", REPO, "ls-files", "engine", "pyiocp", "setup.py"],
+                       capture_output=True, text=True)
+    newest = None
+    for name in r.stdout.split():
+        path = os.path.join(REPO, name)
+        if os.path.exists(path) and (newest is None or os.path.getmtime(path) > newest[0]):
+            newest = (os.path.getmtime(path), name)
+    if newest is None or newest[0] <= built:
+        return None
+    when = lambda t: time.strftime("%Y-%m-%d %H:%M", time.localtime(t))      # noqa: E731
+    return (f"the pyiocp this runner imports ({package_dir}, built {when(built)}) may be older than the "
+            f"tree: {newest[1]} changed at {when(newest[0])}. Reinstall it (pip install .) so that the "
+            f"'current' rows measure this tree")
+
+
 def wait_for_port(host, port, proc, logpath, timeout):
     deadline = time.monotonic() + timeout
     while True:
@@ -458,6 +567,8 @@ def run_case(case, args, loadgen, env, workdir, tag=""):
     logpath = os.path.join(workdir, case.id.replace("/", "-") + tag + ".log")
     result = {"id": case.id, "group": case.group, "key": case.key, "label": case.label,
               "family": case.family, "threads": case.threads, "server_cmd": shlex.join(server_cmd)}
+    result.update(case_identity(case))
+    env = case_env(case, env)
     # From the work directory, not the source tree: `python -m pyiocp` puts the current directory
     # first on sys.path, and the tree's unbuilt pyiocp/ would shadow the installed package.
     with open(logpath, "wb") as logf:
@@ -776,6 +887,8 @@ def run_http_case(case, args, env, workdir, tag=""):
               "family": case.family, "threads": case.threads, "threads_label": case.threads_label,
               "server_cmd": shlex.join(server_cmd), "file": h["name"], "size": h["size"],
               "connections": h["connections"]}
+    result.update(case_identity(case))
+    env = case_env(case, env)
 
     def server_output():
         text = tail(logpath)
@@ -950,6 +1063,17 @@ def parse_args(argv):
                          "--rounds 1: one run per case, in the listed order")
     ap.add_argument("--seed", type=int, default=None,
                     help="seed of the per-round shuffle (default: a new one, printed; pass it to repeat an order)")
+    ap.add_argument("--baseline", metavar="REF",
+                    help="A/B run: also run every selected pyiocp case with pyiocp built from git REF (a hash, "
+                         "a branch, HEAD~N) in its own venv, interleaved with the current one; adds a "
+                         "'current ÷ baseline' table. See 'A/B against a baseline' below")
+    ap.add_argument("--baseline-cache", metavar="DIR",
+                    help="keep baseline builds in DIR, keyed by commit hash and Python version, and reuse "
+                         "them (announced) instead of building again (default: a fresh build per run, "
+                         "in the temporary directory)")
+    ap.add_argument("--ab-tolerance", type=float, default=3.0, metavar="PCT",
+                    help="flag an A/B row whose median current ÷ baseline per server-CPU-second is off by "
+                         "more than PCT %% (default 3)")
     ap.add_argument("--only", default="", help="comma-separated tags: case ids, groups, server keys or families")
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
     ap.add_argument("--json", metavar="PATH", help="write all results as JSON to PATH")
@@ -1010,10 +1134,20 @@ def main(argv=None):
         atexit.register(shutil.rmtree, workdir, True)
     root = os.path.join(workdir, "files")
     os.mkdir(root)
-    cases = build_cases(args, root)
+    current = Build("current", sys.executable, REPO)
+    builds = [current]
+    baseline = None
+    if args.baseline:
+        try:
+            commit, subject = baseline_build.resolve(REPO, args.baseline)
+        except baseline_build.BaselineError as e:
+            sys.exit(f"run_load: {e}")
+        baseline = Build("baseline", None, None, env=baseline_build.clean_env(), short=commit[:9])
+        builds.append(baseline)
+    cases = build_cases(args, root, builds)
     if args.list:
         for c in cases:
-            log(f"{c.id:28} {c.label}   [tags: {', '.join(sorted(c.tags()))}]")
+            log(f"{c.id:36} {c.label}   [tags: {', '.join(sorted(c.tags()))}]")
         shutil.rmtree(workdir, ignore_errors=True)
         return 0
     only = [t.strip() for t in args.only.split(",") if t.strip()]
@@ -1098,12 +1232,42 @@ def main(argv=None):
                      "Build and install it first (pip install -e .), or run only the baselines with "
                      "--only asyncio,uvloop")
         env, pyiocp_version = penv, info
-        if any(c.key == "file_server" for c in cases) and not os.path.exists(
-                os.path.join(REPO, "examples", "file_server.py")):
-            sys.exit("run_load: examples/file_server.py does not exist (needed by the file_server cases; "
-                     "leave them out with --only)")
     if not cases:
         sys.exit("run_load: no case selected")
+    missing = [(c, path) for c in cases if c.build is current for path in c.needs
+               if not os.path.exists(os.path.join(REPO, path))]
+    if baseline:
+        if not any(c.twin_of for c in cases):
+            sys.exit("run_load: --baseline compares pyiocp cases, and none is selected (see --list; "
+                     "for example --only pyiocp, or --only echo1k,raw1k)")
+        missing += [(c, path) for c in cases if c.build is baseline for path in c.needs
+                    if not baseline_build.has_file(REPO, commit, path)]
+    if missing:
+        sys.exit("run_load: " + "; ".join(
+            f"{c.id} needs {path}, which {'the baseline ' + baseline.short if c.build is baseline else 'this tree'}"
+            f" does not have" for c, path in missing) + " (leave those cases out with --only)")
+    current_info = None
+    if any(c.build is current for c in cases):
+        try:
+            current_info = baseline_build.probe_pyiocp(sys.executable, env)
+        except baseline_build.BaselineError as e:
+            sys.exit(f"run_load: {e}")
+        warning = stale_install(current_info["package"])
+        if warning:
+            log("run_load: " + "!" * 60)
+            log("run_load: WARNING: " + warning)
+            log("run_load: " + "!" * 60)
+    base = None
+    if baseline:
+        # Before this script pins itself to the client's CPU: the build may use every CPU.
+        try:
+            base = baseline_build.build(REPO, args.baseline, workdir, cache_dir=args.baseline_cache,
+                                        log=lambda m: log("run_load: " + m))
+        except baseline_build.BaselineError as e:
+            hint = ("" if args.keep or args.baseline_cache else
+                    "\n(the work directory goes at exit: --keep or --baseline-cache DIR keeps the whole log)")
+            sys.exit(f"run_load: {e}{hint}")
+        baseline.python, baseline.tree = base.python, base.src
 
     # Keep this script off the server's CPU.
     try:
@@ -1123,6 +1287,12 @@ def main(argv=None):
         "python": platform.python_version(),
         "uvloop": uvloop_version,
         "pyiocp": pyiocp_version,
+        "current": ({"tree": baseline_build.tree_state(REPO), "package": current_info["package"],
+                     "version": current_info["version"]} if current_info else None),
+        "baseline": ({"ref": args.baseline, "commit": base.commit, "subject": base.subject,
+                      "version": base.info.get("version"), "root": base.root, "reused": base.reused,
+                      "cache": args.baseline_cache} if base else None),
+        "ab_tolerance_pct": args.ab_tolerance,
         "server_cpus": args.server_cpus,
         "client_cpus": args.client_cpus,
         "connections": args.connections,
@@ -1187,7 +1357,11 @@ def main(argv=None):
             json.dump({"meta": meta, "results": results,
                        "summary": [{k: v for k, v in row.items() if k != "runs"} for row in rows]}, f, indent=2)
         log(f"run_load: wrote {args.json}")
-    if not args.no_md:
+    if not args.no_md and base:
+        # An A/B run checks a change; it has its own section and leaves the reference tables alone.
+        update_markdown(args.md, ab_markdown_section(rows, meta), AB_MD_BEGIN, AB_MD_END)
+        log(f"run_load: updated the A/B section of {args.md}")
+    elif not args.no_md:
         # Each section is rewritten only by a run that has cases of its own.
         if any(r["group"] in GROUPS for r in rows):
             update_markdown(args.md, markdown_section([r for r in rows if r["group"] in GROUPS], meta))
