@@ -21,6 +21,7 @@ GROUPS = {
     "raw64k": "Raw file protocol, 64 KiB file",
     "echo1k": "Echo, 1 KiB messages",
     "echo_threads": "pyiocp echo (Python handler): worker threads",
+    "echo_conns": "Echo, 1 KiB ping-pong, by connection count (pyiocp: 1 thread and the engine's default)",
 }
 HTTP_GROUPS = {
     "http1k": "HTTP/1.1 static file, 1 KiB (wrk, 50 keep-alive connections)",
@@ -117,7 +118,7 @@ def group_table(group, rows, by_id):
         head += [f"rate ÷ {title}", f"req/CPU-s ÷ {title}"]
     lines = table_lines(head)
     for r in rows:
-        thr = str(r["threads"]) if r.get("threads") else "1 (loop)"
+        thr = r.get("threads_label") or (str(r["threads"]) if r.get("threads") else "1 (loop)")
         first = [r["label"], thr] + ([r.get("connections_label") or ""] if conns else [])
         if not r["ok"]:
             cells = first + ["FAILED"] + [""] * (len(head) - len(first) - 1)

@@ -41,6 +41,11 @@ nginx, aiohttp, stdlib, or "http" for every HTTP case):
   echo1k          echo of 1 KiB messages: pyiocp_echo (Python handler),
                   asyncio, uvloop
   echo_threads    pyiocp_echo with 1, 2 and 4 worker threads
+  echo_conns      ping-pong echo of 1 KiB at 1, 10 and 50 connections
+                  (--echo-connections): pyiocp_echo with 1 thread and with
+                  the engine's default thread count (asked under the
+                  server's taskset), asyncio, uvloop; ratios against uvloop
+                  at the same connection count
   http1k, http64k HTTP/1.1 GET of a 1 KiB / 64 KiB file, wrk -t1 -c50
                   --latency (keep-alive): native (python -m pyiocp serve,
                   in C), nginx (generated config, one process), asyncio
@@ -134,6 +139,7 @@ class Build:
         self.tree = tree
         self.env = env                # None: the runner's environment for pyiocp
         self.short = short            # a baseline's short commit hash
+        self.default_threads = None   # the engine's default thread count on the server's CPUs
 
     def path(self, *parts):
         return os.path.join(self.tree, *parts)
@@ -160,6 +166,8 @@ class Case:
         self.build = None             # pyiocp cases: the Build they run
         self.twin_of = None           # a baseline case: the id of the current tree's case it mirrors
         self.needs = ()               # files of the build's tree the server runs (checked before a run)
+        self.connections = None       # loadgen connections, when not --connections
+        self.default_threads = False  # pyiocp with the engine's default thread count (known once built)
 
     def tags(self):
         tags = {self.id, self.group, self.key, self.family}
@@ -167,6 +175,8 @@ class Case:
             tags.add(self.backend)
         if self.http:
             tags.add("http")
+        if self.connections:
+            tags.add(f"c{self.connections}")          # echo_conns: one connection count
         if self.twin_of:
             # Selecting a pyiocp case selects its baseline twin too: an A/B row needs both.
             tags |= {self.twin_of, self.twin_of.split("/", 1)[1], "baseline"}
@@ -218,13 +228,18 @@ def build_cases(args, root, builds):
             return c
         return make
 
-    def echo_case(group, key, label, threads, b, load):
+    def echo_case(group, key, label, threads, b, load, connections=None, refs=()):
+        """threads None: the engine's default count, probed per build under the server's taskset
+        (pyiocp_echo.py's own default is 1, and a baseline's default may differ)."""
         def make(bld):
             c = with_backend(Case(group, key, label, "pyiocp",
                                   lambda p: [bld.python, bld.path(*echo_pyiocp), "--host", host, "--port", str(p),
-                                             "--threads", str(threads), "--backend", b, "--quiet"],
-                                  echo, threads), b)
+                                             "--threads", str(threads or bld.default_threads), "--backend", b,
+                                             "--quiet"],
+                                  load, threads, refs=refs), b)
             c.needs = ("/".join(echo_pyiocp),)
+            c.connections = connections
+            c.default_threads = threads is None
             return c
         return make
 
@@ -258,6 +273,21 @@ def build_cases(args, root, builds):
         for n in args.thread_counts:
             cases += per_build(builds, echo_case("echo_threads", f"t{n}_{b}",
                                                  f"pyiocp Python handler, {b}, {n} thread(s)", n, b, echo))
+    # Ping-pong at several connection counts: few busy connections make small completion batches,
+    # where a per-batch cost (a thread state per batch, a wake-up) shows.
+    for n in args.echo_connections:
+        ref = [("uvloop", f"echo_conns/c{n}_uvloop")]
+        for b in args.backends:
+            for threads, tkey, tlabel in ((1, "t1", "1 thread"), (None, "tdefault", "default threads")):
+                cases += per_build(builds, echo_case(
+                    "echo_conns", f"c{n}_pyiocp_{b}_{tkey}", f"pyiocp Python handler, {b}, {tlabel}",
+                    threads, b, echo, connections=n, refs=ref))
+        for key, label, extra in (("asyncio", "asyncio Protocol", []), ("uvloop", "uvloop Protocol", ["--uvloop"])):
+            c = Case("echo_conns", f"c{n}_{key}", label, key,
+                     lambda p, extra=extra: [py, echo_asyncio, "--host", host, "--port", str(p), *extra, "--quiet"],
+                     echo, refs=ref)
+            c.connections = n
+            cases.append(c)
     cases += build_http_cases(args, root, builds)
     return cases
 
@@ -461,7 +491,8 @@ def pyiocp_environment():
 def case_identity(case):
     """What the tables need besides the numbers: which build a pyiocp case ran, whose twin it is."""
     return {"build": case.build.name if case.build else None, "twin_of": case.twin_of,
-            "refs": [list(x) for x in case.refs] or None}
+            "refs": [list(x) for x in case.refs] or None, "threads_label": case.threads_label,
+            "connections_label": str(case.connections) if case.connections else None}
 
 
 def case_env(case, env):
@@ -491,6 +522,20 @@ def stale_install(package_dir):
     return (f"the pyiocp this runner imports ({package_dir}, built {when(built)}) may be older than the "
             f"tree: {newest[1]} changed at {when(newest[0])}. Reinstall it (pip install .) so that the "
             f"'current' rows measure this tree")
+
+
+def default_threads(build, env, cpus):
+    """The engine's default worker count for a build, asked under the servers' taskset (a default
+    that follows the process's CPU affinity must see the CPUs the servers get)."""
+    code = ("import pyiocp; f = getattr(pyiocp, 'default_threads', None); "
+            "print(f() if f else pyiocp.Engine().threads)")
+    r = subprocess.run(["taskset", "-c", cpus, build.python, "-c", code], capture_output=True, text=True,
+                       cwd=tempfile.gettempdir(), env=build.env if build.env is not None else env)
+    try:
+        return int(r.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        sys.exit(f"run_load: cannot ask the {build.name} pyiocp for its default thread count "
+                 f"(needed by the default-thread echo cases): {(r.stderr.strip().splitlines() or ['?'])[-1]}")
 
 
 def wait_for_port(host, port, proc, logpath, timeout):
@@ -577,7 +622,7 @@ def run_case(case, args, loadgen, env, workdir, tag=""):
     try:
         wait_for_port(args.host, port, proc, logpath, args.start_timeout)
         lg_cmd = ["taskset", "-c", args.client_cpus, loadgen, "--host", args.host, "--port", str(port),
-                  "--connections", str(args.connections), "--duration", str(args.duration),
+                  "--connections", str(case.connections or args.connections), "--duration", str(args.duration),
                   "--warmup", str(args.warmup), "--verify-every", str(args.verify_every)] + case.load
         result["loadgen_cmd"] = shlex.join(lg_cmd)
         rc, out, errs, cpu = run_loadgen(lg_cmd, proc.pid, args.duration + args.warmup + 60,
@@ -1057,6 +1102,8 @@ def parse_args(argv):
                          "has one pinned CPU)")
     ap.add_argument("--thread-counts", default="1,2,4", help="threads for the echo_threads group (default 1,2,4)")
     ap.add_argument("--msg", type=int, default=1024, help="echo message size (default 1024)")
+    ap.add_argument("--echo-connections", default="1,10,50",
+                    help="connection counts for the echo_conns group (default 1,10,50)")
     ap.add_argument("--rounds", type=int, default=3,
                     help="run every case once per round, in an order shuffled per round (default 3); tables "
                          "show the median and spread over the rounds, ratios are taken within each round. "
@@ -1108,6 +1155,12 @@ def parse_args(argv):
         args.thread_counts = [int(x) for x in args.thread_counts.split(",") if x.strip()]
     except ValueError:
         ap.error("--thread-counts must be integers separated by commas")
+    try:
+        args.echo_connections = [int(x) for x in args.echo_connections.split(",") if x.strip()]
+    except ValueError:
+        ap.error("--echo-connections must be integers separated by commas")
+    if any(n < 1 for n in args.echo_connections + args.thread_counts):
+        ap.error("--echo-connections and --thread-counts take counts of 1 or more")
     if args.rounds < 1:
         ap.error("--rounds must be 1 or more")
     if args.seed is None:
@@ -1268,6 +1321,13 @@ def main(argv=None):
                     "\n(the work directory goes at exit: --keep or --baseline-cache DIR keeps the whole log)")
             sys.exit(f"run_load: {e}{hint}")
         baseline.python, baseline.tree = base.python, base.src
+    for bld in builds:
+        users = [c for c in cases if c.build is bld and c.default_threads]
+        if users:
+            bld.default_threads = default_threads(bld, env, args.server_cpus)
+            for c in users:
+                c.threads = bld.default_threads
+                c.threads_label = f"default: {bld.default_threads}"
 
     # Keep this script off the server's CPU.
     try:
