@@ -187,7 +187,8 @@ def backend_table(rows, by_id):
         found = True
         rate, per, unit = rate_keys(group)
         lines.append("| " + " | ".join([
-            group, cell(a, rate, fmt_num) + unit, cell(b, rate, fmt_num) + unit, ratio_cell(a, b, rate),
+            group, with_unit(cell(a, rate, fmt_num), unit), with_unit(cell(b, rate, fmt_num), unit),
+            ratio_cell(a, b, rate),
             cell(a, per, fmt_num), cell(b, per, fmt_num), ratio_cell(a, b, per)]) + " |")
     return "\n".join(lines) if found else ""
 
@@ -203,6 +204,12 @@ def ab_pairs(rows, by_id):
     return [(by_id[r["twin_of"]], r) for r in rows if r.get("twin_of") and r["twin_of"] in by_id]
 
 
+def spread_wider_than(ratios, tolerance):
+    """Whether the rounds disagree by more than the whole ±tolerance band."""
+    s = summary(ratios)
+    return s is not None and (s[2] - s[1]) * 100.0 > 2 * tolerance
+
+
 def ab_verdict(ratios, tolerance):
     """The flag of an A/B row from its per-round ratios per server-CPU-second: (text, outside?)."""
     s = summary(ratios)
@@ -212,7 +219,7 @@ def ab_verdict(ratios, tolerance):
     change = "±0.0 %" if abs(d) < 0.05 else f"{d:+.1f} %"
     # A spread wider than the band itself means the rounds disagree more than the
     # tolerance: the verdict then needs more rounds or a quieter machine.
-    wide = "; spread wider than the band" if (s[2] - s[1]) * 100.0 > 2 * tolerance else ""
+    wide = "; spread wider than the band" if spread_wider_than(ratios, tolerance) else ""
     if d < -tolerance:
         return f"**{change}: below −{tolerance:g} %**{wide}", True
     if d > tolerance:
@@ -235,7 +242,8 @@ def ab_table(rows, by_id, tolerance):
         per_ratios = round_ratios(cur["runs"], base["runs"], per)
         verdict, outside = ab_verdict(per_ratios, tolerance)
         if outside:
-            flagged.append((cur["id"], (summary(per_ratios)[0] - 1.0) * 100.0))
+            flagged.append((cur["id"], (summary(per_ratios)[0] - 1.0) * 100.0,
+                            spread_wider_than(per_ratios, tolerance)))
         if not (cur["ok"] and base["ok"]):
             verdict = "**FAILED** (see the notes)" if not per_ratios else verdict + " (some rounds failed)"
         lines.append("| " + " | ".join([
@@ -271,8 +279,12 @@ def report(rows, meta, groups=None):
         out.append(ab)
         tol = meta.get("ab_tolerance_pct", 3.0)
         n = len(ab_pairs(rows, by_id))
-        out.append("\n" + (f"{len(flagged)} of {n} row(s) outside ±{tol:g} % per server-CPU-second: "
-                           + ", ".join(f"{i} ({d:+.1f} %)" for i, d in flagged) if flagged else
+        wide = sum(1 for _, _, w in flagged if w)
+        out.append("\n" + (f"{len(flagged)} of {n} row(s) outside ±{tol:g} % per server-CPU-second (median of "
+                           f"the rounds): " + ", ".join(f"{i} ({d:+.1f} %)" for i, d, _ in flagged)
+                           + (f". In {wide} of them the rounds themselves spread wider than the band: "
+                              f"more rounds or a quieter machine before drawing a conclusion." if wide else "")
+                           if flagged else
                            f"All {n} row(s) within ±{tol:g} % per server-CPU-second (median of the rounds)."))
         out.append("")
     backends = backend_table(rows, by_id)
@@ -444,9 +456,12 @@ def update_markdown(path, section, begin=MD_BEGIN, end=MD_END):
             text = f.read()
     else:
         text = "# Benchmarks\n\n"
-    b, e = text.find(begin), text.find(end)
+    # A marker counts only on a line of its own: prose may name the markers.
+    lines = text.split("\n")
+    b = next((i for i, line in enumerate(lines) if line.strip() == begin), -1)
+    e = next((i for i, line in enumerate(lines) if line.strip() == end and i > b), -1) if b >= 0 else -1
     if b >= 0 and e > b:
-        text = text[:b] + section + text[e + len(end):]
+        text = "\n".join(lines[:b] + [section] + lines[e + 1:])
     else:
         if not text.endswith("\n\n"):
             text = text.rstrip("\n") + "\n\n"
