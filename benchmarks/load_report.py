@@ -228,30 +228,55 @@ def ab_verdict(ratios, tolerance):
 
 
 def ab_table(rows, by_id, tolerance):
-    """current ÷ baseline per pyiocp case: (Markdown table, [(case id, per-CPU change %)] outside the
-    tolerance, or (None, []) when the run had no baseline."""
+    """current ÷ baseline per pyiocp case: (Markdown table, one verdict per row: {"id", "change" (the
+    median per-CPU change in %, None without a round where both ran), "outside", "wide"}), or
+    (None, []) when the run had no baseline."""
     pairs = ab_pairs(rows, by_id)
     if not pairs:
         return None, []
     head = ["case", "rounds", "current rate", "baseline rate", "rate ÷", "per server-CPU-s ÷",
             "p99 ÷ (lower is better)", f"per server-CPU-s vs ±{tolerance:g} %"]
     lines = table_lines(head)
-    flagged = []
+    verdicts = []
     for cur, base in pairs:
         rate, per, unit = rate_keys(cur["group"])
         per_ratios = round_ratios(cur["runs"], base["runs"], per)
         verdict, outside = ab_verdict(per_ratios, tolerance)
-        if outside:
-            flagged.append((cur["id"], (summary(per_ratios)[0] - 1.0) * 100.0,
-                            spread_wider_than(per_ratios, tolerance)))
-        if not (cur["ok"] and base["ok"]):
+        s = summary(per_ratios)
+        verdicts.append({"id": cur["id"], "change": (s[0] - 1.0) * 100.0 if s else None, "outside": outside,
+                         "wide": spread_wider_than(per_ratios, tolerance)})
+        if not (cur["ok"] and base["ok"]) or len(per_ratios) < len(cur["runs"]):
             verdict = "**FAILED** (see the notes)" if not per_ratios else verdict + " (some rounds failed)"
         lines.append("| " + " | ".join([
             cur["id"], str(len(per_ratios)), with_unit(cell(cur, rate, fmt_num), unit),
             with_unit(cell(base, rate, fmt_num), unit),
             ratio_cell(cur, base, rate), fmt_ratio_spread(per_ratios, 3),
             fmt_ratio_spread(round_ratios(cur["runs"], base["runs"], "p99_us"), 2), verdict]) + " |")
-    return "\n".join(lines), flagged
+    return "\n".join(lines), verdicts
+
+
+def ab_summary(verdicts, tolerance):
+    """One paragraph under the A/B table: the rows outside the band, the rows without a verdict."""
+    n = len(verdicts)
+    outside = [v for v in verdicts if v["outside"]]
+    missing = [v["id"] for v in verdicts if v["change"] is None]
+    wide = [v for v in verdicts if v["wide"]]
+    parts = []
+    if outside:
+        parts.append(f"{len(outside)} of {n} row(s) outside ±{tolerance:g} % per server-CPU-second (median of "
+                     f"the rounds): " + ", ".join(f"{v['id']} ({v['change']:+.1f} %)" for v in outside) + ".")
+    elif not missing:
+        parts.append(f"All {n} row(s) within ±{tolerance:g} % per server-CPU-second (median of the rounds).")
+    else:
+        parts.append(f"No row with a verdict outside ±{tolerance:g} % per server-CPU-second.")
+    if missing:
+        parts.append(f"{len(missing)} row(s) without a round in which both sides ran, so no verdict: "
+                     + ", ".join(missing) + ".")
+    if wide:
+        parts.append(f"In {len(wide)} row(s) the rounds themselves spread wider than the band "
+                     f"({', '.join(v['id'] for v in wide)}): more rounds or a quieter machine before drawing "
+                     f"a conclusion.")
+    return " ".join(parts)
 
 
 def row_notes(row, rounds):
@@ -271,21 +296,14 @@ def report(rows, meta, groups=None):
     by_id = {r["id"]: r for r in rows}
     rounds = meta.get("rounds", 1)
     out = []
-    ab, flagged = ab_table(rows, by_id, meta.get("ab_tolerance_pct", 3.0))
+    tol = meta.get("ab_tolerance_pct", 3.0)
+    ab, verdicts = ab_table(rows, by_id, tol)
     if ab:
         base, cur = meta["baseline"], meta.get("current") or {}
         out.append(f"### current ÷ baseline (this tree, {cur.get('tree', '?')}, against {base['commit'][:9]} "
                    f"\"{base['subject']}\"; ratio per round, median (min–max))\n")
         out.append(ab)
-        tol = meta.get("ab_tolerance_pct", 3.0)
-        n = len(ab_pairs(rows, by_id))
-        wide = sum(1 for _, _, w in flagged if w)
-        out.append("\n" + (f"{len(flagged)} of {n} row(s) outside ±{tol:g} % per server-CPU-second (median of "
-                           f"the rounds): " + ", ".join(f"{i} ({d:+.1f} %)" for i, d, _ in flagged)
-                           + (f". In {wide} of them the rounds themselves spread wider than the band: "
-                              f"more rounds or a quieter machine before drawing a conclusion." if wide else "")
-                           if flagged else
-                           f"All {n} row(s) within ±{tol:g} % per server-CPU-second (median of the rounds)."))
+        out.append("\n" + ab_summary(verdicts, tol))
         out.append("")
     backends = backend_table(rows, by_id)
     if backends:
