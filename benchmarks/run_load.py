@@ -30,8 +30,10 @@ epoll) is taken within each round, then summarised the same way.  --rounds 1
 runs each case once, in the listed order.
 
 Cases (tags for --only: a case id such as raw1k/asyncio, a group such as
-raw64k, a server key such as native, a family: pyiocp, asyncio, uvloop,
-nginx, aiohttp, stdlib, or "http" for every HTTP case):
+raw64k, a server key such as native_epoll, a family: pyiocp, asyncio, uvloop,
+nginx, aiohttp, stdlib, "http" for every HTTP case, a backend (io_uring,
+epoll), c1/c10/c50 for one echo_conns connection count, or "baseline" for
+the baseline twins of an A/B run; selecting a pyiocp case selects its twin):
 
   raw1k, raw64k   raw file protocol, one file of 1 KiB / 64 KiB:
                   native (python -m pyiocp serve --protocol raw, in C),
