@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Load benchmarks: pyiocp against asyncio, uvloop, nginx and others, over loopback.
 
-    python benchmarks/run_load.py [--duration 5] [--warmup 2] [--only TAGS] [--json PATH]
+    python benchmarks/run_load.py [--rounds 3] [--duration 5] [--warmup 2] [--only TAGS] [--json PATH]
 
 For every case the server runs pinned to one CPU (taskset -c 0) and the
 client to another (taskset -c 1); this script pins itself to the client's
@@ -21,9 +21,19 @@ for the raw and echo cases, and wrk for the HTTP cases.  A case:
      processes) and wrk's own CPU time (wait4) at the end;
   4. stops the server with SIGTERM (and reports if it does not exit).
 
+Rounds: every selected case runs once per round (--rounds, default 3), the
+cases in an order shuffled per round (seeded; the seed is printed and
+--seed repeats it), so that every server sees the same machine conditions,
+drifts included.  A table cell is the median over the rounds with its
+spread (min–max); a ratio between two rows (÷ asyncio, ÷ nginx, io_uring ÷
+epoll) is taken within each round, then summarised the same way.  --rounds 1
+runs each case once, in the listed order.
+
 Cases (tags for --only: a case id such as raw1k/asyncio, a group such as
-raw64k, a server key such as native, a family: pyiocp, asyncio, uvloop,
-nginx, aiohttp, stdlib, or "http" for every HTTP case):
+raw64k, a server key such as native_epoll, a family: pyiocp, asyncio, uvloop,
+nginx, aiohttp, stdlib, "http" for every HTTP case, a backend (io_uring,
+epoll), c1/c10/c50 for one echo_conns connection count, or "baseline" for
+the baseline twins of an A/B run; selecting a pyiocp case selects its twin):
 
   raw1k, raw64k   raw file protocol, one file of 1 KiB / 64 KiB:
                   native (python -m pyiocp serve --protocol raw, in C),
@@ -33,6 +43,11 @@ nginx, aiohttp, stdlib, or "http" for every HTTP case):
   echo1k          echo of 1 KiB messages: pyiocp_echo (Python handler),
                   asyncio, uvloop
   echo_threads    pyiocp_echo with 1, 2 and 4 worker threads
+  echo_conns      ping-pong echo of 1 KiB at 1, 10 and 50 connections
+                  (--echo-connections): pyiocp_echo with 1 thread and with
+                  the engine's default thread count (asked under the
+                  server's taskset), asyncio, uvloop; ratios against uvloop
+                  at the same connection count
   http1k, http64k HTTP/1.1 GET of a 1 KiB / 64 KiB file, wrk -t1 -c50
                   --latency (keep-alive): native (python -m pyiocp serve,
                   in C), nginx (generated config, one process), asyncio
@@ -46,11 +61,32 @@ The HTTP cases need wrk (Debian package wrk: the runner stops with an error
 without it); nginx (Debian nginx-light or nginx) and aiohttp (pip) are
 optional: without them their rows are skipped with a loud message.
 
+A/B against a baseline: --baseline REF builds pyiocp as it was at git REF
+(benchmarks/baseline_build.py: a `git clone --shared` checkout of REF and
+its own venv, `pip install` as the README installs it; fresh for every run
+unless --baseline-cache DIR keeps builds keyed by commit hash, and says so
+when it reuses one), then runs every selected pyiocp case twice per round,
+interleaved with everything else: once with the pyiocp this script's Python
+imports (the current tree, as installed: reinstall after changing C code),
+once with the baseline's Python, from a neutral directory, with the
+servers and examples of the baseline's own checkout.  A "current ÷
+baseline" table gives per row the per-round ratio of the rate, of the work
+per server-CPU-second and of p99, as median (min–max), and flags rows whose
+per-CPU median is off by more than --ab-tolerance (3 %).  For example, the
+check that a change costs no performance:
+
+    python benchmarks/run_load.py --baseline HEAD~1 --only pyiocp --rounds 5
+    python benchmarks/run_load.py --baseline c215100 --only echo1k,raw1k --no-md
+
+An A/B run writes its tables between <!-- ab:begin --> and <!-- ab:end -->
+in BENCHMARKS.md and leaves the other sections alone.
+
 Results: a Markdown table per group (printed, and written into BENCHMARKS.md
 unless --no-md: the raw/echo groups between <!-- load:begin --> and
 <!-- load:end -->, the HTTP groups between <!-- http:begin --> and
 <!-- http:end -->; a section is rewritten only by a run that has cases of
-its own), and with --json PATH every number as JSON.  Exit status 1 if any
+its own), and with --json PATH every number as JSON (every round's result,
+and a per-case summary).  Exit status 1 if any
 case failed (server did not start or died, wrong byte counts, connection or
 socket errors, non-2xx answers), 2 on bad usage; a missing tool that a
 selected case needs stops the run before it starts, with a message and status 1.
@@ -75,28 +111,16 @@ import tempfile
 import threading
 import time
 
+import baseline_build
+from load_report import (AB_MD_BEGIN, AB_MD_END, GROUPS, HTTP_GROUPS, HTTP_MD_BEGIN, HTTP_MD_END, MiB,
+                         ab_markdown_section, aggregate, fmt_mib, http_markdown_section, markdown_section, report,
+                         update_markdown, wrk_seconds)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 SERVERS = os.path.join(HERE, "servers")
-MD_BEGIN = "<!-- load:begin -->"
-MD_END = "<!-- load:end -->"
-HTTP_MD_BEGIN = "<!-- http:begin -->"
-HTTP_MD_END = "<!-- http:end -->"
 FILES = {"1k.bin": 1024, "64k.bin": 65536}
 BIG_FILE = ("100m.bin", 100 * 1024 * 1024)    # made only when an http100m case runs
-MiB = 1024 * 1024
-
-GROUPS = {
-    "raw1k": "Raw file protocol, 1 KiB file",
-    "raw64k": "Raw file protocol, 64 KiB file",
-    "echo1k": "Echo, 1 KiB messages",
-    "echo_threads": "pyiocp echo (Python handler): worker threads",
-}
-HTTP_GROUPS = {
-    "http1k": "HTTP/1.1 static file, 1 KiB (wrk, 50 keep-alive connections)",
-    "http64k": "HTTP/1.1 static file, 64 KiB (wrk, 50 keep-alive connections)",
-    "http100m": "HTTP/1.1 static file, 100 MiB, one connection downloading it again and again (wrk -c1)",
-}
 
 
 class CaseFailed(Exception):
@@ -104,6 +128,24 @@ class CaseFailed(Exception):
 
 
 # ------------------------------------------------------------------ cases --
+
+class Build:
+    """A pyiocp for the pyiocp cases: the current tree's (what the runner's
+    Python imports, with this tree's servers and examples) or, with
+    --baseline, a baseline's (its own venv, and the servers and examples of
+    its own checkout, since their options may differ)."""
+
+    def __init__(self, name, python, tree, env=None, short=""):
+        self.name = name              # current | baseline
+        self.python = python          # a baseline's is set once it is built
+        self.tree = tree
+        self.env = env                # None: the runner's environment for pyiocp
+        self.short = short            # a baseline's short commit hash
+        self.default_threads = None   # the engine's default thread count on the server's CPUs
+
+    def path(self, *parts):
+        return os.path.join(self.tree, *parts)
+
 
 class Case:
     def __init__(self, group, key, label, family, server, load, threads=None, refs=(), http=None,
@@ -123,6 +165,11 @@ class Case:
         self.threads_label = threads_label
         self.aux_log = aux_log        # function(port) -> path of another log worth showing on failure
         self.backend = None           # pyiocp engine backend of this case, if pinned
+        self.build = None             # pyiocp cases: the Build they run
+        self.twin_of = None           # a baseline case: the id of the current tree's case it mirrors
+        self.needs = ()               # files of the build's tree the server runs (checked before a run)
+        self.connections = None       # loadgen connections, when not --connections
+        self.default_threads = False  # pyiocp with the engine's default thread count (known once built)
 
     def tags(self):
         tags = {self.id, self.group, self.key, self.family}
@@ -130,6 +177,11 @@ class Case:
             tags.add(self.backend)
         if self.http:
             tags.add("http")
+        if self.connections:
+            tags.add(f"c{self.connections}")          # echo_conns: one connection count
+        if self.twin_of:
+            # Selecting a pyiocp case selects its baseline twin too: an A/B row needs both.
+            tags |= {self.twin_of, self.twin_of.split("/", 1)[1], "baseline"}
         return tags
 
 
@@ -138,27 +190,67 @@ def with_backend(case, backend):
     return case
 
 
-def build_cases(args, root):
+def per_build(builds, make):
+    """make(build) -> Case, for every build: the current tree's case, then its baseline twin."""
+    out = []
+    for bld in builds:
+        c = make(bld)
+        c.build = bld
+        if bld.name == "baseline":
+            c.twin_of = c.id
+            c.key += "@baseline"
+            c.id = f"{c.group}/{c.key}"
+            c.label += f" [baseline {bld.short}]"
+        out.append(c)
+    return out
+
+
+def build_cases(args, root, builds):
     py = sys.executable
     host = args.host
     raw_asyncio = os.path.join(SERVERS, "asyncio_raw.py")
     echo_asyncio = os.path.join(SERVERS, "asyncio_echo.py")
-    echo_pyiocp = os.path.join(SERVERS, "pyiocp_echo.py")
-    file_server = os.path.join(REPO, "examples", "file_server.py")
+    echo_pyiocp = ("benchmarks", "servers", "pyiocp_echo.py")
+    file_server = ("examples", "file_server.py")
     t = str(args.threads)
     cases = []
+
+    def native_raw(group, b, load):
+        return lambda bld: with_backend(Case(
+            group, f"native_{b}", f"pyiocp native (C raw server), {b}", "pyiocp",
+            lambda p: [bld.python, "-m", "pyiocp", "serve", root, "--protocol", "raw", "--host", host,
+                       "--port", str(p), "--threads", t, "--backend", b, "--quiet"], load, args.threads), b)
+
+    def file_server_case(group, load):
+        def make(bld):
+            c = Case(group, "file_server", "pyiocp examples/file_server.py (Python handlers)", "pyiocp",
+                     lambda p: [bld.python, bld.path(*file_server), root, "--port", str(p), "--threads", t],
+                     load, args.threads)
+            c.needs = ("/".join(file_server),)
+            return c
+        return make
+
+    def echo_case(group, key, label, threads, b, load, connections=None, refs=()):
+        """threads None: the engine's default count, probed per build under the server's taskset
+        (pyiocp_echo.py's own default is 1, and a baseline's default may differ)."""
+        def make(bld):
+            c = with_backend(Case(group, key, label, "pyiocp",
+                                  lambda p: [bld.python, bld.path(*echo_pyiocp), "--host", host, "--port", str(p),
+                                             "--threads", str(threads or bld.default_threads), "--backend", b,
+                                             "--quiet"],
+                                  load, threads, refs=refs), b)
+            c.needs = ("/".join(echo_pyiocp),)
+            c.connections = connections
+            c.default_threads = threads is None
+            return c
+        return make
+
     for group, name in (("raw1k", "1k.bin"), ("raw64k", "64k.bin")):
         load = ["--mode", "raw", "--name", name, "--expect-file", os.path.join(root, name)]
+        for b in args.backends:
+            cases += per_build(builds, native_raw(group, b, load))
+        cases += per_build(builds, file_server_case(group, load))
         cases += [
-            with_backend(Case(group, f"native_{b}", f"pyiocp native (C raw server), {b}", "pyiocp",
-                              lambda p, b=b: [py, "-m", "pyiocp", "serve", root, "--protocol", "raw",
-                                              "--host", host, "--port", str(p), "--threads", t,
-                                              "--backend", b, "--quiet"], load, args.threads), b)
-            for b in args.backends
-        ]
-        cases += [
-            Case(group, "file_server", "pyiocp examples/file_server.py (Python handlers)", "pyiocp",
-                 lambda p: [py, file_server, root, "--port", str(p), "--threads", t], load, args.threads),
             Case(group, "asyncio", "asyncio (loop.sendfile)", "asyncio",
                  lambda p: [py, raw_asyncio, root, "--host", host, "--port", str(p), "--body", "sendfile",
                             "--quiet"], load),
@@ -170,12 +262,9 @@ def build_cases(args, root):
                             "--quiet"], load),
         ]
     echo = ["--mode", "echo", "--msg", str(args.msg)]
-    cases += [
-        with_backend(Case("echo1k", f"pyiocp_echo_{b}", f"pyiocp Python handler, {b}", "pyiocp",
-                          lambda p, b=b: [py, echo_pyiocp, "--host", host, "--port", str(p), "--threads", t,
-                                          "--backend", b, "--quiet"], echo, args.threads), b)
-        for b in args.backends
-    ]
+    for b in args.backends:
+        cases += per_build(builds, echo_case("echo1k", f"pyiocp_echo_{b}", f"pyiocp Python handler, {b}",
+                                             args.threads, b, echo))
     cases += [
         Case("echo1k", "asyncio", "asyncio Protocol", "asyncio",
              lambda p: [py, echo_asyncio, "--host", host, "--port", str(p), "--quiet"], echo),
@@ -184,11 +273,24 @@ def build_cases(args, root):
     ]
     for b in args.backends:
         for n in args.thread_counts:
-            cases.append(with_backend(
-                Case("echo_threads", f"t{n}_{b}", f"pyiocp Python handler, {b}, {n} thread(s)", "pyiocp",
-                     lambda p, n=n, b=b: [py, echo_pyiocp, "--host", host, "--port", str(p),
-                                          "--threads", str(n), "--backend", b, "--quiet"], echo, n), b))
-    cases += build_http_cases(args, root)
+            cases += per_build(builds, echo_case("echo_threads", f"t{n}_{b}",
+                                                 f"pyiocp Python handler, {b}, {n} thread(s)", n, b, echo))
+    # Ping-pong at several connection counts: few busy connections make small completion batches,
+    # where a per-batch cost (a thread state per batch, a wake-up) shows.
+    for n in args.echo_connections:
+        ref = [("uvloop", f"echo_conns/c{n}_uvloop")]
+        for b in args.backends:
+            for threads, tkey, tlabel in ((1, "t1", "1 thread"), (None, "tdefault", "default threads")):
+                cases += per_build(builds, echo_case(
+                    "echo_conns", f"c{n}_pyiocp_{b}_{tkey}", f"pyiocp Python handler, {b}, {tlabel}",
+                    threads, b, echo, connections=n, refs=ref))
+        for key, label, extra in (("asyncio", "asyncio Protocol", []), ("uvloop", "uvloop Protocol", ["--uvloop"])):
+            c = Case("echo_conns", f"c{n}_{key}", label, key,
+                     lambda p, extra=extra: [py, echo_asyncio, "--host", host, "--port", str(p), *extra, "--quiet"],
+                     echo, refs=ref)
+            c.connections = n
+            cases.append(c)
+    cases += build_http_cases(args, root, builds)
     return cases
 
 
@@ -233,7 +335,7 @@ http {{
     return [nginx, "-p", d + "/", "-c", conf, "-e", os.path.join(d, "error.log")]
 
 
-def build_http_cases(args, root):
+def build_http_cases(args, root, builds):
     py = sys.executable
     host = args.host
     t = str(args.threads)
@@ -246,13 +348,11 @@ def build_http_cases(args, root):
             ("http64k", "64k.bin", FILES["64k.bin"], args.http_connections, None),
             ("http100m", BIG_FILE[0], BIG_FILE[1], 1, 30)):
         http = {"name": name, "size": size, "connections": conns, "timeout": timeout}
-        cases += [
-            with_backend(Case(group, f"native_{b}", f"pyiocp native (C HTTP/1.1 server), {b}", "pyiocp",
-                              lambda p, b=b: [py, "-m", "pyiocp", "serve", root, "--host", host,
-                                              "--port", str(p), "--threads", t, "--backend", b, "--quiet"],
-                              None, args.threads, http=http), b)
-            for b in args.backends
-        ]
+        for b in args.backends:
+            cases += per_build(builds, lambda bld, b=b, group=group, http=http: with_backend(Case(
+                group, f"native_{b}", f"pyiocp native (C HTTP/1.1 server), {b}", "pyiocp",
+                lambda p: [bld.python, "-m", "pyiocp", "serve", root, "--host", host, "--port", str(p),
+                           "--threads", t, "--backend", b, "--quiet"], None, args.threads, http=http), b))
         cases += [
             Case(group, "nginx", "nginx (sendfile, 1 worker, master_process off)", "nginx",
                  lambda p: nginx_argv(args.nginx, root, host, p), None, http=http, threads_label="1 (worker)",
@@ -390,6 +490,56 @@ def pyiocp_environment():
     return None, (r2.stderr.strip().splitlines() or r.stderr.strip().splitlines() or ["?"])[-1]
 
 
+def case_identity(case):
+    """What the tables need besides the numbers: which build a pyiocp case ran, whose twin it is."""
+    return {"build": case.build.name if case.build else None, "twin_of": case.twin_of,
+            "refs": [list(x) for x in case.refs] or None, "threads_label": case.threads_label,
+            "connections_label": str(case.connections) if case.connections else None}
+
+
+def case_env(case, env):
+    """A baseline case runs with its build's environment (nothing pointing at the current tree)."""
+    return case.build.env if case.build is not None and case.build.env is not None else env
+
+
+def stale_install(package_dir):
+    """A warning when the pyiocp the runner imports was built before the tree's engine or binding
+    last changed (then 'current' is not this tree), else None."""
+    if os.path.abspath(package_dir).startswith(REPO + os.sep):
+        return None                  # an in-place build: nothing installed to go stale
+    cores = [os.path.join(package_dir, f) for f in os.listdir(package_dir) if f.startswith("_core")]
+    if not cores:
+        return None
+    built = max(os.path.getmtime(f) for f in cores)
+    r = subprocess.run(["git", "-C", REPO, "ls-files", "engine", "pyiocp", "setup.py"],
+                       capture_output=True, text=True)
+    newest = None
+    for name in r.stdout.split():
+        path = os.path.join(REPO, name)
+        if os.path.exists(path) and (newest is None or os.path.getmtime(path) > newest[0]):
+            newest = (os.path.getmtime(path), name)
+    if newest is None or newest[0] <= built:
+        return None
+    when = lambda t: time.strftime("%Y-%m-%d %H:%M", time.localtime(t))      # noqa: E731
+    return (f"the pyiocp this runner imports ({package_dir}, built {when(built)}) may be older than the "
+            f"tree: {newest[1]} changed at {when(newest[0])}. Reinstall it (pip install .) so that the "
+            f"'current' rows measure this tree")
+
+
+def default_threads(build, env, cpus):
+    """The engine's default worker count for a build, asked under the servers' taskset (a default
+    that follows the process's CPU affinity must see the CPUs the servers get)."""
+    code = ("import pyiocp; f = getattr(pyiocp, 'default_threads', None); "
+            "print(f() if f else pyiocp.Engine().threads)")
+    r = subprocess.run(["taskset", "-c", cpus, build.python, "-c", code], capture_output=True, text=True,
+                       cwd=tempfile.gettempdir(), env=build.env if build.env is not None else env)
+    try:
+        return int(r.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        sys.exit(f"run_load: cannot ask the {build.name} pyiocp for its default thread count "
+                 f"(needed by the default-thread echo cases): {(r.stderr.strip().splitlines() or ['?'])[-1]}")
+
+
 def wait_for_port(host, port, proc, logpath, timeout):
     deadline = time.monotonic() + timeout
     while True:
@@ -457,20 +607,24 @@ def run_loadgen(cmd, server_pid, timeout, server_cpus, client_cpus):
     return rc, out, stderr_lines, cpu
 
 
-def run_case(case, args, loadgen, env, workdir):
+def run_case(case, args, loadgen, env, workdir, tag=""):
     port = free_port(args.host)
     argv = case.server(port)
     server_cmd = ["taskset", "-c", args.server_cpus] + argv
-    logpath = os.path.join(workdir, case.id.replace("/", "-") + ".log")
+    logpath = os.path.join(workdir, case.id.replace("/", "-") + tag + ".log")
     result = {"id": case.id, "group": case.group, "key": case.key, "label": case.label,
               "family": case.family, "threads": case.threads, "server_cmd": shlex.join(server_cmd)}
+    result.update(case_identity(case))
+    env = case_env(case, env)
+    # From the work directory, not the source tree: `python -m pyiocp` puts the current directory
+    # first on sys.path, and the tree's unbuilt pyiocp/ would shadow the installed package.
     with open(logpath, "wb") as logf:
-        proc = subprocess.Popen(server_cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=REPO, env=env,
+        proc = subprocess.Popen(server_cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=workdir, env=env,
                                 start_new_session=True)
     try:
         wait_for_port(args.host, port, proc, logpath, args.start_timeout)
         lg_cmd = ["taskset", "-c", args.client_cpus, loadgen, "--host", args.host, "--port", str(port),
-                  "--connections", str(args.connections), "--duration", str(args.duration),
+                  "--connections", str(case.connections or args.connections), "--duration", str(args.duration),
                   "--warmup", str(args.warmup), "--verify-every", str(args.verify_every)] + case.load
         result["loadgen_cmd"] = shlex.join(lg_cmd)
         rc, out, errs, cpu = run_loadgen(lg_cmd, proc.pid, args.duration + args.warmup + 60,
@@ -768,22 +922,20 @@ def wrk_problems(w, size, conns):
     return probs
 
 
-def wrk_seconds(x):
-    return max(1, int(round(x)))
-
-
-def run_http_case(case, args, env, workdir):
+def run_http_case(case, args, env, workdir, tag=""):
     h = case.http
     port = free_port(args.host)
     argv = case.server(port)
     server_cmd = ["taskset", "-c", args.server_cpus] + argv
-    logpath = os.path.join(workdir, case.id.replace("/", "-") + ".log")
+    logpath = os.path.join(workdir, case.id.replace("/", "-") + tag + ".log")
     url = f"http://{args.host}:{port}/{h['name']}"
     path = os.path.join(workdir, "files", h["name"])
     result = {"id": case.id, "group": case.group, "key": case.key, "label": case.label, "kind": "wrk",
               "family": case.family, "threads": case.threads, "threads_label": case.threads_label,
               "server_cmd": shlex.join(server_cmd), "file": h["name"], "size": h["size"],
               "connections": h["connections"]}
+    result.update(case_identity(case))
+    env = case_env(case, env)
 
     def server_output():
         text = tail(logpath)
@@ -792,7 +944,7 @@ def run_http_case(case, args, env, workdir):
         return f"\nserver output:\n{text}" if text.strip() else ""
 
     with open(logpath, "wb") as logf:
-        proc = subprocess.Popen(server_cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=REPO, env=env,
+        proc = subprocess.Popen(server_cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=workdir, env=env,
                                 start_new_session=True)
     try:
         wait_for_port(args.host, port, proc, logpath, args.start_timeout)
@@ -808,7 +960,7 @@ def run_http_case(case, args, env, workdir):
         if args.warmup > 0:
             cmd = wrk_cmd(args.warmup)
             rc, out, _, _, killed = run_wrk(cmd, wrk_seconds(args.warmup) + 60,
-                                            os.path.join(workdir, case.id.replace("/", "-") + ".warmup.txt"))
+                                            os.path.join(workdir, case.id.replace("/", "-") + tag + ".warmup.txt"))
             try:
                 probs = wrk_problems(parse_wrk(out), h["size"], h["connections"]) if rc == 0 else []
             except ValueError as e:
@@ -826,7 +978,7 @@ def run_http_case(case, args, env, workdir):
         server_cpus, client_cpus = parse_cpus(args.server_cpus), parse_cpus(args.client_cpus)
         s0, sc0, cc0 = tree_cpu_split(proc.pid), cpu_times(server_cpus), cpu_times(client_cpus)
         rc, out, wrk_cpu, wall, killed = run_wrk(cmd, wrk_seconds(args.duration) + 60,
-                                                 os.path.join(workdir, case.id.replace("/", "-") + ".wrk.txt"))
+                                                 os.path.join(workdir, case.id.replace("/", "-") + tag + ".wrk.txt"))
         s1, sc1, cc1 = tree_cpu_split(proc.pid), cpu_times(server_cpus), cpu_times(client_cpus)
         alive = proc.poll() is None
         result["wrk_output"] = out
@@ -907,266 +1059,35 @@ def noise_score(r):
     return sum(r.get(k) or 0.0 for k in ("other_on_server_cpus_pct", "other_on_client_cpus_pct", "steal_pct"))
 
 
-# ---------------------------------------------------------------- tables --
-
-def fmt_num(v, digits=0):
-    if v is None:
-        return "n/a"
-    if digits == 0:
-        return f"{v:,.0f}"
-    return f"{v:,.{digits}f}"
-
-
-def fmt_us(v):
-    if v is None:
-        return "n/a"
-    return f"{v:,.1f}" if v < 100 else f"{v:,.0f}"
-
-
-def fmt_ratio(a, b):
-    if a is None or b is None or b == 0:
-        return "n/a"
-    return f"{a / b:.2f}×"
-
-
-def refs_for(group):
-    """Reference rows for the ratio columns: (column title, case id)."""
-    if group in ("raw1k", "raw64k"):
-        return [("asyncio", f"{group}/asyncio"), ("uvloop", f"{group}/uvloop")]
-    if group == "echo1k":
-        return [("asyncio", "echo1k/asyncio"), ("uvloop", "echo1k/uvloop")]
-    if group == "echo_threads":
-        return [("uvloop", "echo1k/uvloop")]
-    return []
-
-
-def group_table(group, results, by_id):
-    rows = [r for r in results if r["group"] == group]
-    refs = refs_for(group)
-    head = ["server", "threads", "rate/s", "p50 µs", "p99 µs", "server CPU s", "req per server-CPU-s",
-            "client CPU"]
-    for title, _ in refs:
-        head += [f"rate ÷ {title}", f"req/CPU-s ÷ {title}"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
-    for r in rows:
-        thr = str(r["threads"]) if r.get("threads") else "1 (loop)"
-        if not r["ok"]:
-            cells = [r["label"], thr, "FAILED"] + [""] * (len(head) - 3)
-        else:
-            cells = [r["label"], thr, fmt_num(r["rate"]), fmt_us(r["p50_us"]), fmt_us(r["p99_us"]),
-                     fmt_num(r["server_cpu_s"], 2), fmt_num(r["per_cpu_s"]),
-                     f"{r['client_cpu_pct']:.0f} %" if r.get("client_cpu_pct") is not None else "n/a"]
-            for _, ref_id in refs:
-                ref = by_id.get(ref_id)
-                ok = ref is not None and ref["ok"]
-                cells += [fmt_ratio(r["rate"], ref["rate"]) if ok else "n/a",
-                          fmt_ratio(r["per_cpu_s"], ref["per_cpu_s"]) if ok else "n/a"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def fmt_mib(kib):
-    return "n/a" if kib is None else f"{kib / 1024:,.1f}"
-
-
-def http_group_table(group, results, by_id):
-    rows = [r for r in results if r["group"] == group]
-    ref = by_id.get(f"{group}/nginx")
-    ref = ref if ref is not None and ref["ok"] else None
-    big = group == "http100m"
-    if big:
-        head = ["server", "threads", "MiB/s", "downloads/s", "p50 ms", "p99 ms", "server CPU s",
-                "MiB per server-CPU-s", "peak RSS MiB", "wrk CPU", "MiB/s ÷ nginx", "MiB/CPU-s ÷ nginx"]
+def run_with_retries(case, args, run_one, tag):
+    """One measurement of a case: run again while noisy (up to --noise-retries
+    times) and keep the quietest attempt; logs the result."""
+    tries = [run_one(case, tag)]
+    while tries[-1]["ok"] and tries[-1].get("noise") and len(tries) <= args.noise_retries:
+        log(f"    {tries[-1]['rate']:,.0f}/s, but {tries[-1]['noise']}: running it again")
+        tries.append(run_one(case, tag))
+    r = min(tries, key=noise_score) if tries[-1]["ok"] else tries[-1]
+    r["attempts"] = len(tries)
+    r["attempt_rates"] = [t.get("rate") for t in tries]
+    if len(tries) > 1 and r["ok"]:
+        log(f"    keeping attempt {tries.index(r) + 1} of {len(tries)} (the quietest):")
+    if r["ok"] and r.get("kind") == "wrk":
+        log(f"    {r['rate']:,.1f}/s  {r['transfer_mib_s']:,.1f} MiB/s  p50 {r['p50_us']:,.0f} µs  "
+            f"p99 {r['p99_us']:,.0f} µs  server CPU {r['server_cpu_s']:.2f} s "
+            f"({r['server_cpu_pct']:.0f} %, user {r['server_user_s']:.2f} s, sys {r['server_sys_s']:.2f} s, "
+            f"{r['server_threads']} threads, {r['server_procs']} process(es))  peak RSS "
+            f"{fmt_mib(r['peak_rss_kib'])} MiB  wrk CPU {r['client_cpu_pct']:.0f} %  "
+            f"[server {r['server_exit']}]" + (f"\n    NOTE: {r['note']}" if r.get("note") else ""))
+    elif r["ok"]:
+        log(f"    {r['rate']:,.0f}/s  p50 {r['p50_us']:,.0f} µs  p99 {r['p99_us']:,.0f} µs  "
+            f"server CPU {r['server_cpu_s']:.2f} s ({r['server_cpu_pct']:.0f} %, "
+            f"user {r['server_user_s']:.2f} s, sys {r['server_sys_s']:.2f} s, "
+            f"{r['server_threads']} threads)  client CPU {r['client_cpu_pct']:.0f} %  "
+            f"fairness {r['fairness']:.2f}  "
+            f"[server {r['server_exit']}]" + (f"\n    NOTE: {r['noise']}" if r.get("noise") else ""))
     else:
-        head = ["server", "threads", "rate/s", "p50 µs", "p99 µs", "MiB/s", "server CPU s",
-                "req per server-CPU-s", "peak RSS MiB", "wrk CPU", "rate ÷ nginx", "req/CPU-s ÷ nginx"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
-    for r in rows:
-        thr = str(r["threads"]) if r.get("threads") else (r.get("threads_label") or "1")
-        if not r["ok"]:
-            cells = [r["label"], thr, "FAILED"] + [""] * (len(head) - 3)
-        elif big:
-            cells = [r["label"], thr, fmt_num(r["transfer_mib_s"]), fmt_num(r["rate"], 1),
-                     fmt_num(r["p50_us"] / 1000, 1), fmt_num(r["p99_us"] / 1000, 1),
-                     fmt_num(r["server_cpu_s"], 2), fmt_num(r["mib_per_cpu_s"]), fmt_mib(r.get("peak_rss_kib")),
-                     f"{r['client_cpu_pct']:.0f} %",
-                     fmt_ratio(r["transfer_mib_s"], ref["transfer_mib_s"]) if ref else "n/a",
-                     fmt_ratio(r["mib_per_cpu_s"], ref["mib_per_cpu_s"]) if ref else "n/a"]
-        else:
-            cells = [r["label"], thr, fmt_num(r["rate"]), fmt_us(r["p50_us"]), fmt_us(r["p99_us"]),
-                     fmt_num(r["transfer_mib_s"], 1), fmt_num(r["server_cpu_s"], 2), fmt_num(r["per_cpu_s"]),
-                     fmt_mib(r.get("peak_rss_kib")), f"{r['client_cpu_pct']:.0f} %",
-                     fmt_ratio(r["rate"], ref["rate"]) if ref else "n/a",
-                     fmt_ratio(r["per_cpu_s"], ref["per_cpu_s"]) if ref else "n/a"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def backend_table(results, by_id):
-    """io_uring against epoll, case by case, from the same run: rate and work
-    done per server CPU-second (the load generator often saturates first)."""
-    head = ["case", "io_uring rate", "epoll rate", "rate io_uring ÷ epoll",
-            "io_uring per server-CPU-s", "epoll per server-CPU-s", "per-CPU io_uring ÷ epoll"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
-    found = False
-    for group in list(GROUPS) + list(HTTP_GROUPS):
-        key = "pyiocp_echo" if group == "echo1k" else "native"
-        a, b = by_id.get(f"{group}/{key}_io_uring"), by_id.get(f"{group}/{key}_epoll")
-        if not (a and b and a["ok"] and b["ok"]):
-            continue
-        found = True
-        rate, per = ("transfer_mib_s", "mib_per_cpu_s") if group == "http100m" else ("rate", "per_cpu_s")
-        unit = " MiB/s" if group == "http100m" else "/s"
-        lines.append("| " + " | ".join([
-            group, fmt_num(a[rate]) + unit, fmt_num(b[rate]) + unit, fmt_ratio(a[rate], b[rate]),
-            fmt_num(a[per]), fmt_num(b[per]), fmt_ratio(a[per], b[per])]) + " |")
-    return "\n".join(lines) if found else ""
-
-
-def report(results, meta, groups=None):
-    by_id = {r["id"]: r for r in results}
-    out = []
-    backends = backend_table(results, by_id)
-    if backends:
-        out.append("### io_uring ÷ epoll (pyiocp's two Linux backends, same run)\n")
-        out.append(backends)
-        out.append("")
-    for group, title in (groups or {**GROUPS, **HTTP_GROUPS}).items():
-        if not any(r["group"] == group for r in results):
-            continue
-        out.append(f"### {title}\n")
-        out.append(http_group_table(group, results, by_id) if group in HTTP_GROUPS
-                   else group_table(group, results, by_id))
-        notes = []
-        for r in results:
-            if r["group"] != group:
-                continue
-            if not r["ok"]:
-                first = r["error"].strip().splitlines()[0] if r["error"].strip() else "?"
-                notes.append(f"- **{r['label']} FAILED**: {first}")
-            elif r.get("note"):
-                notes.append(f"- {r['label']}: {r['note']}")
-        if notes:
-            out.append("\n" + "\n".join(notes))
-        out.append("")
-    return "\n".join(out)
-
-
-def markdown_section(results, meta):
-    lines = [
-        MD_BEGIN,
-        "## Load benchmarks",
-        "",
-        "Generated by `benchmarks/run_load.py`; do not edit by hand between the markers.",
-        "",
-        f"- Command: `{meta['command']}`",
-        f"- Date: {meta['date']}",
-        f"- Kernel: `{meta['kernel']}`; CPU: {meta['cpu_model']} ({meta['cpus']} CPUs); "
-        f"Python {meta['python']}; uvloop {meta['uvloop'] or 'not installed'}; pyiocp {meta['pyiocp'] or 'not run'}",
-        f"- Server pinned with `taskset -c {meta['server_cpus']}`, load generator (benchmarks/loadgen.c, one "
-        f"thread, epoll) with `taskset -c {meta['client_cpus']}`; {meta['connections']} connections over "
-        f"loopback, each with one request in flight; {meta['warmup']} s warm-up, then {meta['duration']} s "
-        f"measured. Every answer's size is checked; content of every "
-        f"{'answer' if meta['verify_every'] == 1 else str(meta['verify_every']) + 'th answer'} is compared.",
-        "- rate = answers completed in the window / window length; p50/p99 = latency from sending a request "
-        "to its answer's last byte; server CPU = utime+stime of the server process and all its threads "
-        "(/proc/PID/stat) over the window; client CPU = the load generator's share of its own CPU. "
-        "Ratios are taken between rows of this same run.",
-    ]
-    lines.append(f"- Noise: time the two pinned CPUs spent on other work or lost to steal is read from "
-                 f"/proc/stat; a case above {meta['noise_pct']:g} % is run again (up to {meta['noise_retries']} "
-                 f"times) and the quietest run kept; a case still noisy says so under its table. A case whose "
-                 f"connections were served very unevenly (Jain index < 0.9) says so too.")
-    if meta.get("skipped"):
-        lines.append("- Not run: " + "; ".join(meta["skipped"]))
-    if meta.get("only"):
-        lines.append(f"- Partial run: `--only {meta['only']}`")
-    lines += ["", report(results, meta, GROUPS).rstrip(), "", MD_END]
-    return "\n".join(lines)
-
-
-def http_markdown_section(results, meta):
-    ex = next((r for r in results if r.get("wrk_cmd") and r["group"] != "http100m"), None)
-    ex_big = next((r for r in results if r.get("wrk_cmd") and r["group"] == "http100m"), None)
-    lines = [
-        HTTP_MD_BEGIN,
-        "## HTTP static-file benchmarks",
-        "",
-        "Generated by `benchmarks/run_load.py`; do not edit by hand between the markers.",
-        "",
-        f"- Command: `{meta['command']}`",
-        f"- Date: {meta['date']}",
-        f"- Kernel: `{meta['kernel']}`; CPU: {meta['cpu_model']} ({meta['cpus']} CPUs); "
-        f"Python {meta['python']}; pyiocp {meta['pyiocp'] or 'not run'}; {meta['nginx'] or 'nginx not run'}; "
-        f"aiohttp {meta['aiohttp'] or 'not run'}; uvloop {meta['uvloop'] or 'not installed'}; "
-        f"{meta['wrk'] or 'wrk'}",
-        f"- Every server serves the same temporary folder (1 KiB, 64 KiB and 100 MiB files of random bytes) "
-        f"under `taskset -c {meta['server_cpus']}`; wrk runs under `taskset -c {meta['client_cpus']}` with one "
-        f"thread and keep-alive connections (wrk's default), each with one request in flight: "
-        f"`wrk -t1 -c{meta['http_connections']} -d{wrk_seconds(meta['duration'])}s --latency URL`, and "
-        f"`wrk -t1 -c1 -d{wrk_seconds(meta['duration'])}s --latency --timeout=30s URL` for the 100 MiB file. "
-        f"Before that, per case: two GETs on one connection whose bodies are compared byte for byte with the "
-        f"file (the connection must stay open), then a {wrk_seconds(meta['warmup'])} s wrk warm-up, not counted."
-        if meta["warmup"] > 0 else
-        f"- Every server serves the same temporary folder under `taskset -c {meta['server_cpus']}`; wrk runs "
-        f"under `taskset -c {meta['client_cpus']}`, `wrk -t1 -c{meta['http_connections']} "
-        f"-d{wrk_seconds(meta['duration'])}s --latency URL` (no warm-up).",
-    ]
-    if ex:
-        lines.append(f"- For example: server `{ex['server_cmd']}`, client `{ex['wrk_cmd']}` "
-                     f"(ports and paths change per run).")
-    if ex_big:
-        lines.append(f"- 100 MiB: client `{ex_big['wrk_cmd']}`.")
-    lines += [
-        "- rate = wrk's Requests/sec; p50/p99 from `--latency` (wrk times a request from its write to the "
-        "answer's last byte); MiB/s = wrk's Transfer/sec (heads included, 1 MiB = 2^20 bytes); server CPU = "
-        "utime+stime of the server's processes and threads (/proc/PID/stat) over the wrk run; peak RSS = VmHWM "
-        "from /proc/PID/status summed over the server's processes, read at the end of the case (warm-up "
-        "included); wrk CPU = wrk's user+sys time (wait4) / the run's wall time. "
-        "Ratios are against the nginx row of the same table, same run.",
-        "- Failures are loud: any wrk socket error (connect, read, write, timeout), any answer that is not "
-        "2xx/3xx, or a byte count that does not fit the file's size fails the case (FAILED row, exit "
-        "status 1).",
-        f"- Noise: as for the load benchmarks (above {meta['noise_pct']:g} % of a pinned CPU spent on other work "
-        f"or stolen: run again, up to {meta['noise_retries']} times, the quietest run kept).",
-        "- Servers: *pyiocp native* is `python -m pyiocp serve` (HTTP/1.1 in C, `--quiet`: no access log). "
-        "*nginx* runs from a generated config in the temporary folder: `worker_processes 1; daemon off; "
-        "master_process off;`, `access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000;`, "
-        "pid, error log and temp paths in the temporary folder (nothing of /etc/nginx). *asyncio* is "
-        "`benchmarks/servers/asyncio_http.py`: head with `transport.write`, body with `loop.sendfile`; "
-        "*uvloop* is the same server on uvloop, which has no `loop.sendfile`, so head and file bytes go out "
-        "in one `transport.write`. *aiohttp* is `benchmarks/servers/aiohttp_http.py`, a handler returning "
-        "`web.FileResponse` (loop.sendfile; file open and stat run in the default executor). *http.server* "
-        "is `benchmarks/servers/stdlib_http.py`: `python -m http.server`'s ThreadingHTTPServer and "
-        "SimpleHTTPRequestHandler with `protocol_version = \"HTTP/1.1\"` so that connections are kept open "
-        "(stock `python -m http.server` answers HTTP/1.0 and closes each connection, which would make wrk "
-        "reconnect for every request), `disable_nagle_algorithm = True` (TCP_NODELAY: it writes head and body "
-        "in two sends, and with Nagle on a kept-open connection each body waits ~40 ms for the client's "
-        "delayed ACK; `--nagle` keeps that) and a listen backlog of 1024 instead of 5.",
-    ]
-    if meta.get("http_skipped"):
-        lines.append("- Not run: " + "; ".join(meta["http_skipped"]))
-    if meta.get("http_unselected"):
-        lines.append(f"- Partial run: `--only {meta['only']}` left out " + ", ".join(meta["http_unselected"]))
-    lines += ["", report(results, meta, HTTP_GROUPS).rstrip(), "", HTTP_MD_END]
-    return "\n".join(lines)
-
-
-def update_markdown(path, section, begin=MD_BEGIN, end=MD_END):
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    else:
-        text = "# Benchmarks\n\n"
-    b, e = text.find(begin), text.find(end)
-    if b >= 0 and e > b:
-        text = text[:b] + section + text[e + len(end):]
-    else:
-        if not text.endswith("\n\n"):
-            text = text.rstrip("\n") + "\n\n"
-        text += section + "\n"
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
+        log(f"    FAILED: {r['error']}\n    [server {r['server_exit']}]")
+    return r
 
 
 # ------------------------------------------------------------------ main --
@@ -1183,6 +1104,25 @@ def parse_args(argv):
                          "has one pinned CPU)")
     ap.add_argument("--thread-counts", default="1,2,4", help="threads for the echo_threads group (default 1,2,4)")
     ap.add_argument("--msg", type=int, default=1024, help="echo message size (default 1024)")
+    ap.add_argument("--echo-connections", default="1,10,50",
+                    help="connection counts for the echo_conns group (default 1,10,50)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="run every case once per round, in an order shuffled per round (default 3); tables "
+                         "show the median and spread over the rounds, ratios are taken within each round. "
+                         "--rounds 1: one run per case, in the listed order")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="seed of the per-round shuffle (default: a new one, printed; pass it to repeat an order)")
+    ap.add_argument("--baseline", metavar="REF",
+                    help="A/B run: also run every selected pyiocp case with pyiocp built from git REF (a hash, "
+                         "a branch, HEAD~N) in its own venv, interleaved with the current one; adds a "
+                         "'current ÷ baseline' table. See 'A/B against a baseline' below")
+    ap.add_argument("--baseline-cache", metavar="DIR",
+                    help="keep baseline builds in DIR, keyed by commit hash and Python version, and reuse "
+                         "them (announced) instead of building again (default: a fresh build per run, "
+                         "in the temporary directory)")
+    ap.add_argument("--ab-tolerance", type=float, default=3.0, metavar="PCT",
+                    help="flag an A/B row whose median current ÷ baseline per server-CPU-second is off by "
+                         "more than PCT %% (default 3)")
     ap.add_argument("--only", default="", help="comma-separated tags: case ids, groups, server keys or families")
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
     ap.add_argument("--json", metavar="PATH", help="write all results as JSON to PATH")
@@ -1217,6 +1157,16 @@ def parse_args(argv):
         args.thread_counts = [int(x) for x in args.thread_counts.split(",") if x.strip()]
     except ValueError:
         ap.error("--thread-counts must be integers separated by commas")
+    try:
+        args.echo_connections = [int(x) for x in args.echo_connections.split(",") if x.strip()]
+    except ValueError:
+        ap.error("--echo-connections must be integers separated by commas")
+    if any(n < 1 for n in args.echo_connections + args.thread_counts):
+        ap.error("--echo-connections and --thread-counts take counts of 1 or more")
+    if args.rounds < 1:
+        ap.error("--rounds must be 1 or more")
+    if args.seed is None:
+        args.seed = random.SystemRandom().randrange(1 << 32)
     if (args.duration <= 0 or args.warmup < 0 or args.connections < 1 or args.threads < 1
             or args.http_connections < 1):
         ap.error("bad --duration, --warmup, --connections, --http-connections or --threads")
@@ -1239,10 +1189,20 @@ def main(argv=None):
         atexit.register(shutil.rmtree, workdir, True)
     root = os.path.join(workdir, "files")
     os.mkdir(root)
-    cases = build_cases(args, root)
+    current = Build("current", sys.executable, REPO)
+    builds = [current]
+    baseline = None
+    if args.baseline:
+        try:
+            commit, subject = baseline_build.resolve(REPO, args.baseline)
+        except baseline_build.BaselineError as e:
+            sys.exit(f"run_load: {e}")
+        baseline = Build("baseline", None, None, env=baseline_build.clean_env(), short=commit[:9])
+        builds.append(baseline)
+    cases = build_cases(args, root, builds)
     if args.list:
         for c in cases:
-            log(f"{c.id:28} {c.label}   [tags: {', '.join(sorted(c.tags()))}]")
+            log(f"{c.id:36} {c.label}   [tags: {', '.join(sorted(c.tags()))}]")
         shutil.rmtree(workdir, ignore_errors=True)
         return 0
     only = [t.strip() for t in args.only.split(",") if t.strip()]
@@ -1327,12 +1287,49 @@ def main(argv=None):
                      "Build and install it first (pip install -e .), or run only the baselines with "
                      "--only asyncio,uvloop")
         env, pyiocp_version = penv, info
-        if any(c.key == "file_server" for c in cases) and not os.path.exists(
-                os.path.join(REPO, "examples", "file_server.py")):
-            sys.exit("run_load: examples/file_server.py does not exist (needed by the file_server cases; "
-                     "leave them out with --only)")
     if not cases:
         sys.exit("run_load: no case selected")
+    missing = [(c, path) for c in cases if c.build is current for path in c.needs
+               if not os.path.exists(os.path.join(REPO, path))]
+    if baseline:
+        if not any(c.twin_of for c in cases):
+            sys.exit("run_load: --baseline compares pyiocp cases, and none is selected (see --list; "
+                     "for example --only pyiocp, or --only echo1k,raw1k)")
+        missing += [(c, path) for c in cases if c.build is baseline for path in c.needs
+                    if not baseline_build.has_file(REPO, commit, path)]
+    if missing:
+        sys.exit("run_load: " + "; ".join(
+            f"{c.id} needs {path}, which {'the baseline ' + baseline.short if c.build is baseline else 'this tree'}"
+            f" does not have" for c, path in missing) + " (leave those cases out with --only)")
+    current_info = None
+    if any(c.build is current for c in cases):
+        try:
+            current_info = baseline_build.probe_pyiocp(sys.executable, env)
+        except baseline_build.BaselineError as e:
+            sys.exit(f"run_load: {e}")
+        warning = stale_install(current_info["package"])
+        if warning:
+            log("run_load: " + "!" * 60)
+            log("run_load: WARNING: " + warning)
+            log("run_load: " + "!" * 60)
+    base = None
+    if baseline:
+        # Before this script pins itself to the client's CPU: the build may use every CPU.
+        try:
+            base = baseline_build.build(REPO, args.baseline, workdir, cache_dir=args.baseline_cache,
+                                        log=lambda m: log("run_load: " + m))
+        except baseline_build.BaselineError as e:
+            hint = ("" if args.keep or args.baseline_cache else
+                    "\n(the work directory goes at exit: --keep or --baseline-cache DIR keeps the whole log)")
+            sys.exit(f"run_load: {e}{hint}")
+        baseline.python, baseline.tree = base.python, base.src
+    for bld in builds:
+        users = [c for c in cases if c.build is bld and c.default_threads]
+        if users:
+            bld.default_threads = default_threads(bld, env, args.server_cpus)
+            for c in users:
+                c.threads = bld.default_threads
+                c.threads_label = f"default: {bld.default_threads}"
 
     # Keep this script off the server's CPU.
     try:
@@ -1352,6 +1349,12 @@ def main(argv=None):
         "python": platform.python_version(),
         "uvloop": uvloop_version,
         "pyiocp": pyiocp_version,
+        "current": ({"tree": baseline_build.tree_state(REPO), "package": current_info["package"],
+                     "version": current_info["version"]} if current_info else None),
+        "baseline": ({"ref": args.baseline, "commit": base.commit, "subject": base.subject,
+                      "version": base.info.get("version"), "root": base.root, "reused": base.reused,
+                      "cache": args.baseline_cache} if base else None),
+        "ab_tolerance_pct": args.ab_tolerance,
         "server_cpus": args.server_cpus,
         "client_cpus": args.client_cpus,
         "connections": args.connections,
@@ -1361,6 +1364,8 @@ def main(argv=None):
         "noise_pct": args.noise_pct,
         "noise_retries": args.noise_retries,
         "only": args.only,
+        "rounds": args.rounds,
+        "seed": args.seed,
         "skipped": skipped,
         "http_skipped": http_skipped,
         "http_unselected": unselected_http,
@@ -1369,52 +1374,34 @@ def main(argv=None):
         "nginx": nginx_version,
         "aiohttp": aiohttp_version,
     }
-    log(f"run_load: {len(cases)} case(s), {args.warmup:g} s warm-up + {args.duration:g} s each; "
+    log(f"run_load: {len(cases)} case(s) × {args.rounds} round(s)"
+        + (f" in an order shuffled per round (seed {args.seed}; --seed {args.seed} repeats it)"
+           if args.rounds > 1 else "")
+        + f", {args.warmup:g} s warm-up + {args.duration:g} s each; "
         f"server on CPU {args.server_cpus}, load generator / wrk on CPU {args.client_cpus}; work dir {workdir}")
     if any(c.kind == "wrk" for c in cases) and (args.duration != wrk_seconds(args.duration)
                                                 or (args.warmup and args.warmup != wrk_seconds(args.warmup))):
         log(f"run_load: wrk takes whole seconds: the HTTP cases run {wrk_seconds(args.duration)} s "
             f"(warm-up {wrk_seconds(args.warmup) if args.warmup else 0} s)")
 
-    def run_one(case):
+    def run_one(case, tag):
         if case.kind == "wrk":
-            return run_http_case(case, args, env, workdir)
-        return run_case(case, args, loadgen, env, workdir)
+            return run_http_case(case, args, env, workdir, tag)
+        return run_case(case, args, loadgen, env, workdir, tag)
 
-    results = []
+    runs = {c.id: [] for c in cases}      # every round's result, per case
+    rng = random.Random(args.seed)
     try:
-        for case in cases:
-            log(f"--- {case.id}: {case.label}")
-            r = run_one(case)
-            tries = [r]
-            while tries[-1]["ok"] and tries[-1].get("noise") and len(tries) <= args.noise_retries:
-                log(f"    {tries[-1]['rate']:,.0f}/s, but {tries[-1]['noise']}: running it again")
-                tries.append(run_one(case))
-            if tries[-1]["ok"]:
-                r = min(tries, key=noise_score)
-            else:
-                r = tries[-1]
-            r["attempts"] = len(tries)
-            r["attempt_rates"] = [t.get("rate") for t in tries]
-            if len(tries) > 1 and r["ok"]:
-                log(f"    keeping attempt {tries.index(r) + 1} of {len(tries)} (the quietest):")
-            results.append(r)
-            if r["ok"] and r.get("kind") == "wrk":
-                log(f"    {r['rate']:,.1f}/s  {r['transfer_mib_s']:,.1f} MiB/s  p50 {r['p50_us']:,.0f} µs  "
-                    f"p99 {r['p99_us']:,.0f} µs  server CPU {r['server_cpu_s']:.2f} s "
-                    f"({r['server_cpu_pct']:.0f} %, user {r['server_user_s']:.2f} s, sys {r['server_sys_s']:.2f} s, "
-                    f"{r['server_threads']} threads, {r['server_procs']} process(es))  peak RSS "
-                    f"{fmt_mib(r['peak_rss_kib'])} MiB  wrk CPU {r['client_cpu_pct']:.0f} %  "
-                    f"[server {r['server_exit']}]" + (f"\n    NOTE: {r['note']}" if r.get("note") else ""))
-            elif r["ok"]:
-                log(f"    {r['rate']:,.0f}/s  p50 {r['p50_us']:,.0f} µs  p99 {r['p99_us']:,.0f} µs  "
-                    f"server CPU {r['server_cpu_s']:.2f} s ({r['server_cpu_pct']:.0f} %, "
-                    f"user {r['server_user_s']:.2f} s, sys {r['server_sys_s']:.2f} s, "
-                    f"{r['server_threads']} threads)  client CPU {r['client_cpu_pct']:.0f} %  "
-                    f"fairness {r['fairness']:.2f}  "
-                    f"[server {r['server_exit']}]" + (f"\n    NOTE: {r['noise']}" if r.get("noise") else ""))
-            else:
-                log(f"    FAILED: {r['error']}\n    [server {r['server_exit']}]")
+        for rnd in range(1, args.rounds + 1):
+            order = list(cases)
+            if args.rounds > 1:
+                rng.shuffle(order)
+                log(f"=== round {rnd} of {args.rounds} (seed {args.seed})")
+            for case in order:
+                log(f"--- {case.id}: {case.label}" + (f"  [round {rnd}]" if args.rounds > 1 else ""))
+                r = run_with_retries(case, args, run_one, f".r{rnd}" if args.rounds > 1 else "")
+                r["round"] = rnd
+                runs[case.id].append(r)
     except KeyboardInterrupt:
         log("run_load: interrupted; reporting the cases that finished")
     finally:
@@ -1423,22 +1410,29 @@ def main(argv=None):
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
+    results = [r for c in cases for r in runs[c.id]]
+    rows = [aggregate(runs[c.id]) for c in cases if runs[c.id]]
     log("")
-    log(report(results, meta))
+    log(report(rows, meta))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"meta": meta, "results": results}, f, indent=2)
+            json.dump({"meta": meta, "results": results,
+                       "summary": [{k: v for k, v in row.items() if k != "runs"} for row in rows]}, f, indent=2)
         log(f"run_load: wrote {args.json}")
-    if not args.no_md:
+    if not args.no_md and base:
+        # An A/B run checks a change; it has its own section and leaves the reference tables alone.
+        update_markdown(args.md, ab_markdown_section(rows, meta), AB_MD_BEGIN, AB_MD_END)
+        log(f"run_load: updated the A/B section of {args.md}")
+    elif not args.no_md:
         # Each section is rewritten only by a run that has cases of its own.
-        if any(r["group"] in GROUPS for r in results):
-            update_markdown(args.md, markdown_section([r for r in results if r["group"] in GROUPS], meta))
+        if any(r["group"] in GROUPS for r in rows):
+            update_markdown(args.md, markdown_section([r for r in rows if r["group"] in GROUPS], meta))
             log(f"run_load: updated the load section of {args.md}")
-        if any(r["group"] in HTTP_GROUPS for r in results):
-            update_markdown(args.md, http_markdown_section([r for r in results if r["group"] in HTTP_GROUPS],
+        if any(r["group"] in HTTP_GROUPS for r in rows):
+            update_markdown(args.md, http_markdown_section([r for r in rows if r["group"] in HTTP_GROUPS],
                                                            meta), HTTP_MD_BEGIN, HTTP_MD_END)
             log(f"run_load: updated the HTTP section of {args.md}")
-    failed = [r["id"] for r in results if not r["ok"]]
+    failed = [f"{r['id']}" + (f" (round {r['round']})" if args.rounds > 1 else "") for r in results if not r["ok"]]
     if failed:
         log(f"run_load: FAILED case(s): {', '.join(failed)}")
         return 1
