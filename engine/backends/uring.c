@@ -408,16 +408,6 @@ void piocp_uring_prep_send(struct io_uring_sqe *sqe, int fd, const void *buf, si
     sqe->msg_flags = (unsigned)flags;
 }
 
-void piocp_uring_prep_splice(struct io_uring_sqe *sqe, int fd_in, int64_t off_in, int fd_out,
-                             int64_t off_out, unsigned nbytes, unsigned splice_flags,
-                             uint64_t user_data)
-{
-    prep(sqe, IORING_OP_SPLICE, fd_out, 0, nbytes, (uint64_t)off_out, user_data);
-    sqe->splice_off_in = (uint64_t)off_in;
-    sqe->splice_fd_in = fd_in;
-    sqe->splice_flags = splice_flags;
-}
-
 void piocp_uring_prep_cancel(struct io_uring_sqe *sqe, uint64_t target, unsigned flags,
                              uint64_t user_data)
 {
@@ -437,12 +427,6 @@ void piocp_uring_prep_msg_ring(struct io_uring_sqe *sqe, int ring_fd, unsigned r
     /* addr 0 is IORING_MSG_DATA (named only since the 6.0 headers): len
      * becomes the target CQE's res, off its user_data. */
     prep(sqe, IORING_OP_MSG_RING, ring_fd, 0, res, target_data, user_data);
-}
-
-void piocp_uring_prep_read(struct io_uring_sqe *sqe, int fd, void *buf, unsigned len,
-                           uint64_t offset, uint64_t user_data)
-{
-    prep(sqe, IORING_OP_READ, fd, (uintptr_t)buf, clamp_len(len), offset, user_data);
 }
 
 void piocp_uring_prep_poll_add(struct io_uring_sqe *sqe, int fd, unsigned events,
@@ -467,11 +451,6 @@ void piocp_uring_prep_timeout(struct io_uring_sqe *sqe, struct __kernel_timespec
 {
     prep(sqe, IORING_OP_TIMEOUT, -1, (uintptr_t)ts, 1, count, user_data);
     sqe->timeout_flags = flags;
-}
-
-void piocp_uring_prep_close(struct io_uring_sqe *sqe, int fd, uint64_t user_data)
-{
-    prep(sqe, IORING_OP_CLOSE, fd, 0, 0, 0, user_data);
 }
 
 /* -------------------------------------------- provided-buffer rings -- */
@@ -701,11 +680,8 @@ static void probe_ops(piocp_uring *ring, piocp_uring_features *out)
         out->op_accept = OP(IORING_OP_ACCEPT);
         out->op_recv = OP(IORING_OP_RECV);
         out->op_send = OP(IORING_OP_SEND);
-        out->op_splice = OP(IORING_OP_SPLICE);
         out->op_async_cancel = OP(IORING_OP_ASYNC_CANCEL);
         out->op_msg_ring = OP(IORING_OP_MSG_RING);
-        out->op_close = OP(IORING_OP_CLOSE);
-        out->op_read = OP(IORING_OP_READ);
         out->op_poll_add = OP(IORING_OP_POLL_ADD);
         out->op_send_zc = OP(PIOCP_OP_SEND_ZC);
 #undef OP
@@ -835,19 +811,14 @@ STUB_PREP(piocp_uring_prep_recv_multishot, int fd, unsigned short bgid, int flag
           uint64_t user_data)
 STUB_PREP(piocp_uring_prep_send, int fd, const void *buf, size_t len, int flags,
           uint64_t user_data)
-STUB_PREP(piocp_uring_prep_splice, int fd_in, int64_t off_in, int fd_out, int64_t off_out,
-          unsigned nbytes, unsigned splice_flags, uint64_t user_data)
 STUB_PREP(piocp_uring_prep_cancel, uint64_t target, unsigned flags, uint64_t user_data)
 STUB_PREP(piocp_uring_prep_cancel_fd, int fd, uint64_t user_data)
 STUB_PREP(piocp_uring_prep_msg_ring, int ring_fd, unsigned res, uint64_t target_data,
-          uint64_t user_data)
-STUB_PREP(piocp_uring_prep_read, int fd, void *buf, unsigned len, uint64_t offset,
           uint64_t user_data)
 STUB_PREP(piocp_uring_prep_poll_add, int fd, unsigned events, uint64_t user_data)
 STUB_PREP(piocp_uring_prep_poll_multishot, int fd, unsigned events, uint64_t user_data)
 STUB_PREP(piocp_uring_prep_timeout, struct __kernel_timespec *ts, unsigned count,
           unsigned flags, uint64_t user_data)
-STUB_PREP(piocp_uring_prep_close, int fd, uint64_t user_data)
 #pragma GCC diagnostic pop
 
 int piocp_uring_buf_ring_setup(piocp_uring *ring, unsigned short bgid, unsigned entries,
@@ -951,10 +922,9 @@ const char *piocp_uring_describe(const piocp_uring_features *f, char *buf, size_
         bool have;
         const char *name;
     } ops[] = {
-        {f->op_accept, "accept"}, {f->op_recv, "recv"}, {f->op_send, "send"},
-        {f->op_splice, "splice"}, {f->op_async_cancel, "async_cancel"},
-        {f->op_msg_ring, "msg_ring"}, {f->op_close, "close"}, {f->op_read, "read"},
-        {f->op_poll_add, "poll_add"},
+        {f->op_accept, "accept"},   {f->op_recv, "recv"},
+        {f->op_send, "send"},       {f->op_async_cancel, "async_cancel"},
+        {f->op_msg_ring, "msg_ring"}, {f->op_poll_add, "poll_add"},
     };
     char missing[160] = "";
     size_t m = 0;

@@ -144,11 +144,6 @@ void piocp_uring_prep_recv_multishot(struct io_uring_sqe *sqe, int fd, unsigned 
 /* `flags` e.g. MSG_NOSIGNAL | MSG_WAITALL. */
 void piocp_uring_prep_send(struct io_uring_sqe *sqe, int fd, const void *buf, size_t len,
                            int flags, uint64_t user_data);
-/* Offsets of -1 mean "the descriptor's own position" (required for pipes
- * and sockets). */
-void piocp_uring_prep_splice(struct io_uring_sqe *sqe, int fd_in, int64_t off_in, int fd_out,
-                             int64_t off_out, unsigned nbytes, unsigned splice_flags,
-                             uint64_t user_data);
 /* Cancels the request submitted with `target` as its user_data (`flags`:
  * IORING_ASYNC_CANCEL_* such as ALL; 0 for the first match). */
 void piocp_uring_prep_cancel(struct io_uring_sqe *sqe, uint64_t target, unsigned flags,
@@ -159,9 +154,6 @@ void piocp_uring_prep_cancel_fd(struct io_uring_sqe *sqe, int fd, uint64_t user_
 /* Posts a CQE {user_data = target_data, res = res} on the ring `ring_fd`. */
 void piocp_uring_prep_msg_ring(struct io_uring_sqe *sqe, int ring_fd, unsigned res,
                                uint64_t target_data, uint64_t user_data);
-/* `offset` (uint64_t)-1 reads at the current position (eventfds, pipes). */
-void piocp_uring_prep_read(struct io_uring_sqe *sqe, int fd, void *buf, unsigned len,
-                           uint64_t offset, uint64_t user_data);
 /* `events` are poll(2) bits; res is the ready mask. */
 void piocp_uring_prep_poll_add(struct io_uring_sqe *sqe, int fd, unsigned events,
                                uint64_t user_data);
@@ -172,7 +164,6 @@ void piocp_uring_prep_poll_multishot(struct io_uring_sqe *sqe, int fd, unsigned 
  * `flags`: IORING_TIMEOUT_*. */
 void piocp_uring_prep_timeout(struct io_uring_sqe *sqe, struct __kernel_timespec *ts,
                               unsigned count, unsigned flags, uint64_t user_data);
-void piocp_uring_prep_close(struct io_uring_sqe *sqe, int fd, uint64_t user_data);
 
 /* --- provided-buffer rings (IORING_REGISTER_PBUF_RING, 5.19+) ------------ */
 typedef struct piocp_uring_buf_ring {
@@ -208,8 +199,7 @@ typedef struct piocp_uring_features {
     bool available;        /* a ring could be created and mapped */
     int setup_error;       /* -errno from io_uring_setup/mmap when not available */
     unsigned features;     /* IORING_FEAT_* */
-    bool op_accept, op_recv, op_send, op_splice, op_async_cancel, op_msg_ring, op_close,
-        op_read, op_poll_add, op_send_zc;
+    bool op_accept, op_recv, op_send, op_async_cancel, op_msg_ring, op_poll_add, op_send_zc;
     bool accept_multishot, recv_multishot, buf_ring, single_issuer, coop_taskrun, submit_all;
     /* Not in the original sketch: the kernel.io_uring_disabled sysctl (-1
      * when the file does not exist) and the setup flags accepted. */
