@@ -62,8 +62,6 @@ static const char *errno_name(int err)
 _Static_assert(IORING_OP_SEND_ZC == PIOCP_OP_SEND_ZC, "IORING_OP_SEND_ZC");
 #endif
 
-#define MAX_RW_COUNT 0x7ffff000u /* the kernel's cap on one transfer */
-
 _Static_assert(sizeof(struct io_uring_sqe) == 64, "64-byte SQEs");
 _Static_assert(sizeof(struct io_uring_cqe) == 16, "16-byte CQEs");
 _Static_assert(sizeof(struct io_uring_buf) == 16, "16-byte provided-buffer entries");
@@ -331,128 +329,6 @@ unsigned piocp_uring_cq_dropped(const piocp_uring *ring)
     return ring->cq.koverflow ? __atomic_load_n(ring->cq.koverflow, __ATOMIC_RELAXED) : 0;
 }
 
-int piocp_uring_cqe_buffer_id(const struct io_uring_cqe *cqe)
-{
-    return cqe->flags & IORING_CQE_F_BUFFER ? (int)(cqe->flags >> IORING_CQE_BUFFER_SHIFT) : -1;
-}
-
-bool piocp_uring_cqe_more(const struct io_uring_cqe *cqe)
-{
-    return (cqe->flags & IORING_CQE_F_MORE) != 0;
-}
-
-/* ----------------------------------------------------------- prep ---- */
-
-static void prep(struct io_uring_sqe *sqe, unsigned char op, int fd, uint64_t addr,
-                 unsigned len, uint64_t off, uint64_t user_data)
-{
-    memset(sqe, 0, sizeof *sqe);
-    sqe->opcode = op;
-    sqe->fd = fd;
-    sqe->addr = addr;
-    sqe->len = len;
-    sqe->off = off;
-    sqe->user_data = user_data;
-}
-
-static unsigned clamp_len(size_t len)
-{
-    return len > MAX_RW_COUNT ? MAX_RW_COUNT : (unsigned)len;
-}
-
-void piocp_uring_prep_nop(struct io_uring_sqe *sqe, uint64_t user_data)
-{
-    prep(sqe, IORING_OP_NOP, -1, 0, 0, 0, user_data);
-}
-
-void piocp_uring_prep_accept(struct io_uring_sqe *sqe, int fd, struct sockaddr *addr,
-                             socklen_t *addrlen, int flags, uint64_t user_data)
-{
-    prep(sqe, IORING_OP_ACCEPT, fd, (uintptr_t)addr, 0, (uintptr_t)addrlen, user_data);
-    sqe->accept_flags = (unsigned)flags;
-}
-
-void piocp_uring_prep_accept_multishot(struct io_uring_sqe *sqe, int fd, int flags,
-                                       uint64_t user_data)
-{
-    piocp_uring_prep_accept(sqe, fd, NULL, NULL, flags, user_data);
-    sqe->ioprio = IORING_ACCEPT_MULTISHOT;
-}
-
-void piocp_uring_prep_recv(struct io_uring_sqe *sqe, int fd, void *buf, size_t len, int flags,
-                           uint64_t user_data)
-{
-    prep(sqe, IORING_OP_RECV, fd, (uintptr_t)buf, clamp_len(len), 0, user_data);
-    sqe->msg_flags = (unsigned)flags;
-}
-
-void piocp_uring_prep_recv_select(struct io_uring_sqe *sqe, int fd, size_t len,
-                                  unsigned short bgid, int flags, uint64_t user_data)
-{
-    piocp_uring_prep_recv(sqe, fd, NULL, len, flags, user_data);
-    sqe->flags = IOSQE_BUFFER_SELECT;
-    sqe->buf_group = bgid;
-}
-
-void piocp_uring_prep_recv_multishot(struct io_uring_sqe *sqe, int fd, unsigned short bgid,
-                                     int flags, uint64_t user_data)
-{
-    piocp_uring_prep_recv_select(sqe, fd, 0, bgid, flags, user_data);
-    sqe->ioprio = IORING_RECV_MULTISHOT;
-}
-
-void piocp_uring_prep_send(struct io_uring_sqe *sqe, int fd, const void *buf, size_t len,
-                           int flags, uint64_t user_data)
-{
-    prep(sqe, IORING_OP_SEND, fd, (uintptr_t)buf, clamp_len(len), 0, user_data);
-    sqe->msg_flags = (unsigned)flags;
-}
-
-void piocp_uring_prep_cancel(struct io_uring_sqe *sqe, uint64_t target, unsigned flags,
-                             uint64_t user_data)
-{
-    prep(sqe, IORING_OP_ASYNC_CANCEL, -1, target, 0, 0, user_data);
-    sqe->cancel_flags = flags;
-}
-
-void piocp_uring_prep_cancel_fd(struct io_uring_sqe *sqe, int fd, uint64_t user_data)
-{
-    prep(sqe, IORING_OP_ASYNC_CANCEL, fd, 0, 0, 0, user_data);
-    sqe->cancel_flags = IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_ALL;
-}
-
-void piocp_uring_prep_msg_ring(struct io_uring_sqe *sqe, int ring_fd, unsigned res,
-                               uint64_t target_data, uint64_t user_data)
-{
-    /* addr 0 is IORING_MSG_DATA (named only since the 6.0 headers): len
-     * becomes the target CQE's res, off its user_data. */
-    prep(sqe, IORING_OP_MSG_RING, ring_fd, 0, res, target_data, user_data);
-}
-
-void piocp_uring_prep_poll_add(struct io_uring_sqe *sqe, int fd, unsigned events,
-                               uint64_t user_data)
-{
-    prep(sqe, IORING_OP_POLL_ADD, fd, 0, 0, 0, user_data);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    events = (events << 16) | (events >> 16); /* the kernel swaps 16-bit halves back */
-#endif
-    sqe->poll32_events = events;
-}
-
-void piocp_uring_prep_poll_multishot(struct io_uring_sqe *sqe, int fd, unsigned events,
-                                     uint64_t user_data)
-{
-    piocp_uring_prep_poll_add(sqe, fd, events, user_data);
-    sqe->len = IORING_POLL_ADD_MULTI;
-}
-
-void piocp_uring_prep_timeout(struct io_uring_sqe *sqe, struct __kernel_timespec *ts,
-                              unsigned count, unsigned flags, uint64_t user_data)
-{
-    prep(sqe, IORING_OP_TIMEOUT, -1, (uintptr_t)ts, 1, count, user_data);
-    sqe->timeout_flags = flags;
-}
-
 /* -------------------------------------------- provided-buffer rings -- */
 
 int piocp_uring_buf_ring_setup(piocp_uring *ring, unsigned short bgid, unsigned entries,
@@ -497,32 +373,6 @@ int piocp_uring_buf_ring_setup(piocp_uring *ring, unsigned short bgid, unsigned 
         piocp_uring_buf_ring_add(out, (unsigned short)b, b);
     piocp_uring_buf_ring_advance(out, entries);
     return 0;
-}
-
-void piocp_uring_buf_ring_add(piocp_uring_buf_ring *br, unsigned short bid, unsigned offset)
-{
-    struct io_uring_buf *b = &br->br->bufs[(br->tail + offset) & br->mask];
-    b->addr = (uintptr_t)(br->bufs + (size_t)bid * br->buf_size);
-    b->len = (uint32_t)br->buf_size;
-    b->bid = bid;
-}
-
-void piocp_uring_buf_ring_advance(piocp_uring_buf_ring *br, unsigned count)
-{
-    br->tail = (unsigned short)(br->tail + count);
-    /* The entries written by _add must be visible before the new tail. */
-    __atomic_store_n(&br->br->tail, br->tail, __ATOMIC_RELEASE);
-}
-
-void piocp_uring_buf_ring_recycle(piocp_uring_buf_ring *br, unsigned short bid)
-{
-    piocp_uring_buf_ring_add(br, bid, 0);
-    piocp_uring_buf_ring_advance(br, 1);
-}
-
-void *piocp_uring_buf_ring_buf(const piocp_uring_buf_ring *br, unsigned short bid)
-{
-    return br->bufs + (size_t)(bid & br->mask) * br->buf_size;
 }
 
 int piocp_uring_buf_ring_free(piocp_uring *ring, piocp_uring_buf_ring *br)
@@ -779,48 +629,6 @@ unsigned piocp_uring_cq_dropped(const piocp_uring *ring)
     return 0;
 }
 
-int piocp_uring_cqe_buffer_id(const struct io_uring_cqe *cqe)
-{
-    (void)cqe;
-    return -1;
-}
-
-bool piocp_uring_cqe_more(const struct io_uring_cqe *cqe)
-{
-    (void)cqe;
-    return false;
-}
-
-/* No SQE is ever handed out, so the prep helpers are never reached. */
-#define STUB_PREP(name, ...)                                                           \
-    void name(struct io_uring_sqe *sqe, __VA_ARGS__) { (void)sqe; }
-void piocp_uring_prep_nop(struct io_uring_sqe *sqe, uint64_t user_data)
-{
-    (void)sqe;
-    (void)user_data;
-}
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-STUB_PREP(piocp_uring_prep_accept, int fd, struct sockaddr *addr, socklen_t *addrlen,
-          int flags, uint64_t user_data)
-STUB_PREP(piocp_uring_prep_accept_multishot, int fd, int flags, uint64_t user_data)
-STUB_PREP(piocp_uring_prep_recv, int fd, void *buf, size_t len, int flags, uint64_t user_data)
-STUB_PREP(piocp_uring_prep_recv_select, int fd, size_t len, unsigned short bgid, int flags,
-          uint64_t user_data)
-STUB_PREP(piocp_uring_prep_recv_multishot, int fd, unsigned short bgid, int flags,
-          uint64_t user_data)
-STUB_PREP(piocp_uring_prep_send, int fd, const void *buf, size_t len, int flags,
-          uint64_t user_data)
-STUB_PREP(piocp_uring_prep_cancel, uint64_t target, unsigned flags, uint64_t user_data)
-STUB_PREP(piocp_uring_prep_cancel_fd, int fd, uint64_t user_data)
-STUB_PREP(piocp_uring_prep_msg_ring, int ring_fd, unsigned res, uint64_t target_data,
-          uint64_t user_data)
-STUB_PREP(piocp_uring_prep_poll_add, int fd, unsigned events, uint64_t user_data)
-STUB_PREP(piocp_uring_prep_poll_multishot, int fd, unsigned events, uint64_t user_data)
-STUB_PREP(piocp_uring_prep_timeout, struct __kernel_timespec *ts, unsigned count,
-          unsigned flags, uint64_t user_data)
-#pragma GCC diagnostic pop
-
 int piocp_uring_buf_ring_setup(piocp_uring *ring, unsigned short bgid, unsigned entries,
                                size_t buf_size, piocp_uring_buf_ring *out)
 {
@@ -830,32 +638,6 @@ int piocp_uring_buf_ring_setup(piocp_uring *ring, unsigned short bgid, unsigned 
     (void)buf_size;
     memset(out, 0, sizeof *out);
     return -ENOSYS;
-}
-
-void piocp_uring_buf_ring_add(piocp_uring_buf_ring *br, unsigned short bid, unsigned offset)
-{
-    (void)br;
-    (void)bid;
-    (void)offset;
-}
-
-void piocp_uring_buf_ring_advance(piocp_uring_buf_ring *br, unsigned count)
-{
-    (void)br;
-    (void)count;
-}
-
-void piocp_uring_buf_ring_recycle(piocp_uring_buf_ring *br, unsigned short bid)
-{
-    (void)br;
-    (void)bid;
-}
-
-void *piocp_uring_buf_ring_buf(const piocp_uring_buf_ring *br, unsigned short bid)
-{
-    (void)br;
-    (void)bid;
-    return NULL;
 }
 
 int piocp_uring_buf_ring_free(piocp_uring *ring, piocp_uring_buf_ring *br)
