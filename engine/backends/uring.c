@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Reads kernel.io_uring_disabled (6.6+): 0 enabled, 1 only for
@@ -273,7 +274,30 @@ int piocp_uring_submit(piocp_uring *ring)
     }
 }
 
-int piocp_uring_submit_and_wait(piocp_uring *ring, unsigned wait_nr)
+/* io_uring_enter with a relative timeout for the wait (IORING_ENTER_EXT_ARG,
+ * 5.11+): the kernel then returns -ETIME when it expires with fewer than
+ * min_complete CQEs ready and nothing submitted. */
+static int sys_enter_timeout(int fd, unsigned to_submit, unsigned min_complete, unsigned flags,
+                             const struct __kernel_timespec *ts)
+{
+    struct io_uring_getevents_arg arg;
+    memset(&arg, 0, sizeof arg); /* no signal mask */
+    arg.ts = (uintptr_t)ts;
+    long ret = syscall(__NR_io_uring_enter, fd, to_submit, min_complete,
+                       flags | IORING_ENTER_EXT_ARG, &arg, sizeof arg);
+    return ret < 0 ? -errno : (int)ret;
+}
+
+static long long monotonic_ns(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
+}
+
+/* Submits and waits for `wait_nr` CQEs; until `deadline_ns` (CLOCK_MONOTONIC)
+ * at the latest when it is >= 0 (the caller checked IORING_FEAT_EXT_ARG). */
+static int submit_and_wait_until(piocp_uring *ring, unsigned wait_nr, long long deadline_ns)
 {
     if (ring->fd < 0)
         return -EBADF;
@@ -283,7 +307,20 @@ int piocp_uring_submit_and_wait(piocp_uring *ring, unsigned wait_nr)
         unsigned flags = wait_nr || flush ? IORING_ENTER_GETEVENTS : 0;
         if (to_submit == 0 && flags == 0)
             return 0;
-        int ret = sys_enter(ring->fd, to_submit, wait_nr, flags);
+        int ret;
+        if (deadline_ns >= 0 && wait_nr) {
+            /* Relative, recomputed on every retry so EINTR cannot stretch it. */
+            long long left = deadline_ns - monotonic_ns();
+            if (left < 0)
+                left = 0;
+            struct __kernel_timespec ts = {.tv_sec = left / 1000000000LL,
+                                           .tv_nsec = left % 1000000000LL};
+            ret = sys_enter_timeout(ring->fd, to_submit, wait_nr, flags, &ts);
+            if (ret == -ETIME) /* timed out; nothing was submitted */
+                return 0;
+        } else {
+            ret = sys_enter(ring->fd, to_submit, wait_nr, flags);
+        }
         if (ret >= 0)
             return ret;
         if (ret == -EINTR) /* nothing was consumed: the SQEs are still queued */
@@ -298,6 +335,22 @@ int piocp_uring_submit_and_wait(piocp_uring *ring, unsigned wait_nr)
         }
         return ret;
     }
+}
+
+int piocp_uring_submit_and_wait(piocp_uring *ring, unsigned wait_nr)
+{
+    return submit_and_wait_until(ring, wait_nr, -1);
+}
+
+int piocp_uring_submit_and_wait_timeout(piocp_uring *ring, unsigned wait_nr, int timeout_ms)
+{
+    if (timeout_ms < 0)
+        return submit_and_wait_until(ring, wait_nr, -1);
+    if (timeout_ms == 0) /* submit, flush overflow and task work; no wait */
+        return submit_and_wait_until(ring, 0, -1);
+    if (ring->fd >= 0 && !(ring->features & IORING_FEAT_EXT_ARG))
+        return -EOPNOTSUPP;
+    return submit_and_wait_until(ring, wait_nr, monotonic_ns() + timeout_ms * 1000000LL);
 }
 
 /* ------------------------------------------------------- completions -- */
@@ -555,6 +608,7 @@ int piocp_uring_probe(piocp_uring_features *out)
     out->single_issuer = (ring.setup_flags & IORING_SETUP_SINGLE_ISSUER) != 0;
     out->coop_taskrun = (ring.setup_flags & IORING_SETUP_COOP_TASKRUN) != 0;
     out->submit_all = (ring.setup_flags & IORING_SETUP_SUBMIT_ALL) != 0;
+    out->ext_arg = (ring.features & IORING_FEAT_EXT_ARG) != 0;
     probe_ops(&ring, out);
 
     piocp_uring_buf_ring br;
@@ -600,6 +654,14 @@ int piocp_uring_submit_and_wait(piocp_uring *ring, unsigned wait_nr)
 {
     (void)ring;
     (void)wait_nr;
+    return -ENOSYS;
+}
+
+int piocp_uring_submit_and_wait_timeout(piocp_uring *ring, unsigned wait_nr, int timeout_ms)
+{
+    (void)ring;
+    (void)wait_nr;
+    (void)timeout_ms;
     return -ENOSYS;
 }
 
@@ -719,12 +781,13 @@ const char *piocp_uring_describe(const piocp_uring_features *f, char *buf, size_
     }
     snprintf(buf, len,
              "io_uring: available (features 0x%x; setup%s%s%s%s; multishot accept %s, "
-             "multishot recv %s, buffer rings %s, send_zc %s; %s%s)",
+             "multishot recv %s, buffer rings %s, timed waits %s, send_zc %s; %s%s)",
              f->features, f->single_issuer ? " single_issuer" : "",
              f->coop_taskrun ? " coop_taskrun" : "", f->submit_all ? " submit_all" : "",
              f->single_issuer || f->coop_taskrun || f->submit_all ? "" : " basic",
              f->accept_multishot ? "yes" : "no", f->recv_multishot ? "yes" : "no",
-             f->buf_ring ? "yes" : "no", f->op_send_zc ? "yes" : "no",
+             f->buf_ring ? "yes" : "no", f->ext_arg ? "yes" : "no",
+             f->op_send_zc ? "yes" : "no",
              m ? "missing ops:" : "all needed ops", m ? missing : "");
     return buf;
 }

@@ -111,6 +111,16 @@ int piocp_uring_submit(piocp_uring *ring);
  * queued: reap, then call again), else the error.  -EBADR: the kernel had to
  * drop completions (out of memory even for its overflow list). */
 int piocp_uring_submit_and_wait(piocp_uring *ring, unsigned wait_nr);
+/* The same, but the wait ends after `timeout_ms` even if fewer than
+ * `wait_nr` CQEs are ready: a timeout is not an error, the call returns as
+ * if the wait had succeeded (0 when it submitted nothing) and the caller
+ * finds fewer CQEs, or none, to reap.  `timeout_ms` < 0 waits without a
+ * limit (piocp_uring_submit_and_wait); 0 does not wait at all (submits and
+ * flushes overflowed CQEs and pending task work only).  A positive timeout
+ * needs IORING_FEAT_EXT_ARG (5.11+): -EOPNOTSUPP without it, before
+ * anything is submitted.  The return value counts SQEs submitted, as for
+ * piocp_uring_submit_and_wait, so it can be > 0 after a timeout. */
+int piocp_uring_submit_and_wait_timeout(piocp_uring *ring, unsigned wait_nr, int timeout_ms);
 /* Stores up to `max` pointers to ready CQEs (oldest first) without
  * consuming them; returns the count.  When none are ready but the kernel
  * holds overflowed completions or pending task work, flushes them first.
@@ -346,6 +356,9 @@ typedef struct piocp_uring_features {
     unsigned features;     /* IORING_FEAT_* */
     bool op_accept, op_recv, op_send, op_async_cancel, op_msg_ring, op_poll_add, op_send_zc;
     bool accept_multishot, recv_multishot, buf_ring, single_issuer, coop_taskrun, submit_all;
+    /* IORING_FEAT_EXT_ARG: waits with a timeout
+     * (piocp_uring_submit_and_wait_timeout) */
+    bool ext_arg;
     /* Not in the original sketch: the kernel.io_uring_disabled sysctl (-1
      * when the file does not exist) and the setup flags accepted. */
     int disabled_sysctl;
