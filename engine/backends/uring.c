@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Reads kernel.io_uring_disabled (6.6+): 0 enabled, 1 only for
@@ -61,8 +62,6 @@ static const char *errno_name(int err)
 #ifdef IORING_SEND_ZC_REPORT_USAGE /* 6.1 headers carry the enum */
 _Static_assert(IORING_OP_SEND_ZC == PIOCP_OP_SEND_ZC, "IORING_OP_SEND_ZC");
 #endif
-
-#define MAX_RW_COUNT 0x7ffff000u /* the kernel's cap on one transfer */
 
 _Static_assert(sizeof(struct io_uring_sqe) == 64, "64-byte SQEs");
 _Static_assert(sizeof(struct io_uring_cqe) == 16, "16-byte CQEs");
@@ -275,7 +274,30 @@ int piocp_uring_submit(piocp_uring *ring)
     }
 }
 
-int piocp_uring_submit_and_wait(piocp_uring *ring, unsigned wait_nr)
+/* io_uring_enter with a relative timeout for the wait (IORING_ENTER_EXT_ARG,
+ * 5.11+): the kernel then returns -ETIME when it expires with fewer than
+ * min_complete CQEs ready and nothing submitted. */
+static int sys_enter_timeout(int fd, unsigned to_submit, unsigned min_complete, unsigned flags,
+                             const struct __kernel_timespec *ts)
+{
+    struct io_uring_getevents_arg arg;
+    memset(&arg, 0, sizeof arg); /* no signal mask */
+    arg.ts = (uintptr_t)ts;
+    long ret = syscall(__NR_io_uring_enter, fd, to_submit, min_complete,
+                       flags | IORING_ENTER_EXT_ARG, &arg, sizeof arg);
+    return ret < 0 ? -errno : (int)ret;
+}
+
+static long long monotonic_ns(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
+}
+
+/* Submits and waits for `wait_nr` CQEs; until `deadline_ns` (CLOCK_MONOTONIC)
+ * at the latest when it is >= 0 (the caller checked IORING_FEAT_EXT_ARG). */
+static int submit_and_wait_until(piocp_uring *ring, unsigned wait_nr, long long deadline_ns)
 {
     if (ring->fd < 0)
         return -EBADF;
@@ -285,7 +307,20 @@ int piocp_uring_submit_and_wait(piocp_uring *ring, unsigned wait_nr)
         unsigned flags = wait_nr || flush ? IORING_ENTER_GETEVENTS : 0;
         if (to_submit == 0 && flags == 0)
             return 0;
-        int ret = sys_enter(ring->fd, to_submit, wait_nr, flags);
+        int ret;
+        if (deadline_ns >= 0 && wait_nr) {
+            /* Relative, recomputed on every retry so EINTR cannot stretch it. */
+            long long left = deadline_ns - monotonic_ns();
+            if (left < 0)
+                left = 0;
+            struct __kernel_timespec ts = {.tv_sec = left / 1000000000LL,
+                                           .tv_nsec = left % 1000000000LL};
+            ret = sys_enter_timeout(ring->fd, to_submit, wait_nr, flags, &ts);
+            if (ret == -ETIME) /* timed out; nothing was submitted */
+                return 0;
+        } else {
+            ret = sys_enter(ring->fd, to_submit, wait_nr, flags);
+        }
         if (ret >= 0)
             return ret;
         if (ret == -EINTR) /* nothing was consumed: the SQEs are still queued */
@@ -300,6 +335,22 @@ int piocp_uring_submit_and_wait(piocp_uring *ring, unsigned wait_nr)
         }
         return ret;
     }
+}
+
+int piocp_uring_submit_and_wait(piocp_uring *ring, unsigned wait_nr)
+{
+    return submit_and_wait_until(ring, wait_nr, -1);
+}
+
+int piocp_uring_submit_and_wait_timeout(piocp_uring *ring, unsigned wait_nr, int timeout_ms)
+{
+    if (timeout_ms < 0)
+        return submit_and_wait_until(ring, wait_nr, -1);
+    if (timeout_ms == 0) /* submit, flush overflow and task work; no wait */
+        return submit_and_wait_until(ring, 0, -1);
+    if (ring->fd >= 0 && !(ring->features & IORING_FEAT_EXT_ARG))
+        return -EOPNOTSUPP;
+    return submit_and_wait_until(ring, wait_nr, monotonic_ns() + timeout_ms * 1000000LL);
 }
 
 /* ------------------------------------------------------- completions -- */
@@ -329,149 +380,6 @@ void piocp_uring_cq_advance(piocp_uring *ring, unsigned n)
 unsigned piocp_uring_cq_dropped(const piocp_uring *ring)
 {
     return ring->cq.koverflow ? __atomic_load_n(ring->cq.koverflow, __ATOMIC_RELAXED) : 0;
-}
-
-int piocp_uring_cqe_buffer_id(const struct io_uring_cqe *cqe)
-{
-    return cqe->flags & IORING_CQE_F_BUFFER ? (int)(cqe->flags >> IORING_CQE_BUFFER_SHIFT) : -1;
-}
-
-bool piocp_uring_cqe_more(const struct io_uring_cqe *cqe)
-{
-    return (cqe->flags & IORING_CQE_F_MORE) != 0;
-}
-
-/* ----------------------------------------------------------- prep ---- */
-
-static void prep(struct io_uring_sqe *sqe, unsigned char op, int fd, uint64_t addr,
-                 unsigned len, uint64_t off, uint64_t user_data)
-{
-    memset(sqe, 0, sizeof *sqe);
-    sqe->opcode = op;
-    sqe->fd = fd;
-    sqe->addr = addr;
-    sqe->len = len;
-    sqe->off = off;
-    sqe->user_data = user_data;
-}
-
-static unsigned clamp_len(size_t len)
-{
-    return len > MAX_RW_COUNT ? MAX_RW_COUNT : (unsigned)len;
-}
-
-void piocp_uring_prep_nop(struct io_uring_sqe *sqe, uint64_t user_data)
-{
-    prep(sqe, IORING_OP_NOP, -1, 0, 0, 0, user_data);
-}
-
-void piocp_uring_prep_accept(struct io_uring_sqe *sqe, int fd, struct sockaddr *addr,
-                             socklen_t *addrlen, int flags, uint64_t user_data)
-{
-    prep(sqe, IORING_OP_ACCEPT, fd, (uintptr_t)addr, 0, (uintptr_t)addrlen, user_data);
-    sqe->accept_flags = (unsigned)flags;
-}
-
-void piocp_uring_prep_accept_multishot(struct io_uring_sqe *sqe, int fd, int flags,
-                                       uint64_t user_data)
-{
-    piocp_uring_prep_accept(sqe, fd, NULL, NULL, flags, user_data);
-    sqe->ioprio = IORING_ACCEPT_MULTISHOT;
-}
-
-void piocp_uring_prep_recv(struct io_uring_sqe *sqe, int fd, void *buf, size_t len, int flags,
-                           uint64_t user_data)
-{
-    prep(sqe, IORING_OP_RECV, fd, (uintptr_t)buf, clamp_len(len), 0, user_data);
-    sqe->msg_flags = (unsigned)flags;
-}
-
-void piocp_uring_prep_recv_select(struct io_uring_sqe *sqe, int fd, size_t len,
-                                  unsigned short bgid, int flags, uint64_t user_data)
-{
-    piocp_uring_prep_recv(sqe, fd, NULL, len, flags, user_data);
-    sqe->flags = IOSQE_BUFFER_SELECT;
-    sqe->buf_group = bgid;
-}
-
-void piocp_uring_prep_recv_multishot(struct io_uring_sqe *sqe, int fd, unsigned short bgid,
-                                     int flags, uint64_t user_data)
-{
-    piocp_uring_prep_recv_select(sqe, fd, 0, bgid, flags, user_data);
-    sqe->ioprio = IORING_RECV_MULTISHOT;
-}
-
-void piocp_uring_prep_send(struct io_uring_sqe *sqe, int fd, const void *buf, size_t len,
-                           int flags, uint64_t user_data)
-{
-    prep(sqe, IORING_OP_SEND, fd, (uintptr_t)buf, clamp_len(len), 0, user_data);
-    sqe->msg_flags = (unsigned)flags;
-}
-
-void piocp_uring_prep_splice(struct io_uring_sqe *sqe, int fd_in, int64_t off_in, int fd_out,
-                             int64_t off_out, unsigned nbytes, unsigned splice_flags,
-                             uint64_t user_data)
-{
-    prep(sqe, IORING_OP_SPLICE, fd_out, 0, nbytes, (uint64_t)off_out, user_data);
-    sqe->splice_off_in = (uint64_t)off_in;
-    sqe->splice_fd_in = fd_in;
-    sqe->splice_flags = splice_flags;
-}
-
-void piocp_uring_prep_cancel(struct io_uring_sqe *sqe, uint64_t target, unsigned flags,
-                             uint64_t user_data)
-{
-    prep(sqe, IORING_OP_ASYNC_CANCEL, -1, target, 0, 0, user_data);
-    sqe->cancel_flags = flags;
-}
-
-void piocp_uring_prep_cancel_fd(struct io_uring_sqe *sqe, int fd, uint64_t user_data)
-{
-    prep(sqe, IORING_OP_ASYNC_CANCEL, fd, 0, 0, 0, user_data);
-    sqe->cancel_flags = IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_ALL;
-}
-
-void piocp_uring_prep_msg_ring(struct io_uring_sqe *sqe, int ring_fd, unsigned res,
-                               uint64_t target_data, uint64_t user_data)
-{
-    /* addr 0 is IORING_MSG_DATA (named only since the 6.0 headers): len
-     * becomes the target CQE's res, off its user_data. */
-    prep(sqe, IORING_OP_MSG_RING, ring_fd, 0, res, target_data, user_data);
-}
-
-void piocp_uring_prep_read(struct io_uring_sqe *sqe, int fd, void *buf, unsigned len,
-                           uint64_t offset, uint64_t user_data)
-{
-    prep(sqe, IORING_OP_READ, fd, (uintptr_t)buf, clamp_len(len), offset, user_data);
-}
-
-void piocp_uring_prep_poll_add(struct io_uring_sqe *sqe, int fd, unsigned events,
-                               uint64_t user_data)
-{
-    prep(sqe, IORING_OP_POLL_ADD, fd, 0, 0, 0, user_data);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    events = (events << 16) | (events >> 16); /* the kernel swaps 16-bit halves back */
-#endif
-    sqe->poll32_events = events;
-}
-
-void piocp_uring_prep_poll_multishot(struct io_uring_sqe *sqe, int fd, unsigned events,
-                                     uint64_t user_data)
-{
-    piocp_uring_prep_poll_add(sqe, fd, events, user_data);
-    sqe->len = IORING_POLL_ADD_MULTI;
-}
-
-void piocp_uring_prep_timeout(struct io_uring_sqe *sqe, struct __kernel_timespec *ts,
-                              unsigned count, unsigned flags, uint64_t user_data)
-{
-    prep(sqe, IORING_OP_TIMEOUT, -1, (uintptr_t)ts, 1, count, user_data);
-    sqe->timeout_flags = flags;
-}
-
-void piocp_uring_prep_close(struct io_uring_sqe *sqe, int fd, uint64_t user_data)
-{
-    prep(sqe, IORING_OP_CLOSE, fd, 0, 0, 0, user_data);
 }
 
 /* -------------------------------------------- provided-buffer rings -- */
@@ -518,32 +426,6 @@ int piocp_uring_buf_ring_setup(piocp_uring *ring, unsigned short bgid, unsigned 
         piocp_uring_buf_ring_add(out, (unsigned short)b, b);
     piocp_uring_buf_ring_advance(out, entries);
     return 0;
-}
-
-void piocp_uring_buf_ring_add(piocp_uring_buf_ring *br, unsigned short bid, unsigned offset)
-{
-    struct io_uring_buf *b = &br->br->bufs[(br->tail + offset) & br->mask];
-    b->addr = (uintptr_t)(br->bufs + (size_t)bid * br->buf_size);
-    b->len = (uint32_t)br->buf_size;
-    b->bid = bid;
-}
-
-void piocp_uring_buf_ring_advance(piocp_uring_buf_ring *br, unsigned count)
-{
-    br->tail = (unsigned short)(br->tail + count);
-    /* The entries written by _add must be visible before the new tail. */
-    __atomic_store_n(&br->br->tail, br->tail, __ATOMIC_RELEASE);
-}
-
-void piocp_uring_buf_ring_recycle(piocp_uring_buf_ring *br, unsigned short bid)
-{
-    piocp_uring_buf_ring_add(br, bid, 0);
-    piocp_uring_buf_ring_advance(br, 1);
-}
-
-void *piocp_uring_buf_ring_buf(const piocp_uring_buf_ring *br, unsigned short bid)
-{
-    return br->bufs + (size_t)(bid & br->mask) * br->buf_size;
 }
 
 int piocp_uring_buf_ring_free(piocp_uring *ring, piocp_uring_buf_ring *br)
@@ -701,11 +583,8 @@ static void probe_ops(piocp_uring *ring, piocp_uring_features *out)
         out->op_accept = OP(IORING_OP_ACCEPT);
         out->op_recv = OP(IORING_OP_RECV);
         out->op_send = OP(IORING_OP_SEND);
-        out->op_splice = OP(IORING_OP_SPLICE);
         out->op_async_cancel = OP(IORING_OP_ASYNC_CANCEL);
         out->op_msg_ring = OP(IORING_OP_MSG_RING);
-        out->op_close = OP(IORING_OP_CLOSE);
-        out->op_read = OP(IORING_OP_READ);
         out->op_poll_add = OP(IORING_OP_POLL_ADD);
         out->op_send_zc = OP(PIOCP_OP_SEND_ZC);
 #undef OP
@@ -729,6 +608,7 @@ int piocp_uring_probe(piocp_uring_features *out)
     out->single_issuer = (ring.setup_flags & IORING_SETUP_SINGLE_ISSUER) != 0;
     out->coop_taskrun = (ring.setup_flags & IORING_SETUP_COOP_TASKRUN) != 0;
     out->submit_all = (ring.setup_flags & IORING_SETUP_SUBMIT_ALL) != 0;
+    out->ext_arg = (ring.features & IORING_FEAT_EXT_ARG) != 0;
     probe_ops(&ring, out);
 
     piocp_uring_buf_ring br;
@@ -777,6 +657,14 @@ int piocp_uring_submit_and_wait(piocp_uring *ring, unsigned wait_nr)
     return -ENOSYS;
 }
 
+int piocp_uring_submit_and_wait_timeout(piocp_uring *ring, unsigned wait_nr, int timeout_ms)
+{
+    (void)ring;
+    (void)wait_nr;
+    (void)timeout_ms;
+    return -ENOSYS;
+}
+
 int piocp_uring_peek_batch(piocp_uring *ring, struct io_uring_cqe **cqes, unsigned max)
 {
     (void)ring;
@@ -803,53 +691,6 @@ unsigned piocp_uring_cq_dropped(const piocp_uring *ring)
     return 0;
 }
 
-int piocp_uring_cqe_buffer_id(const struct io_uring_cqe *cqe)
-{
-    (void)cqe;
-    return -1;
-}
-
-bool piocp_uring_cqe_more(const struct io_uring_cqe *cqe)
-{
-    (void)cqe;
-    return false;
-}
-
-/* No SQE is ever handed out, so the prep helpers are never reached. */
-#define STUB_PREP(name, ...)                                                           \
-    void name(struct io_uring_sqe *sqe, __VA_ARGS__) { (void)sqe; }
-void piocp_uring_prep_nop(struct io_uring_sqe *sqe, uint64_t user_data)
-{
-    (void)sqe;
-    (void)user_data;
-}
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-STUB_PREP(piocp_uring_prep_accept, int fd, struct sockaddr *addr, socklen_t *addrlen,
-          int flags, uint64_t user_data)
-STUB_PREP(piocp_uring_prep_accept_multishot, int fd, int flags, uint64_t user_data)
-STUB_PREP(piocp_uring_prep_recv, int fd, void *buf, size_t len, int flags, uint64_t user_data)
-STUB_PREP(piocp_uring_prep_recv_select, int fd, size_t len, unsigned short bgid, int flags,
-          uint64_t user_data)
-STUB_PREP(piocp_uring_prep_recv_multishot, int fd, unsigned short bgid, int flags,
-          uint64_t user_data)
-STUB_PREP(piocp_uring_prep_send, int fd, const void *buf, size_t len, int flags,
-          uint64_t user_data)
-STUB_PREP(piocp_uring_prep_splice, int fd_in, int64_t off_in, int fd_out, int64_t off_out,
-          unsigned nbytes, unsigned splice_flags, uint64_t user_data)
-STUB_PREP(piocp_uring_prep_cancel, uint64_t target, unsigned flags, uint64_t user_data)
-STUB_PREP(piocp_uring_prep_cancel_fd, int fd, uint64_t user_data)
-STUB_PREP(piocp_uring_prep_msg_ring, int ring_fd, unsigned res, uint64_t target_data,
-          uint64_t user_data)
-STUB_PREP(piocp_uring_prep_read, int fd, void *buf, unsigned len, uint64_t offset,
-          uint64_t user_data)
-STUB_PREP(piocp_uring_prep_poll_add, int fd, unsigned events, uint64_t user_data)
-STUB_PREP(piocp_uring_prep_poll_multishot, int fd, unsigned events, uint64_t user_data)
-STUB_PREP(piocp_uring_prep_timeout, struct __kernel_timespec *ts, unsigned count,
-          unsigned flags, uint64_t user_data)
-STUB_PREP(piocp_uring_prep_close, int fd, uint64_t user_data)
-#pragma GCC diagnostic pop
-
 int piocp_uring_buf_ring_setup(piocp_uring *ring, unsigned short bgid, unsigned entries,
                                size_t buf_size, piocp_uring_buf_ring *out)
 {
@@ -859,32 +700,6 @@ int piocp_uring_buf_ring_setup(piocp_uring *ring, unsigned short bgid, unsigned 
     (void)buf_size;
     memset(out, 0, sizeof *out);
     return -ENOSYS;
-}
-
-void piocp_uring_buf_ring_add(piocp_uring_buf_ring *br, unsigned short bid, unsigned offset)
-{
-    (void)br;
-    (void)bid;
-    (void)offset;
-}
-
-void piocp_uring_buf_ring_advance(piocp_uring_buf_ring *br, unsigned count)
-{
-    (void)br;
-    (void)count;
-}
-
-void piocp_uring_buf_ring_recycle(piocp_uring_buf_ring *br, unsigned short bid)
-{
-    (void)br;
-    (void)bid;
-}
-
-void *piocp_uring_buf_ring_buf(const piocp_uring_buf_ring *br, unsigned short bid)
-{
-    (void)br;
-    (void)bid;
-    return NULL;
 }
 
 int piocp_uring_buf_ring_free(piocp_uring *ring, piocp_uring_buf_ring *br)
@@ -951,10 +766,9 @@ const char *piocp_uring_describe(const piocp_uring_features *f, char *buf, size_
         bool have;
         const char *name;
     } ops[] = {
-        {f->op_accept, "accept"}, {f->op_recv, "recv"}, {f->op_send, "send"},
-        {f->op_splice, "splice"}, {f->op_async_cancel, "async_cancel"},
-        {f->op_msg_ring, "msg_ring"}, {f->op_close, "close"}, {f->op_read, "read"},
-        {f->op_poll_add, "poll_add"},
+        {f->op_accept, "accept"},   {f->op_recv, "recv"},
+        {f->op_send, "send"},       {f->op_async_cancel, "async_cancel"},
+        {f->op_msg_ring, "msg_ring"}, {f->op_poll_add, "poll_add"},
     };
     char missing[160] = "";
     size_t m = 0;
@@ -967,12 +781,13 @@ const char *piocp_uring_describe(const piocp_uring_features *f, char *buf, size_
     }
     snprintf(buf, len,
              "io_uring: available (features 0x%x; setup%s%s%s%s; multishot accept %s, "
-             "multishot recv %s, buffer rings %s, send_zc %s; %s%s)",
+             "multishot recv %s, buffer rings %s, timed waits %s, send_zc %s; %s%s)",
              f->features, f->single_issuer ? " single_issuer" : "",
              f->coop_taskrun ? " coop_taskrun" : "", f->submit_all ? " submit_all" : "",
              f->single_issuer || f->coop_taskrun || f->submit_all ? "" : " basic",
              f->accept_multishot ? "yes" : "no", f->recv_multishot ? "yes" : "no",
-             f->buf_ring ? "yes" : "no", f->op_send_zc ? "yes" : "no",
+             f->buf_ring ? "yes" : "no", f->ext_arg ? "yes" : "no",
+             f->op_send_zc ? "yes" : "no",
              m ? "missing ops:" : "all needed ops", m ? missing : "");
     return buf;
 }

@@ -127,6 +127,7 @@ static void test_probe(void)
            f.setup_error, f.features, f.setup_flags, f.disabled_sysctl);
     CHECK(count_fds() == fds);
     CHECK(strncmp(line, "io_uring: ", 10) == 0);
+    CHECK(!f.available || strstr(line, f.ext_arg ? "timed waits yes" : "timed waits no"));
 
     /* describe() truncates safely. */
     char tiny[8];
@@ -148,11 +149,12 @@ static void test_probe(void)
     CHECK(rc == 0 && f.setup_error == 0);
     CHECK(f.features & IORING_FEAT_SINGLE_MMAP);
     CHECK(f.features & IORING_FEAT_NODROP);
+    CHECK(f.ext_arg == ((f.features & IORING_FEAT_EXT_ARG) != 0));
     if (kernel_at_least(6, 1)) { /* everything this wrapper uses exists by 6.1 */
-        CHECK(f.op_accept && f.op_recv && f.op_send && f.op_splice && f.op_async_cancel);
-        CHECK(f.op_msg_ring && f.op_close && f.op_read && f.op_poll_add && f.op_send_zc);
+        CHECK(f.op_accept && f.op_recv && f.op_send && f.op_async_cancel);
+        CHECK(f.op_msg_ring && f.op_poll_add && f.op_send_zc);
         CHECK(f.accept_multishot && f.recv_multishot && f.buf_ring);
-        CHECK(f.single_issuer && f.coop_taskrun && f.submit_all);
+        CHECK(f.single_issuer && f.coop_taskrun && f.submit_all && f.ext_arg);
     }
 }
 
@@ -221,7 +223,7 @@ static void test_basics(void)
 
 /* -------------------------------------------------------------- echo -- */
 
-enum { K_ACCEPT = 1, K_RECV, K_SEND, K_CANCEL, K_CLOSE };
+enum { K_ACCEPT = 1, K_RECV, K_SEND, K_CANCEL };
 
 static void test_echo(void)
 {
@@ -307,7 +309,7 @@ static void test_echo(void)
     CHECK(acc->res == -ECANCELED && !(acc->flags & IORING_CQE_F_MORE));
     CHECK(find(c, 2, UD(K_CANCEL, 0))->res == 0);
 
-    /* Clients hang up: every armed recv sees EOF; then close through the ring. */
+    /* Clients hang up: every armed recv sees EOF. */
     for (int i = 0; i < N; i++)
         close(clients[i]);
     cqe_copy eof[N];
@@ -315,11 +317,7 @@ static void test_echo(void)
     for (int i = 0; i < N; i++)
         CHECK(find(eof, N, UD(K_RECV, i))->res == 0);
     for (int i = 0; i < N; i++)
-        piocp_uring_prep_close(sqe_of(&ring), conns[i].fd, UD(K_CLOSE, i));
-    cqe_copy closed[N];
-    collect(&ring, closed, N);
-    for (int i = 0; i < N; i++)
-        CHECK(find(closed, N, UD(K_CLOSE, i))->res == 0);
+        close(conns[i].fd);
 
     CHECK(piocp_uring_cq_ready(&ring) == 0);
     piocp_uring_exit(&ring);
@@ -640,25 +638,26 @@ static void test_overflow(void)
     CHECK(count_fds() == fds);
 }
 
-/* --------------------------------------------------------------- ops -- */
+/* -------------------------------------------------------------- poll -- */
 
-static void test_ops(void)
+static void test_poll(void)
 {
     watchdog();
     int fds = count_fds();
     piocp_uring ring;
     ring_init(&ring, 16);
-
-    /* read on an eventfd: pending until it is signalled. */
     int efd = eventfd(0, EFD_CLOEXEC);
     CHECK(efd >= 0);
-    uint64_t val = 0;
-    piocp_uring_prep_read(sqe_of(&ring), efd, &val, sizeof val, (uint64_t)-1, 1);
+
+    /* Single-shot: pending until the eventfd is signalled, then done. */
+    piocp_uring_prep_poll_add(sqe_of(&ring), efd, POLLIN, 1);
     CHECK(piocp_uring_submit(&ring) == 1);
     CHECK(piocp_uring_cq_ready(&ring) == 0);
     CHECK(eventfd_write(efd, 5) == 0);
     cqe_copy c = next_cqe(&ring);
-    CHECK(c.user_data == 1 && c.res == 8 && val == 5);
+    CHECK(c.user_data == 1 && (c.res & POLLIN) && !(c.flags & IORING_CQE_F_MORE));
+    eventfd_t drained;
+    CHECK(eventfd_read(efd, &drained) == 0 && drained == 5);
 
     /* Multishot poll: a CQE per readiness edge, until cancelled. */
     piocp_uring_prep_poll_multishot(sqe_of(&ring), efd, POLLIN, 2);
@@ -667,7 +666,6 @@ static void test_ops(void)
         CHECK(eventfd_write(efd, 1) == 0);
         c = next_cqe(&ring);
         CHECK(c.user_data == 2 && (c.res & POLLIN) && (c.flags & IORING_CQE_F_MORE));
-        eventfd_t drained;
         CHECK(eventfd_read(efd, &drained) == 0);
     }
     piocp_uring_prep_cancel(sqe_of(&ring), 2, 0, 3);
@@ -683,46 +681,152 @@ static void test_ops(void)
     }
     CHECK(cancel_res == 0);
 
-    /* splice: socket -> pipe, pipe -> socket, file -> pipe. */
-    int sp[2], pp[2];
-    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == 0);
-    CHECK(pipe2(pp, O_CLOEXEC) == 0);
-    CHECK(write_all(sp[1], "splice-me", 9) == 0);
-    piocp_uring_prep_splice(sqe_of(&ring), sp[0], -1, pp[1], -1, 9, 0, 4);
-    c = next_cqe(&ring);
-    CHECK(c.user_data == 4 && c.res == 9);
-    char buf[64] = {0};
-    CHECK(read_exact(pp[0], buf, 9) == 0 && memcmp(buf, "splice-me", 9) == 0);
-    CHECK(write_all(pp[1], "back", 4) == 0);
-    piocp_uring_prep_splice(sqe_of(&ring), pp[0], -1, sp[0], -1, 4, 0, 5);
-    c = next_cqe(&ring);
-    CHECK(c.user_data == 5 && c.res == 4);
-    CHECK(read_exact(sp[1], buf, 4) == 0 && memcmp(buf, "back", 4) == 0);
-    char path[] = "/tmp/test_uring_XXXXXX";
-    int file = mkostemp(path, O_CLOEXEC);
-    CHECK(file >= 0);
-    unlink(path);
-    CHECK(write_all(file, "0123456789", 10) == 0);
-    piocp_uring_prep_splice(sqe_of(&ring), file, 3, pp[1], -1, 5, 0, 6); /* at an offset */
-    c = next_cqe(&ring);
-    CHECK(c.user_data == 6 && c.res == 5);
-    CHECK(read_exact(pp[0], buf, 5) == 0 && memcmp(buf, "34567", 5) == 0);
+    piocp_uring_exit(&ring);
+    close(efd);
+    CHECK(count_fds() == fds);
+}
 
-    /* close through the ring. */
-    int dupfd = dup(efd);
-    CHECK(dupfd >= 0);
-    piocp_uring_prep_close(sqe_of(&ring), dupfd, 7);
+/* ------------------------------------------------------ wait_timeout -- */
+
+typedef struct delayed {
+    int fd;          /* write 4 bytes here, or -1 */
+    pthread_t target; /* else signal this thread */
+    int delay_ms;
+} delayed;
+
+static void *act_later(void *arg)
+{
+    const delayed *d = arg;
+    usleep((useconds_t)d->delay_ms * 1000);
+    if (d->fd >= 0)
+        CHECK(write_all(d->fd, "late", 4) == 0);
+    else
+        CHECK(pthread_kill(d->target, SIGUSR1) == 0);
+    return NULL;
+}
+
+static atomic_int signals_seen;
+
+static void count_signal(int sig)
+{
+    (void)sig;
+    atomic_fetch_add(&signals_seen, 1);
+}
+
+/* Submits what is queued, waits up to `timeout_ms` for `wait_nr` CQEs and
+ * checks the return value; returns how long the call took (ms). */
+static long long timed_wait(piocp_uring *ring, unsigned wait_nr, int timeout_ms, int expect_rc)
+{
+    long long t0 = now_ms();
+    int rc = piocp_uring_submit_and_wait_timeout(ring, wait_nr, timeout_ms);
+    long long took = now_ms() - t0;
+    if (rc != expect_rc)
+        fprintf(stderr, "submit_and_wait_timeout(%u, %d ms) = %d after %lld ms, not %d\n",
+                wait_nr, timeout_ms, rc, took, expect_rc);
+    CHECK(rc == expect_rc);
+    return took;
+}
+
+static void test_wait_timeout(void)
+{
+    watchdog();
+    int fds = count_fds();
+    piocp_uring ring;
+    ring_init(&ring, 16);
+    if (!(ring.features & IORING_FEAT_EXT_ARG)) {
+        CHECK(piocp_uring_submit_and_wait_timeout(&ring, 1, 10) == -EOPNOTSUPP);
+        piocp_uring_exit(&ring);
+        printf("skip: kernel without IORING_FEAT_EXT_ARG (5.11)\n");
+        exit(SKIP);
+    }
+    int sp[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == 0);
+    char buf[64];
+
+    /* Nothing queued, nothing pending: returns 0 once the timeout passed. */
+    long long took = timed_wait(&ring, 1, 100, 0);
+    CHECK(took >= 90 && took < 2000);
+    CHECK(piocp_uring_cq_ready(&ring) == 0);
+
+    /* A recv nobody answers, submitted by the call itself: the call says it
+     * submitted one SQE, and still returns after the timeout. */
+    piocp_uring_prep_recv(sqe_of(&ring), sp[0], buf, sizeof buf, 0, 1);
+    took = timed_wait(&ring, 1, 100, 1);
+    CHECK(took >= 90 && took < 2000);
+    CHECK(piocp_uring_cq_ready(&ring) == 0);
+
+    /* 0 polls: no wait at all while the recv is pending... */
+    long long t0 = now_ms();
+    for (int i = 0; i < 20; i++)
+        timed_wait(&ring, 1, 0, 0);
+    CHECK(now_ms() - t0 < 1000);
+    CHECK(piocp_uring_cq_ready(&ring) == 0);
+    /* ...and once the data is there, polling brings its CQE out (entering
+     * the kernel runs the task work that posts it, under COOP_TASKRUN). */
+    CHECK(write_all(sp[1], "now", 3) == 0);
+    for (int polls = 0; polls < 100 && piocp_uring_cq_ready(&ring) == 0; polls++) {
+        timed_wait(&ring, 1, 0, 0);
+        if (piocp_uring_cq_ready(&ring) == 0)
+            usleep(1000);
+    }
+    CHECK(piocp_uring_cq_ready(&ring) == 1);
+    cqe_copy c = next_cqe(&ring);
+    CHECK(c.user_data == 1 && c.res == 3);
+
+    /* A completion arriving during a long wait ends it early. */
+    piocp_uring_prep_recv(sqe_of(&ring), sp[0], buf, sizeof buf, 0, 2);
+    CHECK(piocp_uring_submit(&ring) == 1);
+    delayed writer = {.fd = sp[1], .delay_ms = 50};
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, act_later, &writer) == 0);
+    took = timed_wait(&ring, 1, 10000, 0);
+    CHECK(pthread_join(t, NULL) == 0);
+    CHECK(took >= 20 && took < 5000);
+    CHECK(piocp_uring_cq_ready(&ring) == 1);
     c = next_cqe(&ring);
-    CHECK(c.user_data == 7 && c.res == 0);
-    CHECK(fcntl(dupfd, F_GETFD) == -1 && errno == EBADF);
+    CHECK(c.user_data == 2 && c.res == 4 && memcmp(buf, "late", 4) == 0);
+
+    /* wait_nr counts: with two wanted and one there, the wait runs out and
+     * leaves the one to reap. */
+    piocp_uring_prep_nop(sqe_of(&ring), 3);
+    took = timed_wait(&ring, 2, 100, 1);
+    CHECK(took >= 90 && took < 2000);
+    CHECK(piocp_uring_cq_ready(&ring) == 1);
+    CHECK(next_cqe(&ring).user_data == 3);
+
+    /* A signal (no SA_RESTART) interrupts the wait: it resumes with the
+     * time left, so it neither ends early nor starts the timeout over. */
+    struct sigaction sa = {.sa_handler = count_signal}, old;
+    sigemptyset(&sa.sa_mask);
+    CHECK(sigaction(SIGUSR1, &sa, &old) == 0);
+    delayed signaller = {.fd = -1, .target = pthread_self(), .delay_ms = 150};
+    CHECK(pthread_create(&t, NULL, act_later, &signaller) == 0);
+    took = timed_wait(&ring, 1, 300, 0);
+    CHECK(pthread_join(t, NULL) == 0);
+    CHECK(atomic_load(&signals_seen) == 1);
+    CHECK(took >= 290 && took < 420); /* starting over would take 450 ms */
+    CHECK(sigaction(SIGUSR1, &old, NULL) == 0);
+
+    /* timeout < 0 waits without a limit, like submit_and_wait. */
+    piocp_uring_prep_nop(sqe_of(&ring), 4);
+    timed_wait(&ring, 1, -1, 1);
+    CHECK(next_cqe(&ring).user_data == 4);
+
+    /* Without IORING_FEAT_EXT_ARG (kernels before 5.11) a positive timeout
+     * is refused before anything is submitted; 0 and < 0 still work. */
+    unsigned features = ring.features;
+    ring.features &= ~IORING_FEAT_EXT_ARG;
+    piocp_uring_prep_nop(sqe_of(&ring), 5);
+    timed_wait(&ring, 1, 100, -EOPNOTSUPP);
+    CHECK(*ring.sq.khead == *ring.sq.ktail); /* the nop was not published */
+    timed_wait(&ring, 1, 0, 1);
+    CHECK(next_cqe(&ring).user_data == 5);
+    ring.features = features;
 
     piocp_uring_exit(&ring);
-    close(file);
-    close(efd);
+    CHECK(piocp_uring_submit_and_wait_timeout(&ring, 1, 100) == -EBADF);
     close(sp[0]);
     close(sp[1]);
-    close(pp[0]);
-    close(pp[1]);
     CHECK(count_fds() == fds);
 }
 
@@ -804,7 +908,8 @@ static const test_case cases[] = {
     {"msg_ring", test_msg_ring},
     {"single_issuer", test_single_issuer},
     {"overflow", test_overflow},
-    {"ops", test_ops},
+    {"poll", test_poll},
+    {"wait_timeout", test_wait_timeout},
     {"seccomp", test_seccomp},
     {NULL, NULL},
 };
@@ -821,6 +926,9 @@ static void test_stub(void)
     CHECK(piocp_uring_get_sqe(&ring) == NULL);
     CHECK(piocp_uring_submit(&ring) == -ENOSYS);
     CHECK(piocp_uring_submit_and_wait(&ring, 1) == -ENOSYS);
+    CHECK(piocp_uring_submit_and_wait_timeout(&ring, 1, 10) == -ENOSYS);
+    CHECK(piocp_uring_submit_and_wait_timeout(&ring, 1, 0) == -ENOSYS);
+    CHECK(piocp_uring_submit_and_wait_timeout(&ring, 1, -1) == -ENOSYS);
     struct io_uring_cqe *cqe;
     CHECK(piocp_uring_peek_batch(&ring, &cqe, 1) == 0);
     piocp_uring_buf_ring br;
@@ -829,7 +937,7 @@ static void test_stub(void)
     piocp_uring_exit(&ring);
     piocp_uring_features f;
     CHECK(piocp_uring_probe(&f) == -ENOSYS);
-    CHECK(!f.available && f.setup_error == -ENOSYS);
+    CHECK(!f.available && f.setup_error == -ENOSYS && !f.ext_arg);
     char line[256];
     printf("%s\n", piocp_uring_describe(&f, line, sizeof line));
     CHECK(strstr(line, "unavailable") && strstr(line, "no io_uring support"));
