@@ -16,6 +16,11 @@ cdef class Connection:
     cdef sockaddr_storage _peer_address
     cdef object _on_data, _on_eof, _on_sent, _on_transmitted, _on_lost
     cdef bint _notify_send, _notify_transmit
+    # Set when a recv is posted, cleared when its completion is dispatched
+    # (GIL held for both).  The engine forgets a recv once it completed, but
+    # its bytes sit in the one receive buffer until data_received runs: a
+    # second recv posted in between would overwrite them.
+    cdef bint _recv_outstanding
     cdef public bint closed
 
     def __cinit__(self):
@@ -40,18 +45,21 @@ cdef class Connection:
 
     def recv(self):
         """Posts a receive; data_received (or eof_received) follows.  At
-        most one receive may be pending."""
+        most one receive may be outstanding: from its post until its
+        data_received or eof_received has been called."""
         cdef int rc
         if self._state == NULL:
             return False
+        if self._recv_outstanding:
+            raise RuntimeError("a recv is already pending on this connection")
+        self._recv_outstanding = True
         with nogil:
             rc = piocp_recv(self._conn, &self._state.recv_req, self._state.recv_buf,
                             self._state.recv_size)
-        if rc == -ENOTCONN:
-            return False
         if rc < 0:
-            if rc == -EBUSY:
-                raise RuntimeError("a recv is already pending on this connection")
+            self._recv_outstanding = False   # a failed post never completes
+            if rc == -ENOTCONN:
+                return False
             _raise_errno(rc, "recv")
         return True
 
@@ -147,6 +155,7 @@ cdef class Connection:
         self.abort()
 
     cdef _recv_done(self, ssize_t result):
+        self._recv_outstanding = False   # the handler may post the next one now
         if result > 0:
             data = PyBytes_FromStringAndSize(self._state.recv_buf, result)
             try:

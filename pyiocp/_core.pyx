@@ -14,7 +14,7 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
-from libc.errno cimport errno, ENOTCONN, EBUSY
+from libc.errno cimport errno, ENOTCONN
 
 cdef extern from "<errno.h>":
     int ECANCELED

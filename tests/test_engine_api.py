@@ -154,6 +154,55 @@ def test_second_pending_recv_is_refused(make_engine):
     assert "already pending" in outcome[0]
 
 
+def test_recv_completed_but_not_yet_dispatched_is_still_pending(make_engine):
+    """A recv() posted after the first one completed in C, but before its
+    data_received ran, would read into the same buffer and overwrite the
+    unread bytes: it must be refused like a double post.  A posted callback
+    holds the dispatcher (the other workers keep completing I/O and queue
+    it), so the first recv can complete while data_received cannot run.
+    (On epoll another worker always completes it meanwhile; on io_uring the
+    connection may sit on the held worker's ring, and the recv is then still
+    pending in the engine: refused either way.)"""
+    made = threading.Event()
+    holding = threading.Event()
+    release = threading.Event()
+    received = []
+    connections = []
+
+    class Reader(pyiocp.Handler):
+        def connection_made(self, conn):
+            connections.append(conn)
+            conn.recv()
+            made.set()
+
+        def data_received(self, conn, data):
+            received.append(data)
+            conn.recv()
+
+    def hold_the_dispatcher():
+        holding.set()
+        release.wait(10)
+
+    engine = make_engine(threads=2)
+    listener = engine.listen(("127.0.0.1", 0), Reader)
+    engine.start()
+    with connect(listener.address) as sock:
+        assert made.wait(5)
+        engine.post(hold_the_dispatcher)
+        try:
+            assert holding.wait(5)
+            sock.sendall(b"first")
+            time.sleep(0.3)               # the recv completes; its dispatch waits
+            with pytest.raises(RuntimeError, match="already pending"):
+                connections[0].recv()     # from this (non-worker) thread
+            sock.sendall(b"second")
+            time.sleep(0.1)
+        finally:
+            release.set()
+        # an overwritten buffer would show as b"seconsecond"
+        assert wait_for(lambda: b"".join(received) == b"firstsecond"), received
+
+
 # -------------------------------------------------------- callbacks --
 
 def test_callbacks_order_and_orderly_close(make_engine):
