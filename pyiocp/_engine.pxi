@@ -43,9 +43,13 @@ cdef class Engine:
     def __init__(self, config):
         cdef piocp_config c
         cdef int rc
+        if self._queue_ready:
+            # a second __init__ would leak (and orphan the workers of) the first engine
+            raise RuntimeError("the engine is already initialised")
         self.config = config
-        if dispatch_queue_init(&self._shared.queue) != 0:
-            raise MemoryError()
+        rc = dispatch_queue_init(&self._shared.queue)
+        if rc < 0:
+            _raise_errno(rc, "dispatch queue")
         self._queue_ready = 1
         self._shared.engine = <PyObject *>self
         backend = config.backend.encode()
@@ -175,17 +179,10 @@ cdef class Engine:
             raise TypeError("callback must be callable")
         if self._c == NULL:
             raise RuntimeError("the engine is stopped")
-        cr = <call_request *>calloc(1, sizeof(call_request))
-        if cr == NULL:
-            raise MemoryError()
-        cr.req.complete = on_call_done
-        cr.shared = &self._shared
-        cr.callback = <PyObject *>callback
-        Py_INCREF(callback)
+        cr = new_call_request(&self._shared, callback)
         rc = piocp_post(self._c, &cr.req, 0)
         if rc < 0:
-            Py_DECREF(callback)
-            free(cr)
+            free_call_request(cr)
             _raise_errno(rc, "post")
 
     def request_stop(self):
@@ -216,13 +213,12 @@ cdef class Engine:
 
     cdef _drain(self, bint run_handlers):
         """Dispatches what the workers left in the queue (GIL held)."""
-        cdef dispatch_item *items
-        cdef size_t n
+        cdef dispatch_node *batch
         while True:
-            n = dispatch_queue_claim(&self._shared.queue, &items)
-            if n == 0:
+            batch = dispatch_queue_claim(&self._shared.queue)
+            if batch == NULL:
                 return
-            dispatch_batch(items, n, run_handlers)
+            dispatch_batch(batch, run_handlers)
             dispatch_queue_release(&self._shared.queue)
 
     def run(self, drain_timeout=5.0):

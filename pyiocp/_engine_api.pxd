@@ -97,14 +97,16 @@ cdef extern from "pyiocp.h" nogil:
     uint64_t piocp_http_server_requests(const piocp_http_server *server)
 
 cdef extern from "dispatch_queue.h" nogil:
-    ctypedef struct dispatch_item:
+    ctypedef struct dispatch_node:
+        dispatch_node *next
         int kind
-        void *ptr
+        void *owner
         ssize_t result
     ctypedef struct dispatch_queue:
         pass
+    void dispatch_node_init(dispatch_node *node, int kind, void *owner)
     int dispatch_queue_init(dispatch_queue *q)
     void dispatch_queue_destroy(dispatch_queue *q)
-    int dispatch_queue_push(dispatch_queue *q, int kind, void *ptr, ssize_t result)
-    size_t dispatch_queue_claim(dispatch_queue *q, dispatch_item **batch)
+    void dispatch_queue_push(dispatch_queue *q, dispatch_node *node, ssize_t result)
+    dispatch_node *dispatch_queue_claim(dispatch_queue *q)
     void dispatch_queue_release(dispatch_queue *q)

@@ -545,6 +545,20 @@ def test_configuration_is_validated(options, error):
     assert next(iter(options)) in str(info.value)
 
 
+def test_engine_init_runs_once(backend, no_fd_leak):
+    engine = pyiocp.Engine(threads=1, backend=backend)
+    try:
+        with pytest.raises(RuntimeError, match="already initialised"):
+            pyiocp.Engine.__init__(engine, threads=1, backend=backend)
+        with engine:                     # the first engine is intact
+            listener = engine.listen(("127.0.0.1", 0), Echo)
+            with connect(listener.address) as sock:
+                sock.sendall(b"one")
+                assert recv_exactly(sock, 3) == b"one"
+    finally:
+        engine.stop()
+
+
 def test_defaults():
     engine = pyiocp.Engine()
     assert engine.threads == 2 * os.cpu_count()
