@@ -110,14 +110,21 @@ cdef void on_call_done(piocp_request *req, ssize_t result) noexcept nogil:
 
 
 cdef void batch_end(void *user) noexcept nogil:
-    cdef engine_shared *shared = <engine_shared *>user
+    dispatch_pending(<engine_shared *>user, True)
+
+
+cdef void dispatch_pending(engine_shared *shared, bint run_handlers) noexcept nogil:
+    """Runs what is queued, batch after batch, one GIL acquisition each;
+    returns at once if another thread is dispatching (it takes what is
+    queued after its batch).  Called by workers (batch_end) and, with the
+    GIL already held, by the engine when it stops or is freed."""
     cdef dispatch_node *batch
     while True:
         batch = dispatch_queue_claim(&shared.queue)
         if batch == NULL:
             return
         with gil:
-            dispatch_batch(batch, True)
+            dispatch_batch(batch, run_handlers)
         dispatch_queue_release(&shared.queue)
 
 

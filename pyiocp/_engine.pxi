@@ -81,7 +81,7 @@ cdef class Engine:
         if self._c != NULL:
             with nogil:
                 piocp_engine_stop(self._c, 0)
-            self._drain(False)
+            dispatch_pending(&self._shared, False)   # only releases what was queued
         self._free()
 
     cdef _free(self):
@@ -208,18 +208,8 @@ cdef class Engine:
         self._stopped = True
         with nogil:
             piocp_engine_stop(self._c, drain_ms)
-        self._drain(True)
+        dispatch_pending(&self._shared, True)   # what the workers left
         self._free()
-
-    cdef _drain(self, bint run_handlers):
-        """Dispatches what the workers left in the queue (GIL held)."""
-        cdef dispatch_node *batch
-        while True:
-            batch = dispatch_queue_claim(&self._shared.queue)
-            if batch == NULL:
-                return
-            dispatch_batch(batch, run_handlers)
-            dispatch_queue_release(&self._shared.queue)
 
     def run(self, drain_timeout=5.0):
         """Serves in the foreground until Ctrl-C, SIGTERM (unless the program
