@@ -60,7 +60,7 @@ cdef class Connection:
             self._recv_outstanding = False   # a failed post never completes
             if rc == -ENOTCONN:
                 return False
-            _raise_errno(rc, "recv")
+            raise os_error(rc, "recv")
         return True
 
     def send(self, data):
@@ -80,6 +80,7 @@ cdef class Connection:
         cdef const void *head_ptr = NULL
         cdef uint64_t c_count = PIOCP_TRANSMIT_TO_EOF
         cdef int fd
+        cdef int open_error = 0
         cdef bint own = 0
         cdef bytes path
         cdef const char *c_path
@@ -96,8 +97,10 @@ cdef class Connection:
             c_path = path
             with nogil:
                 fd = c_open(c_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+                if fd < 0:
+                    open_error = errno
             if fd < 0:
-                raise OSError(errno, os.strerror(errno), os.fsdecode(path))
+                raise os_error(-open_error, None, os.fsdecode(path))
             own = 1
         try:
             sr = new_send_request(head, &head_ptr, &head_len)
@@ -134,7 +137,7 @@ cdef class Connection:
             free_send_request(sr)
             if rc == -ENOTCONN:
                 return False
-            _raise_errno(rc, "transmit_file" if transmit else "send")
+            raise os_error(rc, "transmit_file" if transmit else "send")
         return True
 
     def close(self):
@@ -191,7 +194,7 @@ cdef class Connection:
         self._conn = NULL
         if self._on_lost is None:
             return
-        exc = _os_error(error) if error < 0 else None
+        exc = os_error(error) if error < 0 else None
         try:
             self._on_lost(self, exc)
         except BaseException:
@@ -217,7 +220,7 @@ cdef class Listener:
             raise RuntimeError("the engine is stopped")
         rc = piocp_listener_address(self._listener, &addr, &length)
         if rc < 0:
-            _raise_errno(rc, "address")
+            raise os_error(rc, "address")
         return sockaddr_to_tuple(&addr)
 
     @property

@@ -49,7 +49,7 @@ cdef class Engine:
         self.config = config
         rc = dispatch_queue_init(&self._shared.queue)
         if rc < 0:
-            _raise_errno(rc, "dispatch queue")
+            raise os_error(rc, "dispatch queue")
         self._queue_ready = 1
         self._shared.engine = <PyObject *>self
         backend = config.backend.encode()
@@ -65,9 +65,8 @@ cdef class Engine:
         if rc < 0:
             self._c = NULL
             if config.backend != "auto":
-                raise OSError(-rc, f"backend {config.backend!r} is not available: "
-                                   f"{os.strerror(-rc)}")
-            _raise_errno(rc, "engine")
+                raise os_error(rc, f"backend {config.backend!r} is not available")
+            raise os_error(rc, "engine")
         self._listeners = []
         self._backend_name = piocp_engine_backend(self._c).decode()
         note = piocp_engine_backend_note(self._c).decode()
@@ -155,7 +154,7 @@ cdef class Engine:
         rc = piocp_listen(self._c, <sockaddr *>&addr, length, backlog, callbacks, user,
                           &listener._listener)
         if rc < 0:
-            raise OSError(-rc, f"cannot listen on {address!r}: {os.strerror(-rc)}")
+            raise os_error(rc, f"cannot listen on {address!r}")
         self._listeners.append(listener)
         return listener
 
@@ -168,7 +167,7 @@ cdef class Engine:
             return
         rc = piocp_engine_start(self._c)
         if rc < 0:
-            _raise_errno(rc, "start")
+            raise os_error(rc, "start")
         self.started = True
 
     def post(self, callback):
@@ -183,7 +182,7 @@ cdef class Engine:
         rc = piocp_post(self._c, &cr.req, 0)
         if rc < 0:
             free_call_request(cr)
-            _raise_errno(rc, "post")
+            raise os_error(rc, "post")
 
     def request_stop(self):
         """Asks run() to stop; safe from any thread and from handlers."""

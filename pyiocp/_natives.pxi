@@ -20,7 +20,7 @@ cdef class RawFileServer:
         path = os.fsencode(self.root)
         rc = piocp_raw_server_new(&self._server, path, &options)
         if rc < 0:
-            raise OSError(-rc, os.strerror(-rc), self.root)
+            raise os_error(rc, None, self.root)
 
     def __dealloc__(self):
         if self._server != NULL:
@@ -65,7 +65,7 @@ cdef class StaticFiles:
         path = os.fsencode(self.root)
         rc = piocp_http_server_new(&self._server, path, &options)
         if rc < 0:
-            raise OSError(-rc, os.strerror(-rc), self.root)
+            raise os_error(rc, None, self.root)
 
     def __dealloc__(self):
         if self._server != NULL:

@@ -344,6 +344,8 @@ def test_transmit_missing_file_raises_file_not_found(make_engine, tmp_path):
                 conn.transmit_file(tmp_path / "absent")
             except FileNotFoundError as exc:
                 raised.append(exc)
+            except BaseException as exc:   # reported by the assertion below
+                raised.append(exc)
             conn.close()
 
     engine = make_engine()
@@ -352,6 +354,9 @@ def test_transmit_missing_file_raises_file_not_found(make_engine, tmp_path):
     with connect(listener.address) as sock:
         recv_until_eof(sock)
     assert wait_for(lambda: raised)
+    assert isinstance(raised[0], FileNotFoundError), raised
+    assert (raised[0].errno, raised[0].strerror, raised[0].filename) == \
+        (errno.ENOENT, os.strerror(errno.ENOENT), str(tmp_path / "absent"))
 
 
 def test_transmit_beyond_end_of_file_resets(make_engine, data_file):
@@ -506,12 +511,30 @@ def test_listen_errors(make_engine):
     with pytest.raises(OSError) as info:
         engine.listen(listener.address, Echo)
     assert info.value.errno == errno.EADDRINUSE
+    assert info.value.strerror == f"cannot listen on {listener.address!r}: " \
+                                  f"{os.strerror(errno.EADDRINUSE)}"
     with pytest.raises(TypeError):
         engine.listen("127.0.0.1:80", Echo)
     with pytest.raises(ValueError):
         engine.listen(("127.0.0.1", 70000), Echo)
     with pytest.raises(TypeError):
         engine.listen(("127.0.0.1", 0), "not a handler")
+
+
+@pytest.mark.parametrize("make", [pyiocp.RawFileServer, pyiocp.StaticFiles])
+def test_native_handler_root_errors_name_the_root(tmp_path, make):
+    """One conversion for every error: OSError(errno, strerror, filename),
+    so CPython picks the subclass and the message names the path."""
+    missing = tmp_path / "missing"
+    with pytest.raises(FileNotFoundError) as info:
+        make(missing)
+    assert (info.value.errno, info.value.strerror, info.value.filename) == \
+        (errno.ENOENT, os.strerror(errno.ENOENT), str(missing))
+    a_file = tmp_path / "file"
+    a_file.write_bytes(b"x")
+    with pytest.raises(NotADirectoryError) as info:
+        make(a_file)
+    assert info.value.filename == str(a_file)
 
 
 def test_ipv6_loopback(make_engine):
