@@ -9,14 +9,15 @@ from __future__ import annotations
 from typing import Optional
 
 from . import _core
-from ._core import Connection, Listener, RawFileServer, StaticFiles, available_backends
+from ._core import (Connection, Listener, NativeHandler, RawFileServer, StaticFiles,
+                    available_backends)
 from .config import EngineConfig, default_threads
 from .handler import Handler
 
 __version__ = _core.__version__
 __all__ = [
-    "Engine", "EngineConfig", "Handler", "Connection", "Listener", "RawFileServer", "StaticFiles",
-    "available_backends", "default_threads", "__version__",
+    "Engine", "EngineConfig", "Handler", "Connection", "Listener", "NativeHandler",
+    "RawFileServer", "StaticFiles", "available_backends", "default_threads", "__version__",
 ]
 
 

@@ -32,16 +32,19 @@ class Listener:
     @property
     def refused(self) -> int: ...
     handler_factory: Optional[Callable[[], Handler]]
-    native: Optional[Union["RawFileServer", "StaticFiles"]]
+    native: Optional["NativeHandler"]
 
-class RawFileServer:
+class NativeHandler:
+    """Base of the handlers served in C."""
+
+class RawFileServer(NativeHandler):
     root: str
     def __init__(self, root: Union[str, PathLike], *, access_log: Any = None,
                  max_name: int = 1024) -> None: ...
     @property
     def requests(self) -> int: ...
 
-class StaticFiles:
+class StaticFiles(NativeHandler):
     root: str
     def __init__(self, root: Union[str, PathLike], *, listing: bool = True,
                  access_log: Any = None, header_timeout: float = 10.0,
@@ -63,7 +66,7 @@ class Engine:
     @property
     def listeners(self) -> List[Listener]: ...
     def listen(self, address: _Address,
-               handler: Union[Callable[[], Handler], RawFileServer, StaticFiles], *,
+               handler: Union[Callable[[], Handler], NativeHandler], *,
                backlog: int = -1) -> Listener: ...
     def start(self) -> None: ...
     def post(self, callback: Callable[[], Any]) -> None: ...

@@ -121,11 +121,13 @@ cdef class Engine:
     def listen(self, address, handler, *, int backlog=-1):
         """Listens on (host, port).  `handler` is a factory called once per
         connection to make a pyiocp.Handler, or a native protocol handler
-        such as pyiocp.RawFileServer.  Returns the Listener."""
+        (a pyiocp.NativeHandler: RawFileServer, StaticFiles).  Returns the
+        Listener."""
         cdef sockaddr_storage addr
         cdef socklen_t length = tuple_to_sockaddr(address, &addr)
         cdef Listener listener = Listener.__new__(Listener)
         cdef const piocp_listener_callbacks *callbacks
+        cdef NativeHandler native
         cdef void *user
         cdef int rc
         if self._stopped:
@@ -133,14 +135,14 @@ cdef class Engine:
         if backlog < 0:
             backlog = self.config.backlog
         listener._engine = self
-        if isinstance(handler, RawFileServer):
-            listener.native = handler
-            callbacks = &piocp_raw_server_callbacks
-            user = (<RawFileServer>handler)._server
-        elif isinstance(handler, StaticFiles):
-            listener.native = handler
-            callbacks = &piocp_http_server_callbacks
-            user = (<StaticFiles>handler)._server
+        if isinstance(handler, NativeHandler):
+            native = <NativeHandler>handler
+            if native._callbacks == NULL:
+                raise TypeError(f"{handler!r} is not a usable native handler "
+                                "(the base class, or not initialised)")
+            listener.native = handler     # keeps its C server alive
+            callbacks = native._callbacks
+            user = native._user
         elif callable(handler):
             listener.handler_factory = handler
             listener._state.shared = &self._shared

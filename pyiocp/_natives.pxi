@@ -1,8 +1,16 @@
 # Native protocol handlers: served in C, no Python per request.
 # Included by _core.pyx (one extension module, several files).
 
+cdef class NativeHandler:
+    """Base of the handlers served in C (RawFileServer, StaticFiles): what
+    Engine.listen needs is the C listener callbacks and their user pointer,
+    which a subclass sets once its C server exists."""
+    cdef const piocp_listener_callbacks *_callbacks
+    cdef void *_user
+
+
 @cython.final
-cdef class RawFileServer:
+cdef class RawFileServer(NativeHandler):
     """The raw file protocol ("name\\n" in, the file's bytes out) served by
     a native handler in C: no Python runs per request."""
     cdef piocp_raw_server *_server
@@ -21,6 +29,8 @@ cdef class RawFileServer:
         rc = piocp_raw_server_new(&self._server, path, &options)
         if rc < 0:
             raise os_error(rc, None, self.root)
+        self._callbacks = &piocp_raw_server_callbacks
+        self._user = self._server
 
     def __dealloc__(self):
         if self._server != NULL:
@@ -33,7 +43,7 @@ cdef class RawFileServer:
 
 
 @cython.final
-cdef class StaticFiles:
+cdef class StaticFiles(NativeHandler):
     """Static files over HTTP/1.1, served by a native handler in C (no
     Python per request): GET/HEAD, keep-alive and pipelining, ETag and
     Last-Modified, conditional requests, byte ranges, index.html or a
@@ -66,6 +76,8 @@ cdef class StaticFiles:
         rc = piocp_http_server_new(&self._server, path, &options)
         if rc < 0:
             raise os_error(rc, None, self.root)
+        self._callbacks = &piocp_http_server_callbacks
+        self._user = self._server
 
     def __dealloc__(self):
         if self._server != NULL:

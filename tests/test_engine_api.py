@@ -519,6 +519,28 @@ def test_listen_errors(make_engine):
         engine.listen(("127.0.0.1", 70000), Echo)
     with pytest.raises(TypeError):
         engine.listen(("127.0.0.1", 0), "not a handler")
+    with pytest.raises(TypeError, match="not a usable native handler"):
+        engine.listen(("127.0.0.1", 0), pyiocp.NativeHandler())   # has no C server
+
+
+def test_native_handlers_share_one_base(make_engine, tmp_path):
+    (tmp_path / "f.txt").write_bytes(b"native")
+    engine = make_engine()
+    raw, http = pyiocp.RawFileServer(tmp_path), pyiocp.StaticFiles(tmp_path)
+    assert isinstance(raw, pyiocp.NativeHandler) and isinstance(http, pyiocp.NativeHandler)
+    raw_listener = engine.listen(("127.0.0.1", 0), raw)
+    http_listener = engine.listen(("127.0.0.1", 0), http)
+    assert raw_listener.native is raw and raw_listener.handler_factory is None
+    assert http_listener.native is http
+    engine.start()
+    with connect(raw_listener.address) as sock:
+        sock.sendall(b"f.txt\n")
+        sock.shutdown(socket.SHUT_WR)
+        assert recv_until_eof(sock) == b"native"
+    with connect(http_listener.address) as sock:
+        sock.sendall(b"GET /f.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = recv_until_eof(sock)
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"\r\n\r\nnative")
 
 
 @pytest.mark.parametrize("make", [pyiocp.RawFileServer, pyiocp.StaticFiles])
