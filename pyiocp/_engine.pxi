@@ -11,6 +11,34 @@ def _log_backend_choice_once(chosen, note):
         log.warning("pyiocp: using the %s backend (%s)", chosen, note)
 
 
+def engine_defaults():
+    """The engine's defaults, as piocp_config_init (pyiocp.h) sets them, in
+    the Python API's terms: threads None (the engine picks 2 x CPUs),
+    idle_timeout None (never) or seconds."""
+    cdef piocp_config config
+    piocp_config_init(&config)
+    return {"threads": config.threads or None,
+            "backend": config.backend.decode(),
+            "max_connections": config.max_connections,
+            "idle_timeout": config.idle_timeout_ms / 1000 if config.idle_timeout_ms else None}
+
+
+def backend_names():
+    """Every backend compiled into this build, best first, whether or not
+    this kernel allows it: the names Engine(backend=...) accepts besides
+    "auto"."""
+    cdef const char *names[16]
+    cdef int n = piocp_backend_names(names, 16)
+    return [names[i].decode() for i in range(n)]
+
+
+def available_backends():
+    """The backends this build and kernel support, best first."""
+    cdef const char *names[16]
+    cdef int n = piocp_backends_available(names, 16)
+    return [names[i].decode() for i in range(n)]
+
+
 def describe_backend(name):
     """One line on what this kernel offers the backend `name`."""
     cdef char buf[512]
@@ -53,7 +81,7 @@ cdef class Engine:
         self._queue_ready = 1
         self._shared.engine = <PyObject *>self
         backend = config.backend.encode()
-        memset(&c, 0, sizeof(c))
+        piocp_config_init(&c)
         c.threads = config.threads or 0
         c.backend = backend
         c.max_connections = config.max_connections
@@ -102,7 +130,7 @@ cdef class Engine:
 
     @property
     def backend(self):
-        """The backend in use ("epoll")."""
+        """The backend in use: one of backend_names()."""
         return self._backend_name
 
     @property
