@@ -9,15 +9,20 @@ from __future__ import annotations
 from typing import Optional
 
 from . import _core
-from ._core import Connection, Listener, RawFileServer, StaticFiles, available_backends
+from ._core import (Connection, Listener, NativeHandler, RawFileServer, StaticFiles,
+                    available_backends, backend_names)
 from .config import EngineConfig, default_threads
 from .handler import Handler
 
 __version__ = _core.__version__
 __all__ = [
-    "Engine", "EngineConfig", "Handler", "Connection", "Listener", "RawFileServer", "StaticFiles",
-    "available_backends", "default_threads", "__version__",
+    "Engine", "EngineConfig", "Handler", "Connection", "Listener", "NativeHandler",
+    "RawFileServer", "StaticFiles", "available_backends", "backend_names", "default_threads",
+    "__version__",
 ]
+
+
+_DEFAULTS = EngineConfig()
 
 
 class Engine(_core.Engine):
@@ -27,15 +32,19 @@ class Engine(_core.Engine):
     >>> engine.listen(("127.0.0.1", 8000), Echo)    # doctest: +SKIP
     >>> engine.run()                                # doctest: +SKIP
 
-    threads: worker threads (default 2 x CPUs); backend: "auto" or "epoll";
+    threads: worker threads (default 2 x CPUs); backend: "auto" or one of
+    backend_names() (those this kernel allows: available_backends());
     backlog: listen backlog; recv_buffer_size: bytes per recv;
     max_connections: beyond this, new connections are closed at once;
     idle_timeout: seconds without progress before a peer is dropped.
+    The defaults are EngineConfig's, which reads the engine's from C.
     """
 
-    def __init__(self, threads: Optional[int] = None, backend: str = "auto", backlog: int = 1024,
-                 recv_buffer_size: int = 64 * 1024, max_connections: int = 10_000,
-                 idle_timeout: Optional[float] = None) -> None:
+    def __init__(self, threads: Optional[int] = _DEFAULTS.threads,
+                 backend: str = _DEFAULTS.backend, backlog: int = _DEFAULTS.backlog,
+                 recv_buffer_size: int = _DEFAULTS.recv_buffer_size,
+                 max_connections: int = _DEFAULTS.max_connections,
+                 idle_timeout: Optional[float] = _DEFAULTS.idle_timeout) -> None:
         super().__init__(EngineConfig(threads=threads, backend=backend, backlog=backlog,
                                       recv_buffer_size=recv_buffer_size,
                                       max_connections=max_connections, idle_timeout=idle_timeout))

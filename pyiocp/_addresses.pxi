@@ -38,9 +38,3 @@ cdef socklen_t tuple_to_sockaddr(object address, sockaddr_storage *out) except 0
     inet_pton(AF_INET6, ip, &v6.sin6_addr)
     return sizeof(sockaddr_in6)
 
-
-def available_backends():
-    """The backends this build and kernel support, best first."""
-    cdef const char *names[8]
-    cdef int n = piocp_backends_available(names, 8)
-    return [names[i].decode() for i in range(n)]

@@ -16,6 +16,11 @@ cdef class Connection:
     cdef sockaddr_storage _peer_address
     cdef object _on_data, _on_eof, _on_sent, _on_transmitted, _on_lost
     cdef bint _notify_send, _notify_transmit
+    # Set when a recv is posted, cleared when its completion is dispatched
+    # (GIL held for both).  The engine forgets a recv once it completed, but
+    # its bytes sit in the one receive buffer until data_received runs: a
+    # second recv posted in between would overwrite them.
+    cdef bint _recv_outstanding
     cdef public bint closed
 
     def __cinit__(self):
@@ -40,19 +45,22 @@ cdef class Connection:
 
     def recv(self):
         """Posts a receive; data_received (or eof_received) follows.  At
-        most one receive may be pending."""
+        most one receive may be outstanding: from its post until its
+        data_received or eof_received has been called."""
         cdef int rc
         if self._state == NULL:
             return False
+        if self._recv_outstanding:
+            raise RuntimeError("a recv is already pending on this connection")
+        self._recv_outstanding = True
         with nogil:
             rc = piocp_recv(self._conn, &self._state.recv_req, self._state.recv_buf,
                             self._state.recv_size)
-        if rc == -ENOTCONN:
-            return False
         if rc < 0:
-            if rc == -EBUSY:
-                raise RuntimeError("a recv is already pending on this connection")
-            _raise_errno(rc, "recv")
+            self._recv_outstanding = False   # a failed post never completes
+            if rc == -ENOTCONN:
+                return False
+            raise os_error(rc, "recv")
         return True
 
     def send(self, data):
@@ -72,6 +80,7 @@ cdef class Connection:
         cdef const void *head_ptr = NULL
         cdef uint64_t c_count = PIOCP_TRANSMIT_TO_EOF
         cdef int fd
+        cdef int open_error = 0
         cdef bint own = 0
         cdef bytes path
         cdef const char *c_path
@@ -88,8 +97,10 @@ cdef class Connection:
             c_path = path
             with nogil:
                 fd = c_open(c_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+                if fd < 0:
+                    open_error = errno
             if fd < 0:
-                raise OSError(errno, os.strerror(errno), os.fsdecode(path))
+                raise os_error(-open_error, None, os.fsdecode(path))
             own = 1
         try:
             sr = new_send_request(head, &head_ptr, &head_len)
@@ -126,7 +137,7 @@ cdef class Connection:
             free_send_request(sr)
             if rc == -ENOTCONN:
                 return False
-            _raise_errno(rc, "transmit_file" if transmit else "send")
+            raise os_error(rc, "transmit_file" if transmit else "send")
         return True
 
     def close(self):
@@ -147,6 +158,7 @@ cdef class Connection:
         self.abort()
 
     cdef _recv_done(self, ssize_t result):
+        self._recv_outstanding = False   # the handler may post the next one now
         if result > 0:
             data = PyBytes_FromStringAndSize(self._state.recv_buf, result)
             try:
@@ -182,7 +194,7 @@ cdef class Connection:
         self._conn = NULL
         if self._on_lost is None:
             return
-        exc = _os_error(error) if error < 0 else None
+        exc = os_error(error) if error < 0 else None
         try:
             self._on_lost(self, exc)
         except BaseException:
@@ -208,7 +220,7 @@ cdef class Listener:
             raise RuntimeError("the engine is stopped")
         rc = piocp_listener_address(self._listener, &addr, &length)
         if rc < 0:
-            _raise_errno(rc, "address")
+            raise os_error(rc, "address")
         return sockaddr_to_tuple(&addr)
 
     @property

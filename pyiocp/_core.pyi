@@ -1,16 +1,40 @@
 from os import PathLike
-from typing import Any, Callable, List, Optional, Tuple, Union
+from typing import Any, Callable, List, Optional, Tuple, TypedDict, Union, final
 
 from .config import EngineConfig
 from .handler import Handler
 
 __version__: str
 
+class _EngineDefaults(TypedDict):
+    threads: Optional[int]
+    backend: str
+    max_connections: int
+    idle_timeout: Optional[float]
+
+class _RawDefaults(TypedDict):
+    access_log: Optional[int]
+    max_name: int
+
+class _HttpDefaults(TypedDict):
+    listing: bool
+    access_log: Optional[int]
+    header_timeout: float
+    keepalive_timeout: float
+    max_head: int
+    max_discard: int
+
+def engine_defaults() -> _EngineDefaults: ...
+def raw_defaults() -> _RawDefaults: ...
+def http_defaults() -> _HttpDefaults: ...
+def backend_names() -> List[str]: ...
 def available_backends() -> List[str]: ...
+def describe_backend(name: str) -> str: ...
 
 _Buffer = Union[bytes, bytearray, memoryview]
 _Address = Tuple[Any, ...]
 
+@final
 class Connection:
     closed: bool
     @property
@@ -26,27 +50,47 @@ class Connection:
     def close(self) -> None: ...
     def abort(self) -> None: ...
 
+@final
 class Listener:
     @property
     def address(self) -> _Address: ...
     @property
     def refused(self) -> int: ...
     handler_factory: Optional[Callable[[], Handler]]
-    native: Optional[Union["RawFileServer", "StaticFiles"]]
+    native: Optional["NativeHandler"]
 
-class RawFileServer:
+class NativeHandler:
+    """Base of the handlers served in C."""
+
+# The native handlers' numeric defaults are the engine's (raw_defaults(),
+# http_defaults()): read from C, not restated here.
+@final
+class RawFileServer(NativeHandler):
     root: str
     def __init__(self, root: Union[str, PathLike], *, access_log: Any = None,
-                 max_name: int = 1024) -> None: ...
+                 max_name: int = ...) -> None: ...
+    @property
+    def max_name(self) -> int: ...
     @property
     def requests(self) -> int: ...
 
-class StaticFiles:
+@final
+class StaticFiles(NativeHandler):
     root: str
-    def __init__(self, root: Union[str, PathLike], *, listing: bool = True,
-                 access_log: Any = None, header_timeout: float = 10.0,
-                 keepalive_timeout: float = 15.0, max_head: int = 8192,
-                 max_discard: int = 65536) -> None: ...
+    def __init__(self, root: Union[str, PathLike], *, listing: bool = ...,
+                 access_log: Any = None, header_timeout: float = ...,
+                 keepalive_timeout: float = ..., max_head: int = ...,
+                 max_discard: int = ...) -> None: ...
+    @property
+    def listing(self) -> bool: ...
+    @property
+    def header_timeout(self) -> float: ...
+    @property
+    def keepalive_timeout(self) -> float: ...
+    @property
+    def max_head(self) -> int: ...
+    @property
+    def max_discard(self) -> int: ...
     @property
     def requests(self) -> int: ...
 
@@ -63,7 +107,7 @@ class Engine:
     @property
     def listeners(self) -> List[Listener]: ...
     def listen(self, address: _Address,
-               handler: Union[Callable[[], Handler], RawFileServer, StaticFiles], *,
+               handler: Union[Callable[[], Handler], NativeHandler], *,
                backlog: int = -1) -> Listener: ...
     def start(self) -> None: ...
     def post(self, callback: Callable[[], Any]) -> None: ...

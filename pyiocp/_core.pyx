@@ -14,7 +14,7 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
-from libc.errno cimport errno, ENOTCONN, EBUSY
+from libc.errno cimport errno, ENOTCONN
 
 cdef extern from "<errno.h>":
     int ECANCELED
@@ -83,17 +83,19 @@ cdef enum ItemKind:
     ITEM_CALL = 5
 
 
-def _raise_errno(int rc, what=None):
-    err = -rc
-    msg = os.strerror(err)
-    if what:
-        msg = f"{what}: {msg}"
-    raise OSError(err, msg)
-
-
-cdef object _os_error(ssize_t rc):
-    """OSError(errno, strerror): CPython picks ConnectionResetError & co."""
-    return OSError(<int>-rc, os.strerror(<int>-rc))
+cdef object os_error(ssize_t rc, str context=None, object filename=None):
+    """The one place an error code becomes an exception (after uvloop's
+    convert_error).  `rc` is the C API's -errno.  Returns OSError(errno,
+    strerror[, filename]), which CPython turns into ConnectionResetError,
+    FileNotFoundError and the rest by itself; `context` prefixes the
+    message ("send: Broken pipe")."""
+    cdef int error = <int>-rc
+    message = os.strerror(error)
+    if context:
+        message = f"{context}: {message}"
+    if filename is None:
+        return OSError(error, message)
+    return OSError(error, message, filename)
 
 include "_dispatch.pxi"
 include "_addresses.pxi"

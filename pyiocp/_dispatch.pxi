@@ -20,9 +20,15 @@ cdef struct conn_state:
     piocp_conn *conn
     listener_state *listener
     PyObject *connection      # strong while the connection is open in C
+    # A node per completion that can wait in the queue at the same time as
+    # the others: the recv behind the accept, the close behind both.
+    dispatch_node accept_node
+    dispatch_node recv_node
+    dispatch_node closed_node
 
 cdef struct send_request:
     piocp_request req
+    dispatch_node node
     engine_shared *shared
     PyObject *connection      # strong, only when Python must be told
     Py_buffer view            # a held buffer (payload or head), while holds_view
@@ -34,50 +40,57 @@ cdef struct send_request:
 
 cdef struct call_request:
     piocp_request req
+    dispatch_node node
     engine_shared *shared
     PyObject *callback
 
 
-cdef inline void push(engine_shared *shared, int kind, void *ptr, ssize_t result) noexcept nogil:
-    # A failed push means malloc failed; there is no way to tell Python
-    # then, and dropping a completion would leak or hang, so fail loudly.
-    if dispatch_queue_push(&shared.queue, kind, ptr, result) != 0:
-        with gil:
-            log.critical("pyiocp: out of memory queueing a completion")
-        abort_process()
-
-cdef extern from "<stdlib.h>" nogil:
-    void abort_process "abort" ()
-
-
-cdef void on_connection(piocp_listener *listener, piocp_conn *conn, void *user) noexcept nogil:
-    cdef listener_state *ls = <listener_state *>user
+cdef conn_state *new_conn_state(listener_state *ls, piocp_conn *conn) noexcept nogil:
+    """The binding's state of an accepted connection, or NULL (no memory)."""
     cdef conn_state *cs = <conn_state *>calloc(1, sizeof(conn_state))
-    if cs != NULL:
-        cs.recv_buf = <char *>malloc(ls.recv_size)
-    if cs == NULL or cs.recv_buf == NULL:
-        if cs != NULL:
-            free(cs)
-        piocp_abort(conn)
-        return
+    if cs == NULL:
+        return NULL
+    cs.recv_buf = <char *>malloc(ls.recv_size)
+    if cs.recv_buf == NULL:
+        free(cs)
+        return NULL
     cs.recv_size = ls.recv_size
     cs.conn = conn
     cs.listener = ls
     cs.recv_req.complete = on_recv_done
     cs.recv_req.user = cs
+    dispatch_node_init(&cs.accept_node, ITEM_ACCEPT, cs)
+    dispatch_node_init(&cs.recv_node, ITEM_RECV, cs)
+    dispatch_node_init(&cs.closed_node, ITEM_CLOSED, cs)
+    return cs
+
+
+cdef void free_conn_state(conn_state *cs) noexcept nogil:
+    free(cs.recv_buf)
+    free(cs)
+
+
+cdef void on_connection(piocp_listener *listener, piocp_conn *conn, void *user) noexcept nogil:
+    cdef listener_state *ls = <listener_state *>user
+    cdef conn_state *cs = new_conn_state(ls, conn)
+    if cs == NULL:
+        piocp_abort(conn)
+        return
     piocp_conn_retain(conn)   # handed to the Connection object
     piocp_conn_set_callbacks(conn, on_closed, cs)
-    push(ls.shared, ITEM_ACCEPT, cs, 0)
+    dispatch_queue_push(&ls.shared.queue, &cs.accept_node, 0)
 
 
 cdef void on_recv_done(piocp_request *req, ssize_t result) noexcept nogil:
     cdef conn_state *cs = <conn_state *>req.user
-    push(cs.listener.shared, ITEM_RECV, cs, result)
+    # never queued twice: Connection.recv refuses another post until this
+    # completion has been dispatched
+    dispatch_queue_push(&cs.listener.shared.queue, &cs.recv_node, result)
 
 
 cdef void on_closed(piocp_conn *conn, int error) noexcept nogil:
     cdef conn_state *cs = <conn_state *>piocp_conn_user(conn)
-    push(cs.listener.shared, ITEM_CLOSED, cs, error)
+    dispatch_queue_push(&cs.listener.shared.queue, &cs.closed_node, error)
 
 
 cdef void on_send_done(piocp_request *req, ssize_t result) noexcept nogil:
@@ -86,36 +99,46 @@ cdef void on_send_done(piocp_request *req, ssize_t result) noexcept nogil:
         c_close(sr.file_fd)   # no GIL needed for that
         sr.own_fd = 0
     if sr.notify or sr.holds_view:
-        push(sr.shared, ITEM_SEND, sr, result)
+        dispatch_queue_push(&sr.shared.queue, &sr.node, result)
     else:
         free(sr)              # copied payload, nobody to tell
 
 
 cdef void on_call_done(piocp_request *req, ssize_t result) noexcept nogil:
     cdef call_request *cr = <call_request *>req
-    push(cr.shared, ITEM_CALL, cr, result)
+    dispatch_queue_push(&cr.shared.queue, &cr.node, result)
 
 
 cdef void batch_end(void *user) noexcept nogil:
-    cdef engine_shared *shared = <engine_shared *>user
-    cdef dispatch_item *items
-    cdef size_t n
+    dispatch_pending(<engine_shared *>user, True)
+
+
+cdef void dispatch_pending(engine_shared *shared, bint run_handlers) noexcept nogil:
+    """Runs what is queued, batch after batch, one GIL acquisition each;
+    returns at once if another thread is dispatching (it takes what is
+    queued after its batch).  Called by workers (batch_end) and, with the
+    GIL already held, by the engine when it stops or is freed."""
+    cdef dispatch_node *batch
     while True:
-        n = dispatch_queue_claim(&shared.queue, &items)
-        if n == 0:
+        batch = dispatch_queue_claim(&shared.queue)
+        if batch == NULL:
             return
         with gil:
-            dispatch_batch(items, n, True)
+            dispatch_batch(batch, run_handlers)
         dispatch_queue_release(&shared.queue)
 
 
-cdef void dispatch_batch(dispatch_item *items, size_t n, bint run_handlers) noexcept:
-    cdef size_t i
-    for i in range(n):
+cdef void dispatch_batch(dispatch_node *node, bint run_handlers) noexcept:
+    cdef dispatch_node *next_node
+    while node != NULL:
+        # read first: once it has run, a node may be queued again at once
+        # (the handler posted the next recv) or freed (a send, a close)
+        next_node = node.next
         try:
-            dispatch_one(items[i].kind, items[i].ptr, items[i].result, run_handlers)
+            dispatch_one(node.kind, node.owner, node.result, run_handlers)
         except BaseException:
             log.exception("pyiocp: internal error while dispatching a completion")
+        node = next_node
 
 
 cdef dispatch_one(int kind, void *ptr, ssize_t result, bint run_handlers):
@@ -150,16 +173,14 @@ cdef dispatch_one(int kind, void *ptr, ssize_t result, bint run_handlers):
     elif kind == ITEM_CLOSED:
         cs = <conn_state *>ptr
         if cs.connection == NULL:
-            free(cs.recv_buf)
-            free(cs)
+            free_conn_state(cs)
             return
         conn = <Connection>cs.connection
         cs.connection = NULL
         try:
             conn._closed(<int>result)
         finally:
-            free(cs.recv_buf)
-            free(cs)
+            free_conn_state(cs)
             Py_DECREF(conn)
     elif kind == ITEM_CALL:
         cr = <call_request *>ptr
@@ -172,6 +193,25 @@ cdef dispatch_one(int kind, void *ptr, ssize_t result, bint run_handlers):
             callback()
         except BaseException:
             log.exception("pyiocp: exception in a posted callback")
+
+
+cdef call_request *new_call_request(engine_shared *shared, object callback) except NULL:
+    """A posted call holding a reference to `callback` until dispatched."""
+    cdef call_request *cr = <call_request *>calloc(1, sizeof(call_request))
+    if cr == NULL:
+        raise MemoryError()
+    cr.req.complete = on_call_done
+    dispatch_node_init(&cr.node, ITEM_CALL, cr)
+    cr.shared = shared
+    cr.callback = <PyObject *>callback
+    Py_INCREF(callback)
+    return cr
+
+
+cdef void free_call_request(call_request *cr) noexcept:
+    """For a call that was never posted."""
+    Py_DECREF(<object>cr.callback)
+    free(cr)
 
 
 cdef void free_send_request(send_request *sr) noexcept:
@@ -209,4 +249,5 @@ cdef send_request *new_send_request(object data, const void **pointer,
             PyBuffer_Release(&view)
     if sr == NULL:
         raise MemoryError()
+    dispatch_node_init(&sr.node, ITEM_SEND, sr)
     return sr

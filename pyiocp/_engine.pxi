@@ -11,6 +11,34 @@ def _log_backend_choice_once(chosen, note):
         log.warning("pyiocp: using the %s backend (%s)", chosen, note)
 
 
+def engine_defaults():
+    """The engine's defaults, as piocp_config_init (pyiocp.h) sets them, in
+    the Python API's terms: threads None (the engine picks 2 x CPUs),
+    idle_timeout None (never) or seconds."""
+    cdef piocp_config config
+    piocp_config_init(&config)
+    return {"threads": config.threads or None,
+            "backend": config.backend.decode(),
+            "max_connections": config.max_connections,
+            "idle_timeout": config.idle_timeout_ms / 1000 if config.idle_timeout_ms else None}
+
+
+def backend_names():
+    """Every backend compiled into this build, best first, whether or not
+    this kernel allows it: the names Engine(backend=...) accepts besides
+    "auto"."""
+    cdef const char *names[16]
+    cdef int n = piocp_backend_names(names, 16)
+    return [names[i].decode() for i in range(n)]
+
+
+def available_backends():
+    """The backends this build and kernel support, best first."""
+    cdef const char *names[16]
+    cdef int n = piocp_backends_available(names, 16)
+    return [names[i].decode() for i in range(n)]
+
+
 def describe_backend(name):
     """One line on what this kernel offers the backend `name`."""
     cdef char buf[512]
@@ -43,13 +71,17 @@ cdef class Engine:
     def __init__(self, config):
         cdef piocp_config c
         cdef int rc
+        if self._queue_ready:
+            # a second __init__ would leak (and orphan the workers of) the first engine
+            raise RuntimeError("the engine is already initialised")
         self.config = config
-        if dispatch_queue_init(&self._shared.queue) != 0:
-            raise MemoryError()
+        rc = dispatch_queue_init(&self._shared.queue)
+        if rc < 0:
+            raise os_error(rc, "dispatch queue")
         self._queue_ready = 1
         self._shared.engine = <PyObject *>self
         backend = config.backend.encode()
-        memset(&c, 0, sizeof(c))
+        piocp_config_init(&c)
         c.threads = config.threads or 0
         c.backend = backend
         c.max_connections = config.max_connections
@@ -61,9 +93,8 @@ cdef class Engine:
         if rc < 0:
             self._c = NULL
             if config.backend != "auto":
-                raise OSError(-rc, f"backend {config.backend!r} is not available: "
-                                   f"{os.strerror(-rc)}")
-            _raise_errno(rc, "engine")
+                raise os_error(rc, f"backend {config.backend!r} is not available")
+            raise os_error(rc, "engine")
         self._listeners = []
         self._backend_name = piocp_engine_backend(self._c).decode()
         note = piocp_engine_backend_note(self._c).decode()
@@ -77,7 +108,7 @@ cdef class Engine:
         if self._c != NULL:
             with nogil:
                 piocp_engine_stop(self._c, 0)
-            self._drain(False)
+            dispatch_pending(&self._shared, False)   # only releases what was queued
         self._free()
 
     cdef _free(self):
@@ -99,7 +130,7 @@ cdef class Engine:
 
     @property
     def backend(self):
-        """The backend in use ("epoll")."""
+        """The backend in use: one of backend_names()."""
         return self._backend_name
 
     @property
@@ -118,11 +149,13 @@ cdef class Engine:
     def listen(self, address, handler, *, int backlog=-1):
         """Listens on (host, port).  `handler` is a factory called once per
         connection to make a pyiocp.Handler, or a native protocol handler
-        such as pyiocp.RawFileServer.  Returns the Listener."""
+        (a pyiocp.NativeHandler: RawFileServer, StaticFiles).  Returns the
+        Listener."""
         cdef sockaddr_storage addr
         cdef socklen_t length = tuple_to_sockaddr(address, &addr)
         cdef Listener listener = Listener.__new__(Listener)
         cdef const piocp_listener_callbacks *callbacks
+        cdef NativeHandler native
         cdef void *user
         cdef int rc
         if self._stopped:
@@ -130,14 +163,14 @@ cdef class Engine:
         if backlog < 0:
             backlog = self.config.backlog
         listener._engine = self
-        if isinstance(handler, RawFileServer):
-            listener.native = handler
-            callbacks = &piocp_raw_server_callbacks
-            user = (<RawFileServer>handler)._server
-        elif isinstance(handler, StaticFiles):
-            listener.native = handler
-            callbacks = &piocp_http_server_callbacks
-            user = (<StaticFiles>handler)._server
+        if isinstance(handler, NativeHandler):
+            native = <NativeHandler>handler
+            if native._callbacks == NULL:
+                raise TypeError(f"{handler!r} is not a usable native handler "
+                                "(the base class, or not initialised)")
+            listener.native = handler     # keeps its C server alive
+            callbacks = native._callbacks
+            user = native._user
         elif callable(handler):
             listener.handler_factory = handler
             listener._state.shared = &self._shared
@@ -151,7 +184,7 @@ cdef class Engine:
         rc = piocp_listen(self._c, <sockaddr *>&addr, length, backlog, callbacks, user,
                           &listener._listener)
         if rc < 0:
-            raise OSError(-rc, f"cannot listen on {address!r}: {os.strerror(-rc)}")
+            raise os_error(rc, f"cannot listen on {address!r}")
         self._listeners.append(listener)
         return listener
 
@@ -164,7 +197,7 @@ cdef class Engine:
             return
         rc = piocp_engine_start(self._c)
         if rc < 0:
-            _raise_errno(rc, "start")
+            raise os_error(rc, "start")
         self.started = True
 
     def post(self, callback):
@@ -175,18 +208,11 @@ cdef class Engine:
             raise TypeError("callback must be callable")
         if self._c == NULL:
             raise RuntimeError("the engine is stopped")
-        cr = <call_request *>calloc(1, sizeof(call_request))
-        if cr == NULL:
-            raise MemoryError()
-        cr.req.complete = on_call_done
-        cr.shared = &self._shared
-        cr.callback = <PyObject *>callback
-        Py_INCREF(callback)
+        cr = new_call_request(&self._shared, callback)
         rc = piocp_post(self._c, &cr.req, 0)
         if rc < 0:
-            Py_DECREF(callback)
-            free(cr)
-            _raise_errno(rc, "post")
+            free_call_request(cr)
+            raise os_error(rc, "post")
 
     def request_stop(self):
         """Asks run() to stop; safe from any thread and from handlers."""
@@ -211,19 +237,8 @@ cdef class Engine:
         self._stopped = True
         with nogil:
             piocp_engine_stop(self._c, drain_ms)
-        self._drain(True)
+        dispatch_pending(&self._shared, True)   # what the workers left
         self._free()
-
-    cdef _drain(self, bint run_handlers):
-        """Dispatches what the workers left in the queue (GIL held)."""
-        cdef dispatch_item *items
-        cdef size_t n
-        while True:
-            n = dispatch_queue_claim(&self._shared.queue, &items)
-            if n == 0:
-                return
-            dispatch_batch(items, n, run_handlers)
-            dispatch_queue_release(&self._shared.queue)
 
     def run(self, drain_timeout=5.0):
         """Serves in the foreground until Ctrl-C, SIGTERM (unless the program

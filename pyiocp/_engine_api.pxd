@@ -1,5 +1,7 @@
 # Declarations of engine/pyiocp.h (the whole C API) and of the dispatch
 # queue; no code.  Kept apart from _core.pyx as uvloop keeps includes/uv.pxd.
+# Written by hand, as Cython requires: tests/test_api_declarations.py fails
+# when a declaration here stops matching its header.
 from libc.stdint cimport uint64_t
 from posix.types cimport off_t
 
@@ -15,6 +17,10 @@ cdef extern from "<sys/socket.h>":
 
 cdef extern from "pyiocp.h" nogil:
     const char *PIOCP_VERSION
+    ctypedef int piocp_socket
+    ctypedef int piocp_file
+    piocp_socket PIOCP_INVALID_SOCKET
+    piocp_file PIOCP_INVALID_FILE
     ctypedef struct piocp_engine:
         pass
     ctypedef struct piocp_conn:
@@ -36,6 +42,7 @@ cdef extern from "pyiocp.h" nogil:
         void (*batch_end)(void *batch_user) noexcept nogil
         void *batch_user
 
+    void piocp_config_init(piocp_config *config)
     int piocp_engine_new(piocp_engine **out, const piocp_config *config)
     int piocp_engine_start(piocp_engine *engine)
     int piocp_engine_stop(piocp_engine *engine, int drain_ms)
@@ -46,6 +53,7 @@ cdef extern from "pyiocp.h" nogil:
     int piocp_engine_threads(const piocp_engine *engine)
     int piocp_engine_connections(const piocp_engine *engine)
     int piocp_backends_available(const char **names, int max)
+    int piocp_backend_names(const char **names, int max)
     int piocp_worker_index()
     int piocp_post(piocp_engine *engine, piocp_request *req, ssize_t result)
 
@@ -67,7 +75,7 @@ cdef extern from "pyiocp.h" nogil:
     int piocp_recv(piocp_conn *conn, piocp_request *req, void *buf, size_t len)
     int piocp_send(piocp_conn *conn, piocp_request *req, const void *buf, size_t len)
     int piocp_transmit(piocp_conn *conn, piocp_request *req, const void *head, size_t head_len,
-                       int fd, uint64_t offset, uint64_t count)
+                       piocp_file fd, uint64_t offset, uint64_t count)
     int piocp_close(piocp_conn *conn)
     int piocp_abort(piocp_conn *conn)
 
@@ -75,7 +83,8 @@ cdef extern from "pyiocp.h" nogil:
         pass
     ctypedef struct piocp_raw_options:
         size_t max_name
-        int access_log_fd
+        piocp_file access_log_fd
+    void piocp_raw_options_init(piocp_raw_options *options)
     int piocp_raw_server_new(piocp_raw_server **out, const char *root, const piocp_raw_options *options)
     void piocp_raw_server_free(piocp_raw_server *server)
     const piocp_listener_callbacks piocp_raw_server_callbacks
@@ -89,7 +98,8 @@ cdef extern from "pyiocp.h" nogil:
         int header_timeout_ms
         int keepalive_timeout_ms
         uint64_t max_discard
-        int access_log_fd
+        piocp_file access_log_fd
+    void piocp_http_options_init(piocp_http_options *options)
     int piocp_http_server_new(piocp_http_server **out, const char *root,
                               const piocp_http_options *options)
     void piocp_http_server_free(piocp_http_server *server)
@@ -97,14 +107,16 @@ cdef extern from "pyiocp.h" nogil:
     uint64_t piocp_http_server_requests(const piocp_http_server *server)
 
 cdef extern from "dispatch_queue.h" nogil:
-    ctypedef struct dispatch_item:
+    ctypedef struct dispatch_node:
+        dispatch_node *next
         int kind
-        void *ptr
+        void *owner
         ssize_t result
     ctypedef struct dispatch_queue:
         pass
+    void dispatch_node_init(dispatch_node *node, int kind, void *owner)
     int dispatch_queue_init(dispatch_queue *q)
     void dispatch_queue_destroy(dispatch_queue *q)
-    int dispatch_queue_push(dispatch_queue *q, int kind, void *ptr, ssize_t result)
-    size_t dispatch_queue_claim(dispatch_queue *q, dispatch_item **batch)
+    void dispatch_queue_push(dispatch_queue *q, dispatch_node *node, ssize_t result)
+    dispatch_node *dispatch_queue_claim(dispatch_queue *q)
     void dispatch_queue_release(dispatch_queue *q)

@@ -1,30 +1,77 @@
 # Native protocol handlers: served in C, no Python per request.
 # Included by _core.pyx (one extension module, several files).
 
+cdef class NativeHandler:
+    """Base of the handlers served in C (RawFileServer, StaticFiles): what
+    Engine.listen needs is the C listener callbacks and their user pointer,
+    which a subclass sets once its C server exists."""
+    cdef const piocp_listener_callbacks *_callbacks
+    cdef void *_user
+
+
+def raw_defaults():
+    """RawFileServer's defaults, as piocp_raw_options_init (pyiocp.h) sets
+    them: the one place they are written down."""
+    cdef piocp_raw_options options
+    piocp_raw_options_init(&options)
+    return {"access_log": _log_target(options.access_log_fd), "max_name": options.max_name}
+
+
+def http_defaults():
+    """StaticFiles' defaults, as piocp_http_options_init (pyiocp.h) sets
+    them, in seconds where C counts milliseconds."""
+    cdef piocp_http_options options
+    piocp_http_options_init(&options)
+    return {"listing": options.listing != 0,
+            "access_log": _log_target(options.access_log_fd),
+            "header_timeout": options.header_timeout_ms / 1000,
+            "keepalive_timeout": options.keepalive_timeout_ms / 1000,
+            "max_head": options.max_head,
+            "max_discard": options.max_discard}
+
+
+cdef object _log_target(piocp_file fd):
+    return None if fd == PIOCP_INVALID_FILE else fd
+
+
+_RAW = raw_defaults()
+_HTTP = http_defaults()
+
+
 @cython.final
-cdef class RawFileServer:
+cdef class RawFileServer(NativeHandler):
     """The raw file protocol ("name\\n" in, the file's bytes out) served by
-    a native handler in C: no Python runs per request."""
+    a native handler in C: no Python runs per request.  Defaults are the
+    engine's (raw_defaults())."""
     cdef piocp_raw_server *_server
+    cdef piocp_raw_options _options
     cdef readonly object root
 
-    def __cinit__(self, root, *, access_log=None, int max_name=1024):
-        cdef piocp_raw_options options
+    def __cinit__(self, root, *, access_log=None, int max_name=_RAW["max_name"]):
         cdef int rc
         self._server = NULL
         if max_name < 1 or max_name > 4096:
             raise ValueError("max_name must be in 1..4096")
         self.root = os.fspath(root)
-        options.max_name = max_name
-        options.access_log_fd = -1 if access_log is None else _fileno(access_log)
+        piocp_raw_options_init(&self._options)
+        self._options.max_name = max_name
+        if access_log is not None:
+            self._options.access_log_fd = _fileno(access_log)
         path = os.fsencode(self.root)
-        rc = piocp_raw_server_new(&self._server, path, &options)
+        rc = piocp_raw_server_new(&self._server, path, &self._options)
         if rc < 0:
-            raise OSError(-rc, os.strerror(-rc), self.root)
+            raise os_error(rc, None, self.root)
+        self._callbacks = &piocp_raw_server_callbacks
+        self._user = self._server
 
     def __dealloc__(self):
         if self._server != NULL:
             piocp_raw_server_free(self._server)
+
+    @property
+    def max_name(self):
+        """Longest name accepted, in bytes."""
+        return self._options.max_name
 
     @property
     def requests(self):
@@ -33,17 +80,20 @@ cdef class RawFileServer:
 
 
 @cython.final
-cdef class StaticFiles:
+cdef class StaticFiles(NativeHandler):
     """Static files over HTTP/1.1, served by a native handler in C (no
     Python per request): GET/HEAD, keep-alive and pipelining, ETag and
     Last-Modified, conditional requests, byte ranges, index.html or a
-    directory listing.  Pass it to Engine.listen next to Python handlers."""
+    directory listing.  Pass it to Engine.listen next to Python handlers.
+    Defaults are the engine's (http_defaults())."""
     cdef piocp_http_server *_server
+    cdef piocp_http_options _options
     cdef readonly object root
 
-    def __cinit__(self, root, *, listing=True, access_log=None, header_timeout=10.0,
-                  keepalive_timeout=15.0, int max_head=8192, int max_discard=65536):
-        cdef piocp_http_options options
+    def __cinit__(self, root, *, listing=_HTTP["listing"], access_log=None,
+                  header_timeout=_HTTP["header_timeout"],
+                  keepalive_timeout=_HTTP["keepalive_timeout"],
+                  int max_head=_HTTP["max_head"], int max_discard=_HTTP["max_discard"]):
         cdef int rc
         self._server = NULL
         if not 1024 <= max_head <= 1024 * 1024:
@@ -55,21 +105,49 @@ cdef class StaticFiles:
             if _milliseconds(value, name) == 0:
                 raise ValueError(f"{name} must be > 0 seconds")
         self.root = os.fspath(root)
-        memset(&options, 0, sizeof(options))
-        options.listing = 1 if listing else 0
-        options.max_head = max_head
-        options.header_timeout_ms = _milliseconds(header_timeout, "header_timeout")
-        options.keepalive_timeout_ms = _milliseconds(keepalive_timeout, "keepalive_timeout")
-        options.max_discard = max_discard
-        options.access_log_fd = -1 if access_log is None else _fileno(access_log)
+        piocp_http_options_init(&self._options)
+        self._options.listing = 1 if listing else 0
+        self._options.max_head = max_head
+        self._options.header_timeout_ms = _milliseconds(header_timeout, "header_timeout")
+        self._options.keepalive_timeout_ms = _milliseconds(keepalive_timeout, "keepalive_timeout")
+        self._options.max_discard = max_discard
+        if access_log is not None:
+            self._options.access_log_fd = _fileno(access_log)
         path = os.fsencode(self.root)
-        rc = piocp_http_server_new(&self._server, path, &options)
+        rc = piocp_http_server_new(&self._server, path, &self._options)
         if rc < 0:
-            raise OSError(-rc, os.strerror(-rc), self.root)
+            raise os_error(rc, None, self.root)
+        self._callbacks = &piocp_http_server_callbacks
+        self._user = self._server
 
     def __dealloc__(self):
         if self._server != NULL:
             piocp_http_server_free(self._server)
+
+    @property
+    def listing(self):
+        """Whether a directory without index.html is listed (else 403)."""
+        return self._options.listing != 0
+
+    @property
+    def header_timeout(self):
+        """Seconds a request head may take from its first byte."""
+        return self._options.header_timeout_ms / 1000
+
+    @property
+    def keepalive_timeout(self):
+        """Seconds an idle connection is kept between requests."""
+        return self._options.keepalive_timeout_ms / 1000
+
+    @property
+    def max_head(self):
+        """Longest request line + headers, in bytes (longer: 431)."""
+        return self._options.max_head
+
+    @property
+    def max_discard(self):
+        """Request body bytes read and dropped on GET/HEAD (more: 413)."""
+        return self._options.max_discard
 
     @property
     def requests(self):

@@ -7,8 +7,9 @@ import signal
 import sys
 from typing import Optional, Sequence
 
-from . import Engine, RawFileServer, StaticFiles, __version__, available_backends, default_threads
-from ._core import describe_backend
+from . import (Engine, EngineConfig, RawFileServer, StaticFiles, __version__, available_backends,
+               backend_names, default_threads)
+from ._core import describe_backend, http_defaults
 from .config import BACKENDS, MAX_CONNECTIONS, MAX_IDLE_TIMEOUT, MAX_THREADS
 
 PROTOCOLS = ("http", "raw")
@@ -43,6 +44,8 @@ def _drain_seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    engine = EngineConfig()      # the engine's defaults (read from C)
+    http = http_defaults()       # the HTTP server's (read from C)
     parser = argparse.ArgumentParser(prog="pyiocp", description=__doc__)
     parser.add_argument("--version", action="version", version=f"pyiocp {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -58,14 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
                             "the file's bytes out")
     serve.add_argument("--no-listing", dest="listing", action="store_false",
                        help="http: answer 403 for directories without index.html")
-    serve.add_argument("--header-timeout", type=_seconds, default=10.0, metavar="SECONDS",
-                       help="http: a request head must arrive within this (default 10)")
-    serve.add_argument("--keepalive-timeout", type=_seconds, default=15.0, metavar="SECONDS",
-                       help="http: idle time allowed between requests (default 15)")
-    serve.add_argument("--threads", type=_bounded_int(1, MAX_THREADS), default=None,
+    serve.add_argument("--header-timeout", type=_seconds, default=http["header_timeout"],
+                       metavar="SECONDS",
+                       help="http: a request head must arrive within this (default %(default)g)")
+    serve.add_argument("--keepalive-timeout", type=_seconds, default=http["keepalive_timeout"],
+                       metavar="SECONDS",
+                       help="http: idle time allowed between requests (default %(default)g)")
+    serve.add_argument("--threads", type=_bounded_int(1, MAX_THREADS), default=engine.threads,
                        help=f"worker threads (default 2 x CPUs = {default_threads()})")
-    serve.add_argument("--backend", choices=BACKENDS, default="auto")
-    serve.add_argument("--max-connections", type=_bounded_int(1, MAX_CONNECTIONS), default=10_000)
+    serve.add_argument("--backend", choices=BACKENDS, default=engine.backend,
+                       help="the kernel mechanism (default %(default)s: the best this kernel allows)")
+    serve.add_argument("--max-connections", type=_bounded_int(1, MAX_CONNECTIONS),
+                       default=engine.max_connections,
+                       help="beyond this, new connections are refused (default %(default)s)")
     serve.add_argument("--idle-timeout", type=_seconds, default=60.0, metavar="SECONDS",
                        help="drop peers that make no progress this long (default 60)")
     serve.add_argument("--drain-timeout", type=_drain_seconds, default=10.0, metavar="SECONDS",
@@ -114,7 +122,7 @@ def info() -> int:
     print(f"pyiocp {__version__}")
     print(f"backends available: {', '.join(backends) or 'none'}")
     print(f"auto picks: {backends[0] if backends else 'nothing (no backend works here)'}")
-    for name in BACKENDS[1:]:
+    for name in backend_names():
         print(f"  {describe_backend(name)}")
     print(f"default threads: {default_threads()} (2 x {os.cpu_count()} CPUs)")
     print("zero-copy paths:")

@@ -1,12 +1,18 @@
 """Engine configuration: defaults and validation, with errors that say what
-was wrong and what is allowed."""
+was wrong and what is allowed.  The engine's own defaults and backend names
+are read from C (pyiocp.h), never restated here."""
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from typing import Optional
 
-BACKENDS = ("auto", "io_uring", "epoll")
+from . import _core
+
+_ENGINE = _core.engine_defaults()
+
+# "auto", then every backend compiled in, best first
+BACKENDS = ("auto", *_core.backend_names())
 
 MAX_THREADS = 1024
 MAX_CONNECTIONS = 1_000_000
@@ -21,12 +27,12 @@ def default_threads() -> int:
 
 @dataclass(frozen=True)
 class EngineConfig:
-    threads: Optional[int] = None          # None: 2 x CPUs
-    backend: str = "auto"
-    backlog: int = 1024
-    recv_buffer_size: int = 64 * 1024
-    max_connections: int = 10_000
-    idle_timeout: Optional[float] = None   # seconds; None: never
+    threads: Optional[int] = _ENGINE["threads"]            # None: 2 x CPUs
+    backend: str = _ENGINE["backend"]
+    backlog: int = 1024                                    # the binding's own
+    recv_buffer_size: int = 64 * 1024                      # the binding's own
+    max_connections: int = _ENGINE["max_connections"]
+    idle_timeout: Optional[float] = _ENGINE["idle_timeout"]  # seconds; None: never
 
     def __post_init__(self) -> None:
         _check_int("threads", self.threads, 1, MAX_THREADS, optional=True)

@@ -7,98 +7,93 @@
  * back to the kernel instead of queueing for the GIL, so adding threads
  * adds I/O parallelism without adding GIL contention (Twisted's IOCP
  * reactor took the GIL once per completion; this takes it once per batch).
+ *
+ * The queue is intrusive: every struct that can be queued embeds a node
+ * for each kind of completion it can have queued at the same time (a
+ * connection's accept, recv and close; a send; a posted call), so a push
+ * allocates nothing and cannot fail.  The binding guarantees that a node
+ * is never pushed again before it was claimed (one recv outstanding per
+ * connection; the other completions happen once).
  */
 #ifndef PYIOCP_DISPATCH_QUEUE_H
 #define PYIOCP_DISPATCH_QUEUE_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdlib.h>
+#include <stddef.h>
 #include <sys/types.h>
 
-typedef struct dispatch_item {
-    int kind;
-    void *ptr;
-    ssize_t result;
-} dispatch_item;
+typedef struct dispatch_node {
+    struct dispatch_node *next; /* the queue's, or the claimed batch's */
+    int kind;                   /* what `owner` is: set once, by the owner */
+    void *owner;                /* the struct that embeds this node */
+    ssize_t result;             /* the completion's, set by the push */
+} dispatch_node;
 
 typedef struct dispatch_queue {
     pthread_mutex_t lock;
-    dispatch_item *items;      /* where workers push */
-    size_t count, capacity;
-    dispatch_item *spare;      /* the dispatcher's batch, swapped with items */
-    size_t spare_capacity;
+    dispatch_node *head, *tail; /* where workers push, oldest first */
     int dispatching;
-    atomic_size_t pending; /* == count, readable without the lock */
+    atomic_int pending;         /* head != NULL, readable without the lock */
 } dispatch_queue;
 
+static inline void dispatch_node_init(dispatch_node *node, int kind, void *owner)
+{
+    node->next = NULL;
+    node->kind = kind;
+    node->owner = owner;
+    node->result = 0;
+}
+
+/* Allocates nothing: the only way to fail is the mutex (-errno). */
 static inline int dispatch_queue_init(dispatch_queue *q)
 {
-    q->count = 0;
-    q->capacity = 256;
+    q->head = q->tail = NULL;
     q->dispatching = 0;
-    atomic_store(&q->pending, 0);
-    q->spare_capacity = 256;
-    q->items = malloc(q->capacity * sizeof *q->items);
-    q->spare = malloc(q->spare_capacity * sizeof *q->spare);
-    if (!q->items || !q->spare)
-        return -1;
-    return pthread_mutex_init(&q->lock, NULL) == 0 ? 0 : -1;
+    atomic_init(&q->pending, 0);
+    return -pthread_mutex_init(&q->lock, NULL);
 }
 
 static inline void dispatch_queue_destroy(dispatch_queue *q)
 {
-    free(q->items);
-    free(q->spare);
-    q->items = q->spare = NULL;
     pthread_mutex_destroy(&q->lock);
 }
 
-/* Returns -1 only if memory ran out; the caller then handles the item
- * without Python (drops the buffer) rather than losing the completion. */
-static inline int dispatch_queue_push(dispatch_queue *q, int kind, void *ptr, ssize_t result)
+/* Appends `node`, which must not be queued or in an unfinished batch. */
+static inline void dispatch_queue_push(dispatch_queue *q, dispatch_node *node, ssize_t result)
 {
+    node->result = result;
+    node->next = NULL;
     pthread_mutex_lock(&q->lock);
-    if (q->count == q->capacity) {
-        dispatch_item *grown = realloc(q->items, 2 * q->capacity * sizeof *grown);
-        if (!grown) {
-            pthread_mutex_unlock(&q->lock);
-            return -1;
-        }
-        q->items = grown;
-        q->capacity *= 2;
-    }
-    q->items[q->count++] = (dispatch_item){kind, ptr, result};
-    atomic_store_explicit(&q->pending, q->count, memory_order_relaxed);
+    if (q->tail)
+        q->tail->next = node;
+    else
+        q->head = node;
+    q->tail = node;
+    atomic_store_explicit(&q->pending, 1, memory_order_relaxed);
     pthread_mutex_unlock(&q->lock);
-    return 0;
 }
 
-/* Claims the dispatcher role and takes every queued item (swapping arrays,
- * no copy): `*batch` is valid until dispatch_queue_release.  Returns the
- * item count, or 0 when there is nothing to do or another thread is
- * dispatching. */
-static inline size_t dispatch_queue_claim(dispatch_queue *q, dispatch_item **batch)
+/* Claims the dispatcher role and takes every queued node, oldest first.
+ * Returns NULL when there is nothing to do or another thread is
+ * dispatching.  The caller walks the batch by `next`, reading it before
+ * running a node (a node that has run may be pushed again at once), then
+ * calls dispatch_queue_release. */
+static inline dispatch_node *dispatch_queue_claim(dispatch_queue *q)
 {
-    if (atomic_load_explicit(&q->pending, memory_order_relaxed) == 0)
-        return 0; /* the common idle case costs no lock */
+    if (!atomic_load_explicit(&q->pending, memory_order_relaxed))
+        return NULL; /* the common idle case costs no lock */
+    dispatch_node *batch = NULL;
     pthread_mutex_lock(&q->lock);
-    size_t n = 0;
-    if (!q->dispatching && q->count > 0) {
+    if (!q->dispatching && q->head) {
         q->dispatching = 1;
-        dispatch_item *items = q->items;
-        size_t capacity = q->capacity;
-        n = q->count;
-        q->items = q->spare;
-        q->capacity = q->spare_capacity;
-        q->spare = items;
-        q->spare_capacity = capacity;
-        q->count = 0;
+        batch = q->head;
+        q->head = q->tail = NULL;
         atomic_store_explicit(&q->pending, 0, memory_order_relaxed);
-        *batch = items;
     }
     pthread_mutex_unlock(&q->lock);
-    return n;
+    return batch;
 }
 
 static inline void dispatch_queue_release(dispatch_queue *q)
