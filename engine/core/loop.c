@@ -161,6 +161,10 @@ void piocp_conn_process(piocp_worker *w, piocp_conn *c)
             closed = close_step_locked(w, c, &done);
         } else {
             more = ops->run(w, c, &done, &budget);
+            /* a send that just finished may have been the last thing a
+             * stop was waiting for: nothing else would bring us back */
+            if (atomic_load_explicit(&c->engine->draining, memory_order_relaxed))
+                stop_reading_locked(w, c, &done);
             if (closing_locked(c))
                 c->again = true; /* broken, or the last send before a close is out */
         }

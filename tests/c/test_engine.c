@@ -573,6 +573,80 @@ static void test_churn_with_sweeps(void)
     CHECK(count_fds() == fds);
 }
 
+/* ------------------------------------------------- stop finishes sends -- */
+
+enum { BIG_SEND = 8 << 20 };
+static char *big_payload;
+static piocp_request big_req;
+static atomic_int big_sent;
+
+static void big_send_done(piocp_request *req, ssize_t result)
+{
+    atomic_store(&big_sent, result == BIG_SEND ? 1 : -1);
+    (void)req;
+}
+
+static void big_on_connection(piocp_listener *l, piocp_conn *conn, void *user)
+{
+    (void)l;
+    (void)user;
+    piocp_conn_set_callbacks(conn, closed_count, NULL);
+    big_req.complete = big_send_done;
+    atomic_fetch_add(&conns_made, 1);
+    CHECK(piocp_send(conn, &big_req, big_payload, BIG_SEND) == 0);
+}
+
+static const piocp_listener_callbacks big_callbacks = {.on_connection = big_on_connection};
+
+typedef struct reader_args {
+    int fd;
+    size_t got;
+    int end; /* 0: EOF, else the errno that ended the reading */
+} reader_args;
+
+static void *read_to_end(void *arg)
+{
+    reader_args *a = arg;
+    char buf[65536];
+    struct timespec ts = {0, 200 * 1000000}; /* the stop starts meanwhile */
+    nanosleep(&ts, NULL);
+    for (;;) {
+        ssize_t n = read(a->fd, buf, sizeof buf);
+        if (n <= 0) {
+            a->end = n == 0 ? 0 : errno;
+            return NULL;
+        }
+        a->got += (size_t)n;
+    }
+}
+
+/* Stop lets a running send finish, then closes with a FIN as soon as it is
+ * out: it does not wait for the drain deadline and reset (epoll did, until
+ * the turn checked again after its sends). */
+static void test_stop_finishes_sends(void)
+{
+    big_payload = calloc(1, BIG_SEND);
+    piocp_engine *e = start_engine(2, 0, 0);
+    int port = listen_on(e, &big_callbacks, NULL);
+    CHECK(piocp_engine_start(e) == 0);
+    reader_args reader = {.fd = connect_loopback(port)};
+    wait_until(&conns_made, 1, 5000);
+    pthread_t thread;
+    pthread_create(&thread, NULL, read_to_end, &reader);
+    long long t0 = now_ms();
+    CHECK(piocp_engine_stop(e, 10000) == 0);
+    long long took = now_ms() - t0;
+    pthread_join(thread, NULL);
+    fprintf(stderr, "%s: stop took %lld ms; the client read %zu bytes, then %s\n", backend, took,
+            reader.got, reader.end ? strerror(reader.end) : "EOF");
+    CHECK(atomic_load(&big_sent) == 1);
+    CHECK(reader.got == BIG_SEND && reader.end == 0);
+    CHECK(took < 5000);
+    close(reader.fd);
+    piocp_engine_free(e);
+    free(big_payload);
+}
+
 static const test_case cases[] = {
     {"echo", test_echo},
     {"stop_cancels_recv", test_stop_cancels_recv},
@@ -587,6 +661,7 @@ static const test_case cases[] = {
     {"emfile", test_emfile},
     {"stop_while_accepting", test_stop_while_accepting},
     {"churn_with_sweeps", test_churn_with_sweeps},
+    {"stop_finishes_sends", test_stop_finishes_sends},
     {NULL, NULL},
 };
 
