@@ -93,8 +93,11 @@ struct piocp_request {
 
 /* ------------------------------------------------------------ engine -- */
 
+/* The most worker threads an engine may have. */
+#define PIOCP_MAX_THREADS 1024
+
 typedef struct piocp_config {
-    int threads;              /* worker threads; 0 = 2 x online CPUs */
+    int threads;              /* worker threads; 0 = piocp_default_threads() */
     const char *backend;      /* "auto" (or NULL), or one of piocp_backend_names() */
     int max_connections;      /* 0 = default (10000); also the pool size */
     int idle_timeout_ms;      /* 0 = never; otherwise peers silent this long are dropped */
@@ -108,6 +111,9 @@ typedef struct piocp_config {
 /* Fills `config` with the defaults (the values 0 stands for above): the one
  * place they are written down; bindings read them from here. */
 void piocp_config_init(piocp_config *config);
+/* The worker count an engine gets by default: twice the CPUs, as the
+ * classic IOCP server sized its pool. */
+int piocp_default_threads(void);
 /* Creates the engine (queue, pool) but starts no thread.  `config` may be
  * NULL (defaults). */
 int piocp_engine_new(piocp_engine **out, const piocp_config *config);
@@ -228,6 +234,10 @@ int piocp_abort(piocp_conn *conn);
  * long gets one line "ERROR: <reason>\r\n" and the connection stays usable.
  */
 typedef struct piocp_raw_server piocp_raw_server;
+
+/* The longest name max_name may allow: longer ones can never be opened
+ * (PATH_MAX), and the receive buffer is sized from it. */
+#define PIOCP_RAW_MAX_NAME 4095
 
 typedef struct piocp_raw_options {
     size_t max_name;      /* longest accepted name in bytes; 0 = 1024 */

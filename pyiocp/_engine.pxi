@@ -23,6 +23,15 @@ def engine_defaults():
             "idle_timeout": config.idle_timeout_ms / 1000 if config.idle_timeout_ms else None}
 
 
+MAX_THREADS = PIOCP_MAX_THREADS
+
+
+def default_threads():
+    """The worker count an engine gets by default (piocp_default_threads):
+    twice the CPUs, as the classic IOCP server sized its pool."""
+    return piocp_default_threads()
+
+
 def backend_names():
     """Every backend compiled into this build, best first, whether or not
     this kernel allows it: the names Engine(backend=...) accepts besides

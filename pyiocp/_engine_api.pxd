@@ -33,6 +33,8 @@ cdef extern from "pyiocp.h" nogil:
         void *user
         piocp_conn *conn
     uint64_t PIOCP_TRANSMIT_TO_EOF
+    int PIOCP_MAX_THREADS
+    int PIOCP_RAW_MAX_NAME
 
     ctypedef struct piocp_config:
         int threads
@@ -43,6 +45,7 @@ cdef extern from "pyiocp.h" nogil:
         void *batch_user
 
     void piocp_config_init(piocp_config *config)
+    int piocp_default_threads()
     int piocp_engine_new(piocp_engine **out, const piocp_config *config)
     int piocp_engine_start(piocp_engine *engine)
     int piocp_engine_stop(piocp_engine *engine, int drain_ms)

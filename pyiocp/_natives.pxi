@@ -50,8 +50,8 @@ cdef class RawFileServer(NativeHandler):
     def __cinit__(self, root, *, access_log=None, int max_name=_RAW["max_name"]):
         cdef int rc
         self._server = NULL
-        if max_name < 1 or max_name > 4096:
-            raise ValueError("max_name must be in 1..4096")
+        if max_name < 1 or max_name > PIOCP_RAW_MAX_NAME:
+            raise ValueError(f"max_name must be in 1..{PIOCP_RAW_MAX_NAME}")
         self.root = os.fspath(root)
         piocp_raw_options_init(&self._options)
         self._options.max_name = max_name

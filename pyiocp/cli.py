@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                        metavar="SECONDS",
                        help="http: idle time allowed between requests (default %(default)g)")
     serve.add_argument("--threads", type=_bounded_int(1, MAX_THREADS), default=engine.threads,
-                       help=f"worker threads (default 2 x CPUs = {default_threads()})")
+                       help=f"worker threads (default: twice the CPUs, here {default_threads()})")
     serve.add_argument("--backend", choices=BACKENDS, default=engine.backend,
                        help="the kernel mechanism (default %(default)s: the best this kernel allows)")
     serve.add_argument("--max-connections", type=_bounded_int(1, MAX_CONNECTIONS),
@@ -124,7 +124,7 @@ def info() -> int:
     print(f"auto picks: {backends[0] if backends else 'nothing (no backend works here)'}")
     for name in backend_names():
         print(f"  {describe_backend(name)}")
-    print(f"default threads: {default_threads()} (2 x {os.cpu_count()} CPUs)")
+    print(f"default threads: {default_threads()} (twice the CPUs)")
     print("zero-copy paths:")
     print("  epoll:    recv/send/sendfile(2) system calls on readiness")
     print("  io_uring: recv and send on the ring; a transmit's file part by sendfile(2)")

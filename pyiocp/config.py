@@ -3,7 +3,6 @@ was wrong and what is allowed.  The engine's own defaults and backend names
 are read from C (pyiocp.h), never restated here."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Optional
 
@@ -14,15 +13,15 @@ _ENGINE = _core.engine_defaults()
 # "auto", then every backend compiled in, best first
 BACKENDS = ("auto", *_core.backend_names())
 
-MAX_THREADS = 1024
+MAX_THREADS = _core.MAX_THREADS
 MAX_CONNECTIONS = 1_000_000
 MAX_RECV_BUFFER = 16 * 1024 * 1024
 MAX_IDLE_TIMEOUT = 365 * 86400.0
 
 
 def default_threads() -> int:
-    """Twice the CPU count, as the classic IOCP server sizes its pool."""
-    return 2 * (os.cpu_count() or 1)
+    """The worker count an engine gets by default (decided in C)."""
+    return _core.default_threads()
 
 
 @dataclass(frozen=True)

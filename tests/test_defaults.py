@@ -35,6 +35,19 @@ def test_an_engine_with_defaults_gets_the_c_defaults():
         engine.stop()
 
 
+def test_limits_and_default_threads_come_from_c(tmp_path):
+    assert config.MAX_THREADS == _core.MAX_THREADS >= 1
+    assert pyiocp.default_threads() == _core.default_threads()
+    assert 1 <= pyiocp.default_threads() <= config.MAX_THREADS
+    pyiocp.EngineConfig(threads=_core.MAX_THREADS)
+    with pytest.raises(ValueError, match="threads"):
+        pyiocp.EngineConfig(threads=_core.MAX_THREADS + 1)
+    # the raw server's longest name: what C can open (PATH_MAX - 1), no more
+    assert pyiocp.RawFileServer(tmp_path, max_name=4095).max_name == 4095
+    with pytest.raises(ValueError, match="4095"):
+        pyiocp.RawFileServer(tmp_path, max_name=4096)
+
+
 def test_backend_names_come_from_c():
     names = pyiocp.backend_names()
     assert names and "auto" not in names and len(set(names)) == len(names)

@@ -143,17 +143,23 @@ static void destroy_locks(piocp_engine *e)
         pthread_mutex_destroy(&e->workers[i].remote_lock);
 }
 
+int piocp_default_threads(void)
+{
+    int threads = 2 * piocp_online_cpus();
+    return threads < PIOCP_MAX_THREADS ? threads : PIOCP_MAX_THREADS;
+}
+
 int piocp_engine_new(piocp_engine **out, const piocp_config *config)
 {
     piocp_config cfg;
     piocp_config_init(&cfg);
     if (config)
         cfg = *config;
-    if (cfg.threads < 0 || cfg.threads > 1024 || cfg.max_connections < 0 ||
+    if (cfg.threads < 0 || cfg.threads > PIOCP_MAX_THREADS || cfg.max_connections < 0 ||
         cfg.idle_timeout_ms < 0)
         return -EINVAL;
     if (cfg.threads == 0)
-        cfg.threads = 2 * piocp_online_cpus();
+        cfg.threads = piocp_default_threads();
     if (cfg.max_connections == 0)
         cfg.max_connections = DEFAULT_MAX_CONNECTIONS;
 

@@ -27,9 +27,7 @@
 #include <sys/stat.h>
 
 #define DEFAULT_MAX_NAME 1024
-/* Names this long can never be opened (PATH_MAX), and the receive buffer
- * is sized from max_name, so a larger setting would only waste memory. */
-#define LIMIT_MAX_NAME (PATH_MAX - 1)
+#define LIMIT_MAX_NAME PIOCP_RAW_MAX_NAME
 #define MIN_RECV_BUFFER 4096
 /* A client pipelining names faster than we send files would otherwise make
  * us open one file per name it wrote: stop reading at this many answers in
