@@ -95,12 +95,26 @@ void piocp_accepted(piocp_listener *l, piocp_socket fd, const struct sockaddr *p
     piocp_engine *e = l->engine;
     bool stopping = atomic_load(&e->stopping) || atomic_load(&l->closed);
     piocp_conn *c = stopping ? NULL : piocp_pool_acquire(e, fd, peer, peer_len);
+    if (c && atomic_load(&e->stopping)) {
+        /* Stop began while the slot was taken.  Counted open first, then
+         * checked (stop sets `stopping`, then counts what is open): either
+         * stop waits for this connection, or it is refused here; never
+         * left open behind a stop that has returned. */
+        pthread_mutex_lock(&c->lock);
+        piocp_close_socket_locked(c, 0);
+        pthread_mutex_unlock(&c->lock);
+        piocp_finish_closed(c);
+        c = NULL;
+        fd = PIOCP_INVALID_SOCKET;
+        stopping = true;
+    }
     if (!c) {
         atomic_fetch_add(&l->refused, 1);
         atomic_fetch_add_explicit(&e->counters.refused, 1, memory_order_relaxed);
         if (l->callbacks.on_refused && !stopping)
             l->callbacks.on_refused(l, fd, l->user);
-        piocp_socket_close(fd, false);
+        if (fd != PIOCP_INVALID_SOCKET)
+            piocp_socket_close(fd, false);
         return;
     }
     piocp_socket_set_nodelay(fd);
@@ -122,7 +136,8 @@ void piocp_accepted(piocp_listener *l, piocp_socket fd, const struct sockaddr *p
     l->callbacks.on_connection(l, c, l->user);
     pthread_mutex_lock(&c->lock);
     c->busy = false;
-    if (c->again) {
+    /* a stop that began meanwhile may not have kicked it: its turn closes it */
+    if (c->again || atomic_load(&e->draining)) {
         c->again = false;
         piocp_schedule_locked(c);
     }
