@@ -22,7 +22,7 @@ extension = Extension(
     extra_compile_args=["-O2", "-Wall", "-Wno-unused-function"],
     extra_link_args=["-pthread"],
     depends=(glob.glob("engine/**/*.h", recursive=True) + glob.glob("pyiocp/*.pxi")
-             + ["engine/sources.txt", "pyiocp/dispatch_queue.h", "pyiocp/_engine_api.pxd"]),
+             + glob.glob("pyiocp/*.h") + ["engine/sources.txt", "pyiocp/_engine_api.pxd"]),
 )
 
 setup(ext_modules=cythonize([extension], language_level=3))

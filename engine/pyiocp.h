@@ -104,8 +104,15 @@ typedef struct piocp_config {
     /* Called on a worker after it has handled one batch of completions and
      * before it waits again: lets a binding dispatch the batch at once (one
      * GIL acquisition per batch instead of one per completion). */
-    void (*batch_end)(void *batch_user);
-    void *batch_user;
+    void (*batch_end)(void *user);
+    /* Called on each worker thread once it is sure to serve (every worker
+     * started) and once more after its last batch_end, on the same thread:
+     * lets a binding give each worker per-thread state for its lifetime (a
+     * Python thread state, made once instead of once per batch).  Not
+     * called for a worker of an engine whose start failed. */
+    void (*worker_start)(void *user);
+    void (*worker_stop)(void *user);
+    void *user;               /* passed to the three hooks above */
 } piocp_config;
 
 /* Fills `config` with the defaults (the values 0 stands for above): the one

@@ -26,12 +26,14 @@ from posix.unistd cimport close as c_close
 
 from ._engine_api cimport *
 
+import atexit
 import logging
 import math
 import os
 import signal
 import socket
 import threading
+import weakref
 
 log = logging.getLogger("pyiocp")
 

@@ -109,7 +109,23 @@ cdef void on_call_done(piocp_request *req, ssize_t result) noexcept nogil:
     dispatch_queue_push(&cr.shared.queue, &cr.node, result)
 
 
+cdef extern from "worker_thread_state.h" nogil:
+    bint pyiocp_interpreter_finalizing()
+    void pyiocp_worker_attach()
+    void pyiocp_worker_detach()
+
+
+cdef void worker_start(void *user) noexcept nogil:
+    pyiocp_worker_attach()    # one thread state for the worker's life
+
+
+cdef void worker_stop(void *user) noexcept nogil:
+    pyiocp_worker_detach()
+
+
 cdef void batch_end(void *user) noexcept nogil:
+    if pyiocp_interpreter_finalizing():
+        return   # too late for Python; the engines were stopped at exit
     dispatch_pending(<engine_shared *>user, True)
 
 

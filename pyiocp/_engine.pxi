@@ -55,10 +55,28 @@ def describe_backend(name):
     return piocp_backend_describe(encoded, buf, sizeof(buf)).decode()
 
 
+# Engines started and not yet stopped: stopped at interpreter exit, before
+# finalisation, when no worker may touch Python any more.
+_running_engines = weakref.WeakSet()
+
+
+def _stop_engines_at_exit():
+    for engine in list(_running_engines):
+        try:
+            engine.request_stop()   # a run() in a daemon thread returns
+            engine.stop()
+        except BaseException:
+            log.exception("pyiocp: stopping an engine at exit failed")
+
+
+atexit.register(_stop_engines_at_exit)
+
+
 @cython.no_gc_clear   # its listeners must stay valid while it frees itself
 cdef class Engine:
     """The completion engine: a pool of worker threads around one completion
     queue.  Use pyiocp.Engine (which validates its configuration)."""
+    cdef object __weakref__
     cdef piocp_engine *_c
     cdef engine_shared _shared
     cdef bint _queue_ready
@@ -97,7 +115,9 @@ cdef class Engine:
         # rounded up: a timeout under 1 ms must not become 0, "never"
         c.idle_timeout_ms = _milliseconds(config.idle_timeout) if config.idle_timeout else 0
         c.batch_end = batch_end
-        c.batch_user = &self._shared
+        c.worker_start = worker_start
+        c.worker_stop = worker_stop
+        c.user = &self._shared
         rc = piocp_engine_new(&self._c, &c)
         if rc < 0:
             self._c = NULL
@@ -204,10 +224,12 @@ cdef class Engine:
             raise RuntimeError("the engine is stopped; make a new one")
         if self.started:
             return
-        rc = piocp_engine_start(self._c)
+        with nogil:   # the workers take the GIL as they start
+            rc = piocp_engine_start(self._c)
         if rc < 0:
             raise os_error(rc, "start")
         self.started = True
+        _running_engines.add(self)
 
     def post(self, callback):
         """Runs callback() once on a worker thread (with the GIL)."""
@@ -244,6 +266,7 @@ cdef class Engine:
         if self._stopped:
             return
         self._stopped = True
+        _running_engines.discard(self)
         with nogil:
             piocp_engine_stop(self._c, drain_ms)
         dispatch_pending(&self._shared, True)   # what the workers left

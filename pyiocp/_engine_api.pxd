@@ -41,8 +41,10 @@ cdef extern from "pyiocp.h" nogil:
         const char *backend
         int max_connections
         int idle_timeout_ms
-        void (*batch_end)(void *batch_user) noexcept nogil
-        void *batch_user
+        void (*batch_end)(void *user) noexcept nogil
+        void (*worker_start)(void *user) noexcept nogil
+        void (*worker_stop)(void *user) noexcept nogil
+        void *user
 
     void piocp_config_init(piocp_config *config)
     int piocp_default_threads()

@@ -413,5 +413,5 @@ void piocp_run_user_completions(piocp_engine *e)
 void piocp_batch_end(piocp_engine *e)
 {
     if (e->config.batch_end)
-        e->config.batch_end(e->config.batch_user);
+        e->config.batch_end(e->config.user);
 }

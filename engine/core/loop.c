@@ -209,6 +209,10 @@ static bool report_start(piocp_worker *w, int rc)
     return go;
 }
 
+/* How many times a worker runs the work its own batch_end posted before it
+ * looks at the kernel again. */
+enum { LOCAL_ROUNDS = 2 };
+
 static void worker_loop(piocp_worker *w)
 {
     piocp_engine *e = w->engine;
@@ -242,6 +246,15 @@ static void worker_loop(piocp_worker *w)
         }
         piocp_run_local(w);
         piocp_batch_end(e);
+        /* What the binding posted in batch_end (a Python handler's send and
+         * next recv) is ours to run: run it now.  Looking at the kernel
+         * first found nothing new in a ping-pong and cost epoll one
+         * epoll_wait per message.  Bounded: the kernel is looked at again
+         * after a few rounds. */
+        for (int round = 0; w->local.head && round < LOCAL_ROUNDS; round++) {
+            piocp_run_local(w);
+            piocp_batch_end(e);
+        }
     }
 }
 
@@ -253,8 +266,14 @@ void *piocp_worker_main(void *arg)
     int rc = PIOCP_FAULT("worker_init");
     if (rc == 0 && ops->worker_init)
         rc = ops->worker_init(w);
-    if (report_start(w, rc))
+    if (report_start(w, rc)) {
+        const piocp_config *config = &w->engine->config;
+        if (config->worker_start)
+            config->worker_start(config->user);
         worker_loop(w);
+        if (config->worker_stop)
+            config->worker_stop(config->user);
+    }
     if (ops->worker_exit)
         ops->worker_exit(w);
     current_worker = NULL;

@@ -362,6 +362,77 @@ static void test_config_errors(void)
 }
 
 
+/* ------------------------------------------------------ worker hooks -- */
+
+/* Per worker thread: 0 before worker_start, 1 while serving, 2 after
+ * worker_stop.  batch_end may only run in state 1. */
+static _Thread_local int hook_phase;
+static atomic_int hook_starts, hook_stops, hook_batches, hook_misplaced;
+static int hook_user_tag;
+
+static void hook_worker_start(void *user)
+{
+    if (user != &hook_user_tag || hook_phase != 0 || piocp_worker_index() < 0)
+        atomic_fetch_add(&hook_misplaced, 1);
+    hook_phase = 1;
+    atomic_fetch_add(&hook_starts, 1);
+}
+
+static void hook_worker_stop(void *user)
+{
+    if (user != &hook_user_tag || hook_phase != 1 || piocp_worker_index() < 0)
+        atomic_fetch_add(&hook_misplaced, 1);
+    hook_phase = 2;
+    atomic_fetch_add(&hook_stops, 1);
+}
+
+static void hook_batch_end(void *user)
+{
+    if (user != &hook_user_tag || hook_phase != 1)
+        atomic_fetch_add(&hook_misplaced, 1);
+    atomic_fetch_add(&hook_batches, 1);
+}
+
+static piocp_engine *start_engine_with_hooks(int threads)
+{
+    piocp_config cfg;
+    piocp_config_init(&cfg);
+    cfg.threads = threads;
+    cfg.backend = backend;
+    cfg.batch_end = hook_batch_end;
+    cfg.worker_start = hook_worker_start;
+    cfg.worker_stop = hook_worker_stop;
+    cfg.user = &hook_user_tag;
+    piocp_engine *e = NULL;
+    CHECK(piocp_engine_new(&e, &cfg) == 0);
+    return e;
+}
+
+/* worker_start runs once on each worker before its first batch_end, and
+ * worker_stop once after its last, on the same thread: what a binding
+ * needs to keep one thread state per worker. */
+static void test_worker_hooks(void)
+{
+    int fds = count_fds();
+    piocp_engine *e = start_engine_with_hooks(3);
+    int port = listen_on(e, &echo_callbacks, NULL);
+    CHECK(piocp_engine_start(e) == 0);
+    client_args args = {.port = port, .messages = 50};
+    pthread_t threads[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&threads[i], NULL, echo_client, &args);
+    for (int i = 0; i < 4; i++)
+        pthread_join(threads[i], NULL);
+    wait_until(&conns_closed, 4, 5000);
+    CHECK(piocp_engine_stop(e, 1000) == 0);
+    CHECK(atomic_load(&hook_starts) == 3);
+    CHECK(atomic_load(&hook_stops) == 3);
+    CHECK(atomic_load(&hook_batches) > 0);
+    CHECK(atomic_load(&hook_misplaced) == 0);
+    piocp_engine_free(e);
+    CHECK(count_fds() == fds);
+}
+
 /* ------------------------------------------------------ start faults -- */
 
 static void noop_complete(piocp_request *req, ssize_t result)
@@ -377,7 +448,9 @@ static void noop_complete(piocp_request *req, ssize_t result)
 static void start_failure_case(const char *point, unsigned nth)
 {
     int fds = count_fds();
-    piocp_engine *e = start_engine(3, 0, 0);
+    atomic_store(&hook_starts, 0);
+    atomic_store(&hook_stops, 0);
+    piocp_engine *e = start_engine_with_hooks(3);
     listen_on(e, &echo_callbacks, NULL);
     piocp_fault_arm(point, nth, EAGAIN);
     int rc = piocp_engine_start(e);
@@ -388,6 +461,7 @@ static void start_failure_case(const char *point, unsigned nth)
         CHECK(rc == 0);
     } else {
         CHECK(rc == -EAGAIN);
+        CHECK(atomic_load(&hook_starts) == 0); /* no worker served, none was set up */
         CHECK(piocp_engine_start(e) == -EALREADY);
         piocp_request req = {.complete = noop_complete};
         CHECK(piocp_post(e, &req, 0) == -ESHUTDOWN);
@@ -662,6 +736,7 @@ static const test_case cases[] = {
     {"stop_while_accepting", test_stop_while_accepting},
     {"churn_with_sweeps", test_churn_with_sweeps},
     {"stop_finishes_sends", test_stop_finishes_sends},
+    {"worker_hooks", test_worker_hooks},
     {NULL, NULL},
 };
 
