@@ -1,16 +1,22 @@
 /*
  * epoll.c - Linux epoll, with readiness turned into completions.
  *
- * One epoll instance is shared by all workers, like the one completion port
- * of the classic IOCP server.  Connections are registered once, edge-
- * triggered: an event only records that the socket became readable or
- * writable and schedules the connection; its turn (core/loop.c) then calls
- * `run`, which performs the pending recv/send/sendfile calls itself (partial
- * sends and EAGAIN stay in here).  Edge-triggered, because EPOLLONESHOT
- * would cost an epoll_ctl to re-arm after every single event: with it an
- * echo took four system calls per message, now it takes three (epoll_wait,
- * recv, send), as libuv does.  The descriptors that several workers must
- * take turns on (listeners, the wake-up eventfd) stay ONESHOT.
+ * Each worker waits on an epoll set of its own, and a connection is
+ * registered in the set of the worker that owns it (the one that accepted
+ * it, later the one that posts on it: see `move`), as io_uring gives each
+ * worker a ring.  One set shared by every worker, like the classic IOCP
+ * server's one port, woke any worker for any connection: with four workers
+ * on one CPU a ping-pong paid a context switch per message and p99 reached
+ * 8 ms.  Listeners are in every set, level-triggered with EPOLLEXCLUSIVE so
+ * that a new connection wakes one worker, not all of them.
+ *
+ * Connections are registered once, edge-triggered: an event only records
+ * that the socket became readable or writable and schedules the
+ * connection; its turn (core/loop.c) then calls `run`, which performs the
+ * pending recv/send/sendfile calls itself (partial sends and EAGAIN stay in
+ * here).  Edge-triggered, because EPOLLONESHOT would cost an epoll_ctl to
+ * re-arm after every single event: an echo takes three system calls per
+ * message (epoll_wait, recv, send), as libuv's does.
  *
  * Event data carries a pool slot and its generation instead of a pointer:
  * an event harvested just before its connection closed finds a different
@@ -24,6 +30,7 @@
 #include "platform/platform.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -38,9 +45,19 @@ enum { KIND_CONN = 0, KIND_LISTENER = 1, KIND_WAKE = 2 };
 #define KIND_SHIFT 62
 #define GENERATION_MASK 0x3fffffffu
 
-typedef struct epoll_backend {
+/* A worker's own set and the eventfd that wakes it. */
+typedef struct epoll_worker {
     int epfd;
-    int wake_fd;   /* eventfd: global ready list, user completions, quit */
+    int wake_fd;   /* remote posts, the global list, user completions, quit */
+} epoll_worker;
+
+typedef struct epoll_backend {
+    epoll_worker *workers;
+    int count;
+    /* Whether each listener is in the sets: pausing (out of descriptors)
+     * takes it out, resuming puts it back, and both may race. */
+    pthread_mutex_t listeners_lock;
+    bool listening[PIOCP_MAX_LISTENERS];
 } epoll_backend;
 
 /* What a connection's socket is known to allow; kept per connection. */
@@ -57,20 +74,20 @@ static uint64_t conn_tag(const piocp_conn *c)
     return tag(KIND_CONN, ((uint64_t)(c->generation & GENERATION_MASK) << 32) | c->slot);
 }
 
-static int rearm(epoll_backend *b, int fd, uint64_t data, uint32_t events, int op)
-{
-    struct epoll_event ev = {.events = events | EPOLLONESHOT, .data.u64 = data};
-    return epoll_ctl(b->epfd, op, fd, &ev) < 0 ? -errno : 0;
-}
-
 /* EPOLLOUT is left out until a send first meets a full buffer: registering
  * it at once would wake a worker for every new connection for nothing. */
 #define CONN_EVENTS (EPOLLIN | EPOLLRDHUP | EPOLLET)
 
-static int watch_conn(epoll_backend *b, piocp_conn *c, uint32_t events, int op)
+static epoll_worker *owner_of(piocp_conn *c)
+{
+    epoll_backend *b = c->engine->backend_data;
+    return &b->workers[c->owner];
+}
+
+static int watch_conn(epoll_worker *ew, piocp_conn *c, uint32_t events, int op)
 {
     struct epoll_event ev = {.events = events, .data.u64 = conn_tag(c)};
-    return epoll_ctl(b->epfd, op, c->fd, &ev) < 0 ? -errno : 0;
+    return epoll_ctl(ew->epfd, op, c->fd, &ev) < 0 ? -errno : 0;
 }
 
 static int epoll_probe(void)
@@ -87,10 +104,14 @@ static int epoll_probe(void)
 static void epoll_destroy(piocp_engine *e)
 {
     epoll_backend *b = e->backend_data;
-    if (b->epfd >= 0)
-        close(b->epfd);
-    if (b->wake_fd >= 0)
-        close(b->wake_fd);
+    for (int i = 0; i < b->count; i++) {
+        if (b->workers[i].epfd >= 0)
+            close(b->workers[i].epfd);
+        if (b->workers[i].wake_fd >= 0)
+            close(b->workers[i].wake_fd);
+    }
+    pthread_mutex_destroy(&b->listeners_lock);
+    free(b->workers);
     free(b);
     e->backend_data = NULL;
 }
@@ -100,49 +121,101 @@ static int epoll_init(piocp_engine *e)
     epoll_backend *b = calloc(1, sizeof *b);
     if (!b)
         return -ENOMEM;
+    int rc = -pthread_mutex_init(&b->listeners_lock, NULL);
+    if (rc < 0) {
+        free(b);
+        return rc;
+    }
     e->backend_data = b;
-    b->epfd = epoll_create1(EPOLL_CLOEXEC);
-    b->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    int rc = b->epfd < 0 || b->wake_fd < 0 ? -errno : 0;
-    if (rc == 0)
-        rc = rearm(b, b->wake_fd, tag(KIND_WAKE, 0), EPOLLIN, EPOLL_CTL_ADD);
+    b->workers = calloc((size_t)e->threads, sizeof *b->workers);
+    if (!b->workers) {
+        epoll_destroy(e);
+        return -ENOMEM;
+    }
+    b->count = e->threads;
+    for (int i = 0; i < b->count; i++)
+        b->workers[i].epfd = b->workers[i].wake_fd = -1;
+    /* Made here, not in worker_init: listeners (listen may come before
+     * start) and moving connections reach into every worker's set. */
+    for (int i = 0; i < b->count && rc == 0; i++) {
+        epoll_worker *ew = &b->workers[i];
+        ew->epfd = epoll_create1(EPOLL_CLOEXEC);
+        ew->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (ew->epfd < 0 || ew->wake_fd < 0) {
+            rc = -errno;
+            break;
+        }
+        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = tag(KIND_WAKE, 0)};
+        if (epoll_ctl(ew->epfd, EPOLL_CTL_ADD, ew->wake_fd, &ev) < 0)
+            rc = -errno;
+        e->workers[i].backend = ew;
+    }
     if (rc < 0)
         epoll_destroy(e);
     return rc;
 }
 
-static void epoll_wake(piocp_engine *e)
+static void epoll_wake_worker(piocp_worker *w)
 {
-    epoll_backend *b = e->backend_data;
+    epoll_worker *ew = w->backend;
     uint64_t one = 1;
     /* can only fail with EAGAIN when the counter is saturated: awake anyway */
-    (void)!write(b->wake_fd, &one, sizeof one);
+    (void)!write(ew->wake_fd, &one, sizeof one);
 }
 
-static void epoll_wake_worker(piocp_worker *w) { epoll_wake(w->engine); }
+/* the global list and user completions: any worker will do, the first */
+static void epoll_wake(piocp_engine *e) { epoll_wake_worker(&e->workers[0]); }
 
-/* The quit completion: the counter stays set and each worker that sees it
- * re-arms it for the next, until every worker has left. */
-static void epoll_post_quit(piocp_engine *e) { epoll_wake(e); }
+/* The quit completion: every worker's counter stays set (level-triggered)
+ * until it has left. */
+static void epoll_post_quit(piocp_engine *e)
+{
+    for (int i = 0; i < e->threads; i++)
+        epoll_wake_worker(&e->workers[i]);
+}
 
 /* -------------------------------------------------------- listeners -- */
 
-static int epoll_add_listener(piocp_engine *e, piocp_listener *l)
+/* In every worker's set or in none, as `listen` says; under listeners_lock.
+ * Level-triggered: a backlog left over raises the event again. */
+static int listen_in_sets_locked(epoll_backend *b, piocp_listener *l, bool listen)
 {
-    return rearm(e->backend_data, l->fd, tag(KIND_LISTENER, l->index), EPOLLIN, EPOLL_CTL_ADD);
+    if (b->listening[l->index] == listen)
+        return 0;
+    int rc = 0;
+    for (int i = 0; i < b->count; i++) {
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE,
+                                 .data.u64 = tag(KIND_LISTENER, l->index)};
+        if (epoll_ctl(b->workers[i].epfd, listen ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, l->fd, &ev) < 0 &&
+            rc == 0)
+            rc = -errno;
+    }
+    b->listening[l->index] = listen;
+    return rc;
 }
 
-static void epoll_resume_listener(piocp_engine *e, piocp_listener *l)
+/* Puts `l` in the sets if it accepts, takes it out if it does not
+ * (paused, closed): the one place that decides, so that a pause and a
+ * resume racing each other end as the listener's state says. */
+static int sync_listener(piocp_engine *e, piocp_listener *l)
 {
-    rearm(e->backend_data, l->fd, tag(KIND_LISTENER, l->index), EPOLLIN, EPOLL_CTL_MOD);
+    epoll_backend *b = e->backend_data;
+    pthread_mutex_lock(&b->listeners_lock);
+    int rc = listen_in_sets_locked(b, l, piocp_listener_accepting(l));
+    pthread_mutex_unlock(&b->listeners_lock);
+    return rc;
 }
 
-static void on_listener_event(piocp_engine *e, epoll_backend *b, uint32_t index)
+static int epoll_add_listener(piocp_engine *e, piocp_listener *l) { return sync_listener(e, l); }
+
+static void epoll_resume_listener(piocp_engine *e, piocp_listener *l) { sync_listener(e, l); }
+
+static void on_listener_event(piocp_engine *e, uint32_t index)
 {
     piocp_listener *l = piocp_listener_at(e, index);
-    if (!l || !piocp_listener_accepting(l))
+    if (!l)
         return;
-    for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
+    for (int i = 0; i < ACCEPTS_PER_EVENT && piocp_listener_accepting(l); i++) {
         struct sockaddr_storage peer;
         socklen_t peer_len = sizeof peer;
         int fd = accept4(l->fd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -151,24 +224,46 @@ static void on_listener_event(piocp_engine *e, epoll_backend *b, uint32_t index)
             continue;
         }
         if (errno == EAGAIN || errno == EWOULDBLOCK)
-            break; /* the backlog is empty: wait for the next event */
+            return; /* the backlog is empty: wait for the next event */
         if (!piocp_listener_accept_failed(l, -errno))
-            return; /* paused or closed: resume_listener re-arms it */
+            break; /* paused or closed */
     }
-    rearm(b, l->fd, tag(KIND_LISTENER, index), EPOLLIN, EPOLL_CTL_MOD);
+    /* Paused or closed (a shut-down listener stays readable for ever):
+     * out of the sets until resume_listener. */
+    if (!piocp_listener_accepting(l))
+        sync_listener(e, l);
 }
 
 /* ------------------------------------------------------ connections -- */
 
 static int epoll_add_conn(piocp_worker *w, piocp_conn *c)
 {
-    (void)w;
     epoll_conn *ec = piocp_conn_backend(c);
+    c->owner = w ? w->index : 0; /* the worker that accepted it */
     /* optimistic: a client usually sends its request right after connecting */
     ec->readable = true;
     ec->writable = true;
     ec->watched_events = CONN_EVENTS;
-    return watch_conn(c->engine->backend_data, c, CONN_EVENTS, EPOLL_CTL_ADD);
+    return watch_conn(owner_of(c), c, CONN_EVENTS, EPOLL_CTL_ADD);
+}
+
+/* Two epoll_ctl calls, against a wake-up of the owner (a context switch
+ * when the workers share a CPU) for every later post. */
+static bool epoll_move(piocp_worker *to, piocp_conn *c)
+{
+    epoll_conn *ec = piocp_conn_backend(c);
+    if (c->fd == PIOCP_INVALID_SOCKET)
+        return false;
+    epoll_worker *from = owner_of(c);
+    if (epoll_ctl(from->epfd, EPOLL_CTL_DEL, c->fd, NULL) < 0)
+        return false;
+    /* ADD reports the socket's present state: no edge is lost */
+    if (watch_conn(to->backend, c, ec->watched_events, EPOLL_CTL_ADD) == 0)
+        return true;
+    int rc = watch_conn(from, c, ec->watched_events, EPOLL_CTL_ADD);
+    if (rc < 0 && !c->abort_error)
+        c->abort_error = rc; /* watched by no set: fail it rather than hang */
+    return false;
 }
 
 static ssize_t send_step(piocp_conn *c, piocp_request *r) { return piocp_socket_send_step(c->fd, r); }
@@ -221,7 +316,8 @@ static int epoll_park(piocp_worker *w, piocp_conn *c)
     epoll_conn *ec = piocp_conn_backend(c);
     if (!c->send_head || ec->writable || (ec->watched_events & EPOLLOUT))
         return 0;
-    int rc = watch_conn(w->engine->backend_data, c, CONN_EVENTS | EPOLLOUT, EPOLL_CTL_MOD);
+    (void)w;
+    int rc = watch_conn(owner_of(c), c, CONN_EVENTS | EPOLLOUT, EPOLL_CTL_MOD);
     if (rc == 0)
         ec->watched_events |= EPOLLOUT;
     return rc;
@@ -240,29 +336,30 @@ static void on_conn_event(piocp_engine *e, uint64_t data, uint32_t events)
         ec->peer_closed = true;
     if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
         ec->writable = true;
-    piocp_schedule_locked(c);
+    /* harvested before the connection moved to another worker: the state
+     * above is still the socket's, the turn is its new owner's */
+    piocp_schedule_on_owner_locked(c);
     pthread_mutex_unlock(&c->lock);
 }
 
 /* ------------------------------------------------------------ worker -- */
 
-static int on_wake_event(piocp_engine *e, epoll_backend *b)
+static int on_wake_event(piocp_engine *e, epoll_worker *ew)
 {
+    /* at quit the counter stays set: every later wait returns at once */
     if (!atomic_load(&e->quit)) {
         uint64_t value;
-        (void)!read(b->wake_fd, &value, sizeof value);
+        (void)!read(ew->wake_fd, &value, sizeof value);
     }
-    /* at quit the counter stays set: re-armed, it wakes the next worker */
-    rearm(b, b->wake_fd, tag(KIND_WAKE, 0), EPOLLIN, EPOLL_CTL_MOD);
     return PIOCP_POLL_WOKEN;
 }
 
 static int epoll_poll(piocp_worker *w, int timeout_ms)
 {
     piocp_engine *e = w->engine;
-    epoll_backend *b = e->backend_data;
+    epoll_worker *ew = w->backend;
     struct epoll_event events[MAX_EVENTS];
-    int n = epoll_wait(b->epfd, events, MAX_EVENTS, timeout_ms);
+    int n = epoll_wait(ew->epfd, events, MAX_EVENTS, timeout_ms);
     if (n < 0)
         return errno == EINTR ? 0 : -errno;
     int result = 0;
@@ -273,9 +370,9 @@ static int epoll_poll(piocp_worker *w, int timeout_ms)
         if (kind == KIND_CONN)
             on_conn_event(e, value, events[i].events);
         else if (kind == KIND_LISTENER)
-            on_listener_event(e, b, (uint32_t)value);
+            on_listener_event(e, (uint32_t)value);
         else
-            result |= on_wake_event(e, b);
+            result |= on_wake_event(e, ew);
     }
     return result;
 }
@@ -293,6 +390,7 @@ const piocp_backend_ops piocp_backend_epoll = {
     .add_listener = epoll_add_listener,
     .resume_listener = epoll_resume_listener,
     .add_conn = epoll_add_conn,
+    .move = epoll_move,
     .run = epoll_run,
     .park = epoll_park,
 };

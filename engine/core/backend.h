@@ -80,6 +80,12 @@ struct piocp_backend_ops {
      * core closes it at 0.  Called on every turn until then: start it once.
      * May be NULL only if in_kernel is always 0. */
     void (*cancel)(piocp_worker *worker, piocp_conn *conn);
+    /* conn (owned by another worker, conn->in_kernel == 0, not running)
+     * is about to move to `to`, the worker that posts on it: true if the
+     * backend moved what it keeps per worker (epoll: the descriptor to
+     * `to`'s set), false to leave it with its owner.  NULL: moving costs
+     * nothing (io_uring: with nothing on the ring, nothing to move). */
+    bool (*move)(piocp_worker *to, piocp_conn *conn);
     /* The turn is over and the connection waits on the kernel: arrange to
      * hear of it (epoll: the writable edge once a send met a full buffer;
      * io_uring: a poll while lingering).  -errno aborts it.  May be NULL. */
@@ -98,8 +104,13 @@ piocp_worker *piocp_current_worker(void);
  * NULL if the event is stale (the slot was closed or reused since). */
 piocp_conn *piocp_conn_lock_tagged(piocp_engine *engine, uint32_t slot, uint32_t generation,
                                    uint32_t generation_mask);
-/* Makes sure a worker will run this connection's turn soon. */
+/* Makes sure a worker will run this connection's turn soon.  Called on a
+ * worker that does not own it, the connection may move to that worker
+ * (see `move`). */
 void piocp_schedule_locked(piocp_conn *conn);
+/* The same, but the connection stays with its owner: for kernel events a
+ * worker harvested for a connection that has moved away meanwhile. */
+void piocp_schedule_on_owner_locked(piocp_conn *conn);
 void piocp_done_push(piocp_done_list *done, piocp_request *req, ssize_t result);
 void piocp_complete_list(piocp_request *list);
 /* Progress for the idle timeout. */

@@ -132,8 +132,9 @@ static piocp_conn *ready_pop(ready_list *l)
 
 /* Makes sure a worker will run this connection's requests.  Posts made on a
  * worker go to its local list (no lock, no system call); posts from other
- * threads go to the global list and wake one worker. */
-void piocp_schedule_locked(piocp_conn *c)
+ * threads go to the global list and wake one worker.  `may_move`: a
+ * connection owned by another worker may move to this one. */
+static void schedule(piocp_conn *c, bool may_move)
 {
     if (c->busy) {
         c->again = true;
@@ -147,12 +148,13 @@ void piocp_schedule_locked(piocp_conn *c)
     piocp_worker *w = piocp_current_worker();
     if (w && w->engine != e)
         w = NULL;
-    if (c->owner >= 0 && w && w->index != c->owner && c->in_kernel == 0) {
-        /* Nothing of it is on its owner's ring: it may move to this worker's
-         * ring instead of waking the owner.  Python handlers post from
-         * whichever worker dispatches, so their connections gather on it:
-         * a cross-thread wake-up per post cost 15% of echo throughput with
-         * two threads on one core. */
+    if (may_move && c->owner >= 0 && w && w->index != c->owner && c->in_kernel == 0 &&
+        (!e->backend->move || e->backend->move(w, c))) {
+        /* Nothing of it is on its owner's ring: it may move to this worker
+         * (ring, epoll set) instead of waking the owner.  Python handlers
+         * post from whichever worker dispatches, so their connections
+         * gather on it: a cross-thread wake-up per post cost 15% of echo
+         * throughput with two threads on one core. */
         c->owner = w->index;
     }
     if (c->owner >= 0) {
@@ -181,6 +183,10 @@ void piocp_schedule_locked(piocp_conn *c)
     if (was_empty)
         e->backend->wake(e);
 }
+
+void piocp_schedule_locked(piocp_conn *c) { schedule(c, true); }
+
+void piocp_schedule_on_owner_locked(piocp_conn *c) { schedule(c, false); }
 
 void piocp_take_global(piocp_worker *w)
 {
