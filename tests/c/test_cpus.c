@@ -53,8 +53,8 @@ static void put_dir(const char *rel)
     }
 }
 
-/* Writes root/<rel> with `content`, making its directory. */
-static void put(const char *rel, const char *content)
+/* Writes root/<rel> with `len` bytes of `content`, making its directory. */
+static void put_bytes(const char *rel, const char *content, size_t len)
 {
     char path[PATH_MAX];
     FORMAT_PATH(path, "%s", rel);
@@ -66,9 +66,11 @@ static void put(const char *rel, const char *content)
     FORMAT_PATH(path, "%s/%s", root, rel);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     CHECK(fd >= 0);
-    CHECK(write_all(fd, content, strlen(content)) == 0);
+    CHECK(write_all(fd, content, len) == 0);
     close(fd);
 }
+
+static void put(const char *rel, const char *content) { put_bytes(rel, content, strlen(content)); }
 
 static void drop(const char *rel)
 {
@@ -194,6 +196,12 @@ static void malformed(void)
         put("sys/a/cpu.max", bad[i]);
         expect_quota(0, bad[i]);
     }
+    /* a NUL byte would hide what follows it */
+    put_bytes("sys/a/cpu.max", "150000 100000\0garbage\n", 22);
+    expect_quota(0, "a NUL inside cpu.max");
+    put("sys/a/cpu.max", "150000 100000\n");
+    put_bytes("cgroup", "0::/a\n\0", 7);
+    expect_quota(0, "a NUL inside the list");
     /* a bad line or path in the list is skipped, the good one still read */
     put("sys/a/cpu.max", "150000 100000\n");
     put("cgroup", "garbage\n7\n:\n0:\n0::relative\n0::/a/../a\n0::/./a\n\n0::/a\n");

@@ -60,10 +60,10 @@ int piocp_affinity_cpus(void)
 
 /* ------------------------------------------------------ reading files -- */
 
-/* Reads a whole small file into `buf` (NUL-terminated).  Returns its
+/* Reads a whole small text file into `buf` (NUL-terminated).  Returns its
  * length, or -1 if it cannot be opened, is not a regular file (a FIFO would
- * block, /dev/zero never end) or does not fit in `cap` - 1 bytes.  cgroupfs
- * and procfs files are regular files. */
+ * block, /dev/zero never end), holds a NUL byte or does not fit in `cap` - 1
+ * bytes.  cgroupfs and procfs files are regular files. */
 static ssize_t read_small_file(const char *path, char *buf, size_t cap)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
@@ -80,8 +80,12 @@ static ssize_t read_small_file(const char *path, char *buf, size_t cap)
             if (n < 0)
                 break;
             if (n == 0) {
-                buf[got] = '\0';
-                len = (ssize_t)got;
+                /* text only: a NUL inside would end the parse early and
+                 * pass off a truncated value as the whole */
+                if (!memchr(buf, '\0', got)) {
+                    buf[got] = '\0';
+                    len = (ssize_t)got;
+                }
                 break;
             }
             got += (size_t)n;
@@ -287,8 +291,8 @@ double piocp_cpu_quota(const char *cgroup_root, const char *proc_self_cgroup, in
         return 0;
     quota best = {0, 0};
     ssize_t len = read_small_file(proc_self_cgroup, list, MAX_CGROUP_LIST);
-    /* line by line, empty ones included; a NUL byte ends the list early */
-    for (char *line = list, *end = list + (len > 0 ? len : 0); line < end && *line != '\0';) {
+    /* line by line, empty ones included */
+    for (char *line = list, *end = list + (len > 0 ? len : 0); line < end;) {
         char *next = line + strcspn(line, "\n");
         if (*next)
             *next++ = '\0';
