@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import pyiocp
-from pyiocp import _core
+from pyiocp import _core, cli
 
 AFFINITY = len(os.sched_getaffinity(0))
 PACKAGE_PARENT = str(Path(pyiocp.__file__).resolve().parent.parent)
@@ -234,3 +234,24 @@ def test_sched_setaffinity_is_seen_at_once():
                          "print(pyiocp.default_threads())")
     assert out.strip() == "2"
 
+
+def test_info_describes_the_cpus():
+    line = cli.describe_cpus({"online": 8, "affinity": 2, "quota_cpus": 1.5, "usable": 2}, 4)
+    assert line == ("CPUs: 8 online, 2 usable by this process (affinity 2, cgroup quota 1.5) "
+                    "-> default threads 4")
+    line = cli.describe_cpus({"online": 4, "affinity": 0, "quota_cpus": None, "usable": 4}, 8)
+    assert line == ("CPUs: 4 online, 4 usable by this process (affinity unknown, "
+                    "no cgroup quota) -> default threads 8")
+    env = dict(os.environ, PYTHONPATH=PACKAGE_PARENT)
+    done = subprocess.run([sys.executable, "-m", "pyiocp", "info"], capture_output=True,
+                          env=env, cwd=PACKAGE_PARENT, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    assert cli.describe_cpus(pyiocp.cpu_info(), pyiocp.default_threads()) in \
+        done.stdout.decode().splitlines()
+
+
+def test_threads_help_says_what_the_default_is(capsys):
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"twice the CPUs this process may use, here {pyiocp.default_threads()}" in text
