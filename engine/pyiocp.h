@@ -118,9 +118,29 @@ typedef struct piocp_config {
 /* Fills `config` with the defaults (the values 0 stands for above): the one
  * place they are written down; bindings read them from here. */
 void piocp_config_init(piocp_config *config);
-/* The worker count an engine gets by default: twice the CPUs, as the
- * classic IOCP server sized its pool. */
+/* The worker count an engine gets by default: twice the CPUs this process
+ * may use (piocp_cpu_info.usable), as the classic IOCP server sized its
+ * pool, and at most PIOCP_MAX_THREADS. */
 int piocp_default_threads(void);
+
+/* The CPUs this process may use, and what limits them.  Twice the online
+ * CPUs is the wrong pool for a process pinned by taskset or a container's
+ * cpuset, or held to 1.5 CPUs by a cgroup quota (docker --cpus, Kubernetes
+ * limits, systemd CPUQuota=): the extra threads only contend. */
+typedef struct piocp_cpu_info {
+    int online;        /* CPUs online on the machine */
+    int affinity;      /* CPUs in the affinity mask (taskset, cpuset); 0: unknown */
+    double quota_cpus; /* the tightest cgroup CPU quota, in CPUs (1.5); 0: no limit */
+    int usable;        /* min(affinity or else online, quota rounded up), at least 1 */
+} piocp_cpu_info;
+
+/* Fills `out`.  Never fails: whatever cannot be read, or reads malformed,
+ * counts as no limit.  `cgroup_root` (the cgroup mount) and
+ * `proc_self_cgroup` (the process's cgroup list) are NULL for the real
+ * "/sys/fs/cgroup" and "/proc/self/cgroup"; tests point them at a fake
+ * tree.  Reads a few small files: cheap, but not for a hot path. */
+void piocp_cpu_info_read(piocp_cpu_info *out, const char *cgroup_root,
+                         const char *proc_self_cgroup);
 /* Creates the engine (queue, pool) but starts no thread.  `config` may be
  * NULL (defaults). */
 int piocp_engine_new(piocp_engine **out, const piocp_config *config);

@@ -11,14 +11,14 @@ from typing import Optional
 from . import _core
 from ._core import (Connection, Listener, NativeHandler, RawFileServer, StaticFiles,
                     available_backends, backend_names)
-from .config import EngineConfig, default_threads
+from .config import EngineConfig, cpu_info, default_threads
 from .handler import Handler
 
 __version__ = _core.__version__
 __all__ = [
     "Engine", "EngineConfig", "Handler", "Connection", "Listener", "NativeHandler",
-    "RawFileServer", "StaticFiles", "available_backends", "backend_names", "default_threads",
-    "__version__",
+    "RawFileServer", "StaticFiles", "available_backends", "backend_names", "cpu_info",
+    "default_threads", "__version__",
 ]
 
 
@@ -32,8 +32,9 @@ class Engine(_core.Engine):
     >>> engine.listen(("127.0.0.1", 8000), Echo)    # doctest: +SKIP
     >>> engine.run()                                # doctest: +SKIP
 
-    threads: worker threads (default 2 x CPUs); backend: "auto" or one of
-    backend_names() (those this kernel allows: available_backends());
+    threads: worker threads (default: twice the CPUs this process may use,
+    default_threads()); backend: "auto" or one of backend_names() (those
+    this kernel allows: available_backends());
     backlog: listen backlog; recv_buffer_size: bytes per recv;
     max_connections: beyond this, new connections are closed at once;
     idle_timeout: seconds without progress before a peer is dropped.

@@ -13,7 +13,7 @@ def _log_backend_choice_once(chosen, note):
 
 def engine_defaults():
     """The engine's defaults, as piocp_config_init (pyiocp.h) sets them, in
-    the Python API's terms: threads None (the engine picks 2 x CPUs),
+    the Python API's terms: threads None (the engine picks default_threads()),
     idle_timeout None (never) or seconds."""
     cdef piocp_config config
     piocp_config_init(&config)
@@ -28,8 +28,41 @@ MAX_THREADS = PIOCP_MAX_THREADS
 
 def default_threads():
     """The worker count an engine gets by default (piocp_default_threads):
-    twice the CPUs, as the classic IOCP server sized its pool."""
+    twice the CPUs this process may use (cpu_info()["usable"]), as the
+    classic IOCP server sized its pool."""
     return piocp_default_threads()
+
+
+cdef bytes _c_path(object path, str name):
+    encoded = os.fsencode(path)
+    if b"\0" in encoded:
+        raise ValueError(f"{name}: embedded null byte")
+    return encoded
+
+
+def cpu_info(cgroup_root=None, proc_self_cgroup=None):
+    """The CPUs this process may use (piocp_cpu_info_read): a dict with
+    online (the machine's), affinity (its affinity mask: taskset, a
+    cpuset), quota_cpus (the tightest cgroup CPU quota, e.g. 1.5, or None
+    for no limit) and usable (min(affinity, quota rounded up), at least 1).
+    cgroup_root and proc_self_cgroup default to the real /sys/fs/cgroup
+    and /proc/self/cgroup; tests point them at a fake tree."""
+    cdef piocp_cpu_info info
+    cdef bytes root = None if cgroup_root is None else _c_path(cgroup_root, "cgroup_root")
+    cdef bytes listing = (None if proc_self_cgroup is None
+                          else _c_path(proc_self_cgroup, "proc_self_cgroup"))
+    cdef const char *c_root = NULL
+    cdef const char *c_listing = NULL
+    if root is not None:
+        c_root = root
+    if listing is not None:
+        c_listing = listing
+    with nogil:   # reads files
+        piocp_cpu_info_read(&info, c_root, c_listing)
+    return {"online": info.online,
+            "affinity": info.affinity,
+            "quota_cpus": info.quota_cpus if info.quota_cpus > 0 else None,
+            "usable": info.usable}
 
 
 def backend_names():

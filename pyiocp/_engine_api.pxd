@@ -48,6 +48,13 @@ cdef extern from "pyiocp.h" nogil:
 
     void piocp_config_init(piocp_config *config)
     int piocp_default_threads()
+    ctypedef struct piocp_cpu_info:
+        int online
+        int affinity
+        double quota_cpus
+        int usable
+    void piocp_cpu_info_read(piocp_cpu_info *out, const char *cgroup_root,
+                             const char *proc_self_cgroup)
     int piocp_engine_new(piocp_engine **out, const piocp_config *config)
     int piocp_engine_start(piocp_engine *engine)
     int piocp_engine_stop(piocp_engine *engine, int drain_ms)

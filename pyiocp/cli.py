@@ -8,7 +8,7 @@ import sys
 from typing import Optional, Sequence
 
 from . import (Engine, EngineConfig, RawFileServer, StaticFiles, __version__, available_backends,
-               backend_names, default_threads)
+               backend_names, cpu_info, default_threads)
 from ._core import describe_backend, http_defaults
 from .config import BACKENDS, MAX_CONNECTIONS, MAX_IDLE_TIMEOUT, MAX_THREADS
 
@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                        metavar="SECONDS",
                        help="http: idle time allowed between requests (default %(default)g)")
     serve.add_argument("--threads", type=_bounded_int(1, MAX_THREADS), default=engine.threads,
-                       help=f"worker threads (default: twice the CPUs, here {default_threads()})")
+                       help="worker threads (default: twice the CPUs this process may use, "
+                            f"here {default_threads()}; `pyiocp info` says why)")
     serve.add_argument("--backend", choices=BACKENDS, default=engine.backend,
                        help="the kernel mechanism (default %(default)s: the best this kernel allows)")
     serve.add_argument("--max-connections", type=_bounded_int(1, MAX_CONNECTIONS),
@@ -111,10 +112,25 @@ def serve(args: argparse.Namespace) -> int:
     host, port = listener.address[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"pyiocp {__version__}: serving {root} over {args.protocol} on {shown}:{port} "
-          f"(backend {engine.backend}, {engine.threads} threads)", flush=True)
+          f"(backend {engine.backend}, {_count(engine.threads, 'thread')})", flush=True)
     engine.run(drain_timeout=args.drain_timeout)
     print("pyiocp: stopped", file=sys.stderr, flush=True)
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def describe_cpus(cpus: dict, threads: int) -> str:
+    """One line on the CPUs this process may use and the pool they give:
+    "CPUs: 8 online, 2 usable by this process (affinity 2, cgroup quota
+    1.5) -> default threads 4"."""
+    affinity = f"affinity {cpus['affinity']}" if cpus["affinity"] else "affinity unknown"
+    quota = (f"cgroup quota {cpus['quota_cpus']:g}" if cpus["quota_cpus"] is not None
+             else "no cgroup quota")
+    return (f"CPUs: {cpus['online']} online, {cpus['usable']} usable by this process "
+            f"({affinity}, {quota}) -> default threads {threads}")
 
 
 def info() -> int:
@@ -124,7 +140,7 @@ def info() -> int:
     print(f"auto picks: {backends[0] if backends else 'nothing (no backend works here)'}")
     for name in backend_names():
         print(f"  {describe_backend(name)}")
-    print(f"default threads: {default_threads()} (twice the CPUs)")
+    print(describe_cpus(cpu_info(), default_threads()))
     print("zero-copy paths:")
     print("  epoll:    recv/send/sendfile(2) system calls on readiness")
     print("  io_uring: recv and send on the ring; a transmit's file part by sendfile(2)")

@@ -20,13 +20,22 @@ MAX_IDLE_TIMEOUT = 365 * 86400.0
 
 
 def default_threads() -> int:
-    """The worker count an engine gets by default (decided in C)."""
+    """The worker count an engine gets by default (decided in C): twice
+    cpu_info()["usable"], the CPUs this process may use."""
     return _core.default_threads()
+
+
+def cpu_info() -> _core._CpuInfo:
+    """The CPUs this process may use, and what limits them (read in C):
+    {"online": the machine's, "affinity": its affinity mask (taskset, a
+    cpuset), "quota_cpus": the tightest cgroup CPU quota such as 1.5, or
+    None, "usable": the smaller of the two, quota rounded up}."""
+    return _core.cpu_info()
 
 
 @dataclass(frozen=True)
 class EngineConfig:
-    threads: Optional[int] = _ENGINE["threads"]            # None: 2 x CPUs
+    threads: Optional[int] = _ENGINE["threads"]            # None: default_threads()
     backend: str = _ENGINE["backend"]
     backlog: int = 1024                                    # the binding's own
     recv_buffer_size: int = 64 * 1024                      # the binding's own

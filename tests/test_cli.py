@@ -24,7 +24,7 @@ from raw_helpers import (BIG, BIG_SIZE, KIB, MIB, SIZES, Workers, abandon, asser
                          wait_for)
 
 STARTUP = re.compile(r"^pyiocp (\S+): serving (.+) over raw on 127\.0\.0\.1:(\d+) "
-                     r"\(backend (\S+), (\d+) threads\)$")
+                     r"\(backend (\S+), (\d+) threads?\)$")
 ACCESS = re.compile(rb'^(\S+) "(.*)" (\d+) (.+)$')
 # The package under test, wherever it was imported from, for the children
 # (also their working directory: `python -m` puts the cwd first on sys.path,
@@ -261,6 +261,9 @@ def test_startup_line_and_options(cli, tree):
     auto = cli("--quiet", "--backend", "auto")
     assert auto.startup.group(4) in pyiocp.available_backends()
     assert int(auto.startup.group(5)) == pyiocp.default_threads()
+    one = cli("--quiet", "--threads", "1")
+    assert one.startup.group(0).endswith(", 1 thread)")       # not "1 threads"
+    assert server.startup.group(0).endswith(", 3 threads)")
 
 
 def test_version_and_info():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import time
 import pytest
 
 import pyiocp
+from pyiocp import _core
 from conftest import connect, recv_exactly, recv_until_eof
 
 
@@ -606,7 +608,13 @@ def test_engine_init_runs_once(backend, no_fd_leak):
 
 def test_defaults():
     engine = pyiocp.Engine()
-    assert engine.threads == 2 * os.cpu_count()
+    # twice the CPUs this process may use: its affinity mask (taskset, a
+    # cpuset), rounded-up cgroup quota if tighter; not os.cpu_count()
+    usable = len(os.sched_getaffinity(0))
+    quota = pyiocp.cpu_info()["quota_cpus"]
+    if quota is not None:
+        usable = min(usable, math.ceil(quota))
+    assert engine.threads == min(2 * usable, _core.MAX_THREADS)
     assert engine.backend in pyiocp.available_backends()
     assert engine.config.max_connections == 10_000
     engine.stop()

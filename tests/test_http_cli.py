@@ -24,7 +24,7 @@ from raw_helpers import BIG, BIG_SIZE, KIB, MIB, Workers, wait_for
 from test_cli import PACKAGE_PARENT, Server, child_env, run_pyiocp
 
 STARTUP = re.compile(r"^pyiocp (\S+): serving (.+) over (\S+) on 127\.0\.0\.1:(\d+) "
-                     r"\(backend (\S+), (\d+) threads\)$")
+                     r"\(backend (\S+), (\d+) threads?\)$")
 CLF = re.compile(rb'^(\S+) - - \[(\d\d)/([A-Z][a-z]{2})/(\d{4}):(\d\d):(\d\d):(\d\d) \+0000\] '
                  rb'"((?:[^"\\]|\\.)*)" (\d{3}) (\d+|-)$')
 MONTHS = {m: i for i, m in enumerate(["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug",

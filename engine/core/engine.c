@@ -145,8 +145,10 @@ static void destroy_locks(piocp_engine *e)
 
 int piocp_default_threads(void)
 {
-    int threads = 2 * piocp_online_cpus();
-    return threads < PIOCP_MAX_THREADS ? threads : PIOCP_MAX_THREADS;
+    piocp_cpu_info cpus;
+    piocp_cpu_info_read(&cpus, NULL, NULL);
+    /* usable <= online, itself an int: halve the cap instead of doubling */
+    return cpus.usable < PIOCP_MAX_THREADS / 2 ? 2 * cpus.usable : PIOCP_MAX_THREADS;
 }
 
 int piocp_engine_new(piocp_engine **out, const piocp_config *config)

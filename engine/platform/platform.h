@@ -1,8 +1,9 @@
 /*
  * platform.h - the operating-system pieces the core needs, behind names of
  * our own: sockets (close, reset, linger, Nagle), file size, clocks, CPU
- * count, worker threads.  One implementation per platform
- * (the files in platform/posix/ today); the core has one code path.
+ * count and limits, worker threads.  One implementation per platform (the
+ * files in platform/posix/ today, with platform/linux/ for what only Linux
+ * has); the core has one code path.
  */
 #ifndef PYIOCP_PLATFORM_H
 #define PYIOCP_PLATFORM_H
@@ -18,6 +19,15 @@
 long long piocp_now_ms(void);
 /* CPUs online. */
 int piocp_online_cpus(void);
+/* CPUs in the calling thread's affinity mask (a process's threads inherit
+ * it: taskset, a container's cpuset); 0 where the platform cannot say. */
+int piocp_affinity_cpus(void);
+/* The tightest CPU quota imposed on this process, in CPUs (1.5), or 0 for
+ * none; `*ceiling` gets it rounded up (2).  Linux: the cgroup v2 cpu.max or
+ * v1 cpu.cfs_quota_us of the process's cgroup and its ancestors, read
+ * under `cgroup_root` as `proc_self_cgroup` names them (NULL: the real
+ * ones; see piocp_cpu_info_read).  Never fails: unreadable means none. */
+double piocp_cpu_quota(const char *cgroup_root, const char *proc_self_cgroup, int *ceiling);
 
 /* Starts a thread with every signal blocked: signals must reach the thread
  * that owns the engine (Python's main thread) and interrupt its wait.

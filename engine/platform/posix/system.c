@@ -26,6 +26,20 @@ int piocp_online_cpus(void)
     return n > 0 ? (int)n : 1;
 }
 
+#ifndef __linux__
+/* Other POSIX systems: no affinity mask in this form and no cgroups
+ * (Linux: platform/linux/cpus.c).  The online CPUs are the limit. */
+int piocp_affinity_cpus(void) { return 0; }
+
+double piocp_cpu_quota(const char *cgroup_root, const char *proc_self_cgroup, int *ceiling)
+{
+    (void)cgroup_root;
+    (void)proc_self_cgroup;
+    *ceiling = 0;
+    return 0;
+}
+#endif
+
 int piocp_thread_start(pthread_t *thread, void *(*body)(void *), void *arg)
 {
     /* the new thread inherits the mask in force while it is created */
