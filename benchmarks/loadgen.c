@@ -2,11 +2,29 @@
  * loadgen.c - closed-loop load client for the pyiocp benchmarks.
  *
  * One thread, one epoll instance, N nonblocking TCP connections.  Every
- * connection keeps exactly one request in flight: it sends a request, reads
- * the whole answer, records the latency and sends the next request.
+ * connection keeps exactly one request in flight (http: --pipeline K): it
+ * sends a request, reads the whole answer, records the latency and sends the
+ * next request.
  *
  *   raw  : request "NAME\n", answer exactly SIZE bytes (the file's bytes)
  *   echo : request MSG bytes, answer the same MSG bytes
+ *   http : request "GET /NAME HTTP/1.1" on keep-alive connections, answer an
+ *          HTTP/1.1 200 with Content-Length; --pipeline K keeps K requests in
+ *          flight per connection (default 1)
+ *
+ * HTTP answers are parsed as a stream: a head (status line and headers, at
+ * most HTTP_HEAD_MAX bytes, possibly split over several reads, several
+ * answers possibly in one read), then exactly Content-Length body bytes.
+ * Reads take up to 256 KiB; only head bytes are copied again; body bytes
+ * are counted where recv() put them and compared only when content is
+ * checked.  One connection reads at most HTTP_READS_PER_WAKE times in a row
+ * before the others (and the clock) get a turn.  The status must be 200,
+ * the version HTTP/1.1 and Content-Length present; Transfer-Encoding (chunked)
+ * and "Connection: close" are errors (this client neither decodes chunks nor
+ * reconnects).  Every answer must have the same length: --size or
+ * --expect-file's, else the first answer's.  A byte that does not start a
+ * valid head where one is due (a body longer than announced, an answer nobody
+ * asked for) is an error, as is a connection closed while answers are due.
  *
  * Phases: connect + warmup (not counted), then the measured window of
  * DURATION seconds.  Answers completed inside the window are counted and
@@ -19,9 +37,9 @@
  * connection worked and every answer had the right size (and content, when
  * checked); 1 on any error; 2 on bad usage.
  *
- * An answer is read with a buffer larger than what is left of it, so bytes
- * past its end (a wrong size) are seen and reported, not taken for the next
- * answer.
+ * raw, echo: an answer is read with a buffer larger than what is left of
+ * it, so bytes past its end (a wrong size) are seen and reported, not taken
+ * for the next answer.
  *
  * Build: cc -O2 -std=c11 -Wall -Wextra -o loadgen loadgen.c
  */
@@ -49,7 +67,8 @@
 
 /* ------------------------------------------------------------ options -- */
 
-enum mode { MODE_RAW, MODE_ECHO };
+enum mode { MODE_RAW, MODE_ECHO, MODE_HTTP };
+static const char *const mode_names[] = {"raw", "echo", "http"};
 
 static struct {
     enum mode mode;
@@ -59,8 +78,9 @@ static struct {
     double duration;
     double warmup;
     const char *name;
-    long long size;           /* raw: expected answer size */
-    const char *expect_file;  /* raw: file whose bytes the answer must equal */
+    long long size;           /* raw, http: expected answer (body) size */
+    const char *expect_file;  /* raw, http: file whose bytes the answer (body) must equal */
+    int pipeline;             /* http: requests in flight per connection */
     long long msg;            /* echo: message size */
     long verify_every;        /* check content of every Nth answer per conn; 0 = never */
     double stall;             /* seconds without progress on a request = error */
@@ -75,6 +95,7 @@ static struct {
     .name = NULL,
     .size = -1,
     .expect_file = NULL,
+    .pipeline = 1,
     .msg = 1024,
     .verify_every = 1,
     .stall = 5.0,
@@ -86,21 +107,35 @@ static void usage(FILE *f)
     fprintf(f,
         "usage: loadgen --mode raw  --port P --name NAME (--size BYTES | --expect-file PATH) [options]\n"
         "       loadgen --mode echo --port P [--msg BYTES] [options]\n"
+        "       loadgen --mode http --port P --name NAME [--size BYTES | --expect-file PATH]\n"
+        "               [--pipeline K] [options]\n"
         "options:\n"
-        "  --host H             server address (default 127.0.0.1)\n"
+        "  --host H             server address (default 127.0.0.1); http: also the Host header\n"
         "  --port P             server port (required)\n"
-        "  --connections N      concurrent connections, one request in flight each (default 50)\n"
+        "  --connections N      concurrent connections, one request in flight each (http: K,\n"
+        "                       see --pipeline) (default 50)\n"
         "  --duration S         measured window in seconds (default 5)\n"
         "  --warmup S           seconds of load before the window, not counted (default 1)\n"
-        "  --name NAME          raw: file name to request\n"
-        "  --size BYTES         raw: exact size of the answer\n"
-        "  --expect-file PATH   raw: the answer must equal this file's bytes (sets --size)\n"
+        "  --name NAME          raw: file name to request; http: path to GET (\"/NAME\";\n"
+        "                       a leading / is not doubled)\n"
+        "  --size BYTES         raw: exact size of the answer; http: the Content-Length every\n"
+        "                       answer must have (default: the first answer's)\n"
+        "  --expect-file PATH   raw, http: the answer (http: its body) must equal this file's\n"
+        "                       bytes (sets --size)\n"
+        "  --pipeline K         http: requests in flight per connection (default 1)\n"
         "  --msg BYTES          echo: message size (default 1024)\n"
         "  --verify-every N     compare content of every Nth answer of each connection\n"
         "                       (default 1 = all; 0 = sizes only; the first is always checked\n"
         "                       when content is known)\n"
         "  --stall S            a request without progress for S seconds is an error (default 5)\n"
-        "  --connect-timeout S  (default 5)\n");
+        "  --connect-timeout S  (default 5)\n"
+        "http mode: keep-alive HTTP/1.1; an answer must be 200 with Content-Length (no chunked\n"
+        "encoding, no \"Connection: close\"); any other status, a short body or a connection\n"
+        "closed while answers are due is an error.  A request counts when its body's last byte\n"
+        "is in; its latency runs from when it was queued for sending (with --pipeline, it may\n"
+        "wait behind earlier requests).  mbytes_per_s counts body bytes, wire_mbytes_per_s\n"
+        "heads too.  Answers are read 256 KiB at a time; body bytes are neither copied out of\n"
+        "the read buffer nor compared unless content is checked.\n");
 }
 
 /* ------------------------------------------------------------- timing -- */
@@ -204,7 +239,11 @@ static double hist_pct(double p)
 
 /* -------------------------------------------------------- connections -- */
 
-enum cstate { C_CONNECTING, C_SENDING, C_RECEIVING, C_DEAD };
+/* raw/echo connections alternate C_SENDING and C_RECEIVING; an http
+ * connection sends and receives at once (pipelining) and stays C_OPEN. */
+enum cstate { C_CONNECTING, C_SENDING, C_RECEIVING, C_OPEN, C_DEAD };
+
+#define HTTP_HEAD_MAX 8192
 
 struct conn {
     int fd;
@@ -217,6 +256,18 @@ struct conn {
     uint64_t answers;     /* answers completed (all phases) */
     uint64_t in_window;   /* answers completed in the measured window */
     int verify;           /* check the content of the current answer */
+    /* http */
+    int outstanding;      /* requests queued whose answer is not complete */
+    size_t unsent;        /* bytes of queued requests not sent yet */
+    size_t send_pos;      /* offset in the request of the next byte to send */
+    uint64_t *t_queued;   /* ring of --pipeline request start times */
+    int q_head;           /* oldest outstanding request in t_queued */
+    int in_body;          /* 0: reading an answer's head; 1: its body */
+    char *head;           /* a head split over reads, HTTP_HEAD_MAX bytes */
+    size_t head_len;
+    uint64_t body_got;    /* body bytes of the current answer received */
+    int again;            /* on the again list: stopped reading before EAGAIN */
+    uint32_t again_events;
 };
 
 static struct conn *conns;
@@ -232,7 +283,17 @@ static size_t scratch_len;
 static int epfd;
 static int measuring;
 static uint64_t count_done;       /* answers completed in the window */
-static uint64_t bytes_in_window;  /* answer bytes received in the window */
+static uint64_t bytes_in_window;  /* answer bytes received in the window (http: body bytes) */
+static uint64_t head_bytes_in_window;  /* http: head bytes received in the window */
+static char *http_requests;       /* http: pipeline + 1 copies of the request, back to back */
+static long long http_body_len = -1;   /* http: every answer's length, once known */
+static size_t http_last_head;     /* http: size of the last head parsed */
+/* http: connections that stopped reading at HTTP_READS_PER_WAKE reads with
+ * bytes still waiting; with EPOLLET no new edge will call them back, so the
+ * main loop does, after the next (non-blocking) epoll_wait. */
+#define HTTP_READS_PER_WAKE 16
+static struct conn **again_list;
+static int again_count;
 static uint64_t errors;
 static uint64_t connect_errors;
 static int stopping;
@@ -370,6 +431,343 @@ static void start_request(struct conn *c, uint64_t now)
      * the server's reply is new data, so an edge will come). */
 }
 
+/* --------------------------------------------------------------- http -- */
+
+static void http_send(struct conn *c, uint64_t now)
+{
+    while (c->unsent > 0) {
+        /* send_pos < request_len and unsent <= pipeline * request_len, so
+         * this stays inside the pipeline + 1 copies. */
+        ssize_t n = send(c->fd, http_requests + c->send_pos, c->unsent, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->unsent -= (size_t)n;
+            c->send_pos = (c->send_pos + (size_t)n) % request_len;
+            c->t_progress = now;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return; /* EPOLLOUT (edge-triggered) will come when there is room */
+        fail_conn(c, "send: %s", n < 0 ? strerror(errno) : "returned 0");
+        return;
+    }
+}
+
+/* Queues one request (sent by the next http_send). */
+static void http_queue(struct conn *c, uint64_t now)
+{
+    if (stopping)
+        return;
+    if (c->outstanding == 0)
+        c->t_progress = now;
+    c->t_queued[(c->q_head + c->outstanding) % opt.pipeline] = now;
+    c->outstanding++;
+    c->unsent += request_len;
+}
+
+static void http_begin(struct conn *c, uint64_t now)
+{
+    c->state = C_OPEN;
+    for (int i = 0; i < opt.pipeline; i++)
+        http_queue(c, now);
+    http_send(c, now);
+}
+
+static void http_complete(struct conn *c, uint64_t now)
+{
+    uint64_t t0 = c->t_queued[c->q_head];
+    c->q_head = (c->q_head + 1) % opt.pipeline;
+    c->outstanding--;
+    c->in_body = 0;
+    c->answers++;
+    if (measuring) {
+        count_done++;
+        c->in_window++;
+        hist_add(now - t0);
+    }
+    http_queue(c, now);
+}
+
+static int lower(int ch)
+{
+    return ch >= 'A' && ch <= 'Z' ? ch + ('a' - 'A') : ch;
+}
+
+/* Does [p, p+n) equal the lower-case name, ignoring case? */
+static int name_is(const char *p, size_t n, const char *name)
+{
+    size_t i = 0;
+    for (; i < n && name[i]; i++)
+        if (lower((unsigned char)p[i]) != name[i])
+            return 0;
+    return i == n && name[i] == '\0';
+}
+
+/* Does the comma-separated list [p, p+n) hold the token (lower case)? */
+static int has_token(const char *p, size_t n, const char *token)
+{
+    size_t i = 0;
+    while (i < n) {
+        while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == ','))
+            i++;
+        size_t s = i;
+        while (i < n && p[i] != ',')
+            i++;
+        size_t e = i;
+        while (e > s && (p[e - 1] == ' ' || p[e - 1] == '\t'))
+            e--;
+        if (e > s && name_is(p + s, e - s, token))
+            return 1;
+    }
+    return 0;
+}
+
+/* A complete head [h, h+len) (ending with CRLF CRLF): checks it and returns
+ * the body's length, or -1 after failing the connection. */
+static long long http_parse_head(struct conn *c, const char *h, size_t len)
+{
+    const char *end = h + len - 2;    /* the last CRLF: after the last header line */
+    const char *eol = memmem(h, len, "\r\n", 2);
+    size_t sl = (size_t)(eol - h);
+    unsigned long long ans = (unsigned long long)c->answers + 1;
+    if (sl < 12 || memcmp(h, "HTTP/1.", 7) != 0 || h[8] != ' ' ||
+        h[9] < '0' || h[9] > '9' || h[10] < '0' || h[10] > '9' || h[11] < '0' || h[11] > '9' ||
+        (sl > 12 && h[12] != ' ')) {
+        fail_conn(c, "answer %llu: not an HTTP status line: \"%.*s\"", ans, (int)(sl > 80 ? 80 : sl), h);
+        return -1;
+    }
+    if (h[7] != '1') {
+        fail_conn(c, "answer %llu: \"%.*s\": HTTP/1.1 is needed for keep-alive", ans,
+                  (int)(sl > 80 ? 80 : sl), h);
+        return -1;
+    }
+    int status = (h[9] - '0') * 100 + (h[10] - '0') * 10 + (h[11] - '0');
+    if (status != 200) {
+        fail_conn(c, "answer %llu: status %d (\"%.*s\")", ans, status, (int)(sl > 80 ? 80 : sl), h);
+        return -1;
+    }
+    long long clen = -1;
+    for (const char *line = eol + 2; line < end; line = eol + 2) {
+        eol = memmem(line, (size_t)(end + 2 - line), "\r\n", 2);
+        size_t ll = (size_t)(eol - line);
+        const char *colon = memchr(line, ':', ll);
+        if (!colon || colon == line || line[0] == ' ' || line[0] == '\t' ||
+            colon[-1] == ' ' || colon[-1] == '\t') {
+            fail_conn(c, "answer %llu: malformed header line \"%.*s\"", ans, (int)(ll > 80 ? 80 : ll), line);
+            return -1;
+        }
+        size_t nl = (size_t)(colon - line);
+        const char *v = colon + 1, *ve = eol;
+        while (v < ve && (*v == ' ' || *v == '\t'))
+            v++;
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+            ve--;
+        size_t vl = (size_t)(ve - v);
+        if (name_is(line, nl, "content-length")) {
+            long long x = 0;
+            size_t i = 0;
+            for (; i < vl && v[i] >= '0' && v[i] <= '9' && i < 18; i++)
+                x = x * 10 + (v[i] - '0');
+            if (vl == 0 || i != vl) {
+                fail_conn(c, "answer %llu: bad Content-Length \"%.*s\"", ans, (int)(vl > 40 ? 40 : vl), v);
+                return -1;
+            }
+            if (clen >= 0 && clen != x) {
+                fail_conn(c, "answer %llu: two different Content-Length headers", ans);
+                return -1;
+            }
+            clen = x;
+        } else if (name_is(line, nl, "transfer-encoding")) {
+            fail_conn(c, "answer %llu: Transfer-Encoding \"%.*s\": only Content-Length bodies are supported",
+                      ans, (int)(vl > 40 ? 40 : vl), v);
+            return -1;
+        } else if (name_is(line, nl, "connection") && has_token(v, vl, "close")) {
+            fail_conn(c, "answer %llu: the server says \"Connection: close\" (keep-alive is required)", ans);
+            return -1;
+        }
+    }
+    if (clen < 0) {
+        fail_conn(c, "answer %llu: no Content-Length", ans);
+        return -1;
+    }
+    if (http_body_len >= 0 && clen != http_body_len) {
+        fail_conn(c, "answer %llu: Content-Length %lld, expected %lld%s", ans, clen, http_body_len,
+                  opt.size >= 0 ? "" : " (the first answer's)");
+        return -1;
+    }
+    http_body_len = clen;
+    return clen;
+}
+
+/* Fails the connection when the first n bytes of a head cannot start a
+ * status line: a body longer than announced is caught at its first extra
+ * byte, not when a head's worth of garbage has come in. */
+static int http_bad_start(struct conn *c, const char *h, size_t n)
+{
+    if (memcmp(h, "HTTP/1.", n < 7 ? n : 7) == 0)
+        return 0;
+    fail_conn(c, "answer %llu: not an HTTP status line: \"%.*s\" (the previous answer longer than "
+              "its Content-Length?)", (unsigned long long)c->answers + 1, (int)(n > 40 ? 40 : n), h);
+    return 1;
+}
+
+/* Takes bytes of an answer's head from [p, p+avail).  Returns 1 when the
+ * head is complete (and checked), 0 when more bytes are needed, -1 after
+ * failing the connection; *used says how many bytes were taken. */
+static int http_head(struct conn *c, const char *p, size_t avail, size_t *used, long long *clen)
+{
+    const char *h;
+    size_t hlen;
+    if (c->head_len == 0) {
+        /* Usual case: the whole head is in this read; parse it in place. */
+        const char *e = memmem(p, avail < HTTP_HEAD_MAX ? avail : HTTP_HEAD_MAX, "\r\n\r\n", 4);
+        if (!e) {
+            if (http_bad_start(c, p, avail))
+                return -1;
+            if (avail >= HTTP_HEAD_MAX)
+                goto too_long;
+            memcpy(c->head, p, avail);
+            c->head_len = avail;
+            *used = avail;
+            return 0;
+        }
+        h = p;
+        hlen = (size_t)(e - p) + 4;
+        *used = hlen;
+    } else {
+        size_t old = c->head_len;
+        size_t take = avail < HTTP_HEAD_MAX - old ? avail : HTTP_HEAD_MAX - old;
+        memcpy(c->head + old, p, take);
+        c->head_len += take;
+        size_t from = old >= 3 ? old - 3 : 0;
+        const char *e = memmem(c->head + from, c->head_len - from, "\r\n\r\n", 4);
+        if (!e) {
+            if (old < 7 && http_bad_start(c, c->head, c->head_len))
+                return -1;
+            if (c->head_len >= HTTP_HEAD_MAX)
+                goto too_long;
+            *used = take;
+            return 0;
+        }
+        h = c->head;
+        hlen = (size_t)(e - c->head) + 4;
+        *used = hlen - old;
+    }
+    c->head_len = 0;
+    http_last_head = hlen;
+    if (measuring)
+        head_bytes_in_window += hlen;
+    *clen = http_parse_head(c, h, hlen);
+    return *clen < 0 ? -1 : 1;
+too_long:
+    fail_conn(c, "answer %llu: head longer than %d bytes (or not HTTP: \"%.40s\")",
+              (unsigned long long)c->answers + 1, HTTP_HEAD_MAX, c->head_len ? c->head : p);
+    return -1;
+}
+
+/* Consumes n bytes read from the connection.  Returns -1 after failing it. */
+static int http_consume(struct conn *c, const unsigned char *data, size_t n, uint64_t now)
+{
+    size_t off = 0;
+    while (off < n) {
+        if (c->in_body) {
+            uint64_t left = (uint64_t)http_body_len - c->body_got;
+            size_t take = n - off < left ? n - off : (size_t)left;
+            if (c->verify && memcmp(data + off, expected + c->body_got, take) != 0) {
+                size_t i = 0;
+                while (i < take && data[off + i] == expected[c->body_got + i])
+                    i++;
+                fail_conn(c, "answer %llu: body differs at byte %llu (got 0x%02x, expected 0x%02x)",
+                          (unsigned long long)c->answers + 1, (unsigned long long)(c->body_got + i),
+                          data[off + i], expected[c->body_got + i]);
+                return -1;
+            }
+            c->body_got += take;
+            off += take;
+            if (measuring)
+                bytes_in_window += take;
+            if (c->body_got == (uint64_t)http_body_len)
+                http_complete(c, now);
+            continue;
+        }
+        if (c->outstanding == 0) {
+            fail_conn(c, "%zu bytes came that no request asked for: \"%.*s\"", n - off,
+                      (int)(n - off > 40 ? 40 : n - off), (const char *)data + off);
+            return -1;
+        }
+        size_t used;
+        long long clen;
+        int r = http_head(c, (const char *)data + off, n - off, &used, &clen);
+        if (r < 0)
+            return -1;
+        off += used;
+        if (r == 0)
+            break;
+        c->body_got = 0;
+        c->verify = expected != NULL &&
+                    (c->answers == 0 || (opt.verify_every > 0 && c->answers % (uint64_t)opt.verify_every == 0));
+        if (clen == 0)
+            http_complete(c, now);
+        else
+            c->in_body = 1;
+    }
+    return 0;
+}
+
+static void http_recv(struct conn *c, uint32_t events, uint64_t now)
+{
+    /* With EPOLLET a read shorter than the buffer drained the socket, and
+     * new bytes bring a new edge, so we stop there (one recv per wake-up
+     * for small answers) - except when the peer's FIN is already in: it
+     * brings no further edge, so read on until recv says 0. */
+    int drain = (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
+    for (int reads = 0;; reads++) {
+        if (reads == HTTP_READS_PER_WAKE) {
+            /* A fast stream (a big body) could keep this loop going for
+             * long: let the others (and the clock) have a turn. */
+            if (!c->again) {
+                c->again = 1;
+                c->again_events = events;
+                again_list[again_count++] = c;
+            }
+            return;
+        }
+        ssize_t n = recv(c->fd, scratch, scratch_len, 0);
+        if (n > 0) {
+            c->t_progress = now;
+            if (http_consume(c, scratch, (size_t)n, now) < 0)
+                return;
+            if (c->unsent > 0) {
+                http_send(c, now);  /* the requests that replace the completed ones */
+                if (c->state == C_DEAD)
+                    return;
+            }
+            if ((size_t)n < scratch_len && !drain)
+                return;
+            continue;
+        }
+        if (n == 0) {
+            if (c->in_body)
+                fail_conn(c, "server closed the connection after %llu of %lld body bytes of answer %llu",
+                          (unsigned long long)c->body_got, http_body_len,
+                          (unsigned long long)c->answers + 1);
+            else if (c->head_len)
+                fail_conn(c, "server closed the connection in the head of answer %llu (%zu bytes in)",
+                          (unsigned long long)c->answers + 1, c->head_len);
+            else
+                fail_conn(c, "server closed the connection with %d request(s) unanswered", c->outstanding);
+            return;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return;
+        fail_conn(c, "recv: %s", strerror(errno));
+        return;
+    }
+}
+
 static int resolve(struct sockaddr_storage *ss, socklen_t *len)
 {
     struct addrinfo hints, *res = NULL;
@@ -409,7 +807,10 @@ static void open_conn(struct conn *c, const struct sockaddr_storage *ss, socklen
     }
     live++;
     if (connect(c->fd, (const struct sockaddr *)ss, len) == 0) {
-        start_request(c, now);
+        if (opt.mode == MODE_HTTP)
+            http_begin(c, now);
+        else
+            start_request(c, now);
         return;
     }
     if (errno != EINPROGRESS)
@@ -431,10 +832,29 @@ static void on_event(struct conn *c, uint32_t events, uint64_t now)
         }
         if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
             return;
-        start_request(c, now);
-        if (c->state != C_RECEIVING)
-            return;
+        if (opt.mode == MODE_HTTP) {
+            http_begin(c, now);
+            if (c->state == C_DEAD)
+                return;
+        } else {
+            start_request(c, now);
+            if (c->state != C_RECEIVING)
+                return;
+        }
         events |= EPOLLIN; /* harmless: recv says EAGAIN if nothing is there */
+    }
+    if (c->state == C_OPEN) {
+        if (c->unsent > 0 && (events & EPOLLOUT))
+            http_send(c, now);
+        if (c->state == C_OPEN && (events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)))
+            http_recv(c, events, now);
+        if (c->state == C_OPEN && (events & EPOLLERR)) {
+            int err = 0;
+            socklen_t elen = sizeof err;
+            getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &elen);
+            fail_conn(c, "socket error: %s", err ? strerror(err) : "EPOLLERR");
+        }
+        return;
     }
     if (c->state == C_SENDING && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
         do_send(c, now);
@@ -522,6 +942,7 @@ int main(int argc, char **argv)
         {"name", required_argument, NULL, 'n'},
         {"size", required_argument, NULL, 's'},
         {"expect-file", required_argument, NULL, 'f'},
+        {"pipeline", required_argument, NULL, 'P'},
         {"msg", required_argument, NULL, 'M'},
         {"verify-every", required_argument, NULL, 'v'},
         {"stall", required_argument, NULL, 'S'},
@@ -537,8 +958,10 @@ int main(int argc, char **argv)
                 opt.mode = MODE_RAW;
             else if (strcmp(optarg, "echo") == 0)
                 opt.mode = MODE_ECHO;
+            else if (strcmp(optarg, "http") == 0)
+                opt.mode = MODE_HTTP;
             else {
-                fprintf(stderr, "loadgen: --mode must be raw or echo\n");
+                fprintf(stderr, "loadgen: --mode must be raw, echo or http\n");
                 return 2;
             }
             break;
@@ -550,6 +973,7 @@ int main(int argc, char **argv)
         case 'n': opt.name = optarg; break;
         case 's': opt.size = parse_ll(optarg, "--size"); break;
         case 'f': opt.expect_file = optarg; break;
+        case 'P': opt.pipeline = (int)parse_ll(optarg, "--pipeline"); break;
         case 'M': opt.msg = parse_ll(optarg, "--msg"); break;
         case 'v': opt.verify_every = (long)parse_ll(optarg, "--verify-every"); break;
         case 'S': opt.stall = parse_double(optarg, "--stall"); break;
@@ -560,6 +984,10 @@ int main(int argc, char **argv)
     }
     if (optind != argc || !opt.port || opt.connections < 1 || opt.duration <= 0) {
         usage(stderr);
+        return 2;
+    }
+    if (opt.pipeline < 1 || opt.pipeline > 1024 || (opt.pipeline > 1 && opt.mode != MODE_HTTP)) {
+        fprintf(stderr, "loadgen: --pipeline must be 1 to 1024, and above 1 only with --mode http\n");
         return 2;
     }
 
@@ -593,6 +1021,44 @@ int main(int argc, char **argv)
         request = req_buf;
         request_len = nlen + 1;
         answer_len = (size_t)opt.size;
+    } else if (opt.mode == MODE_HTTP) {
+        if (!opt.name || !*opt.name) {
+            fprintf(stderr, "loadgen: http mode needs --name (the path to GET)\n");
+            return 2;
+        }
+        for (const char *q = opt.name; *q; q++)
+            if ((unsigned char)*q <= ' ' || *q == 0x7f) {
+                fprintf(stderr, "loadgen: --name must not hold spaces or control characters "
+                                "(percent-encode them)\n");
+                return 2;
+            }
+        if (opt.expect_file) {
+            size_t flen;
+            expected = read_file(opt.expect_file, &flen);
+            if (opt.size >= 0 && (size_t)opt.size != flen) {
+                fprintf(stderr, "loadgen: --size %lld disagrees with %s (%zu bytes)\n",
+                        opt.size, opt.expect_file, flen);
+                return 2;
+            }
+            opt.size = (long long)flen;
+        }
+        http_body_len = opt.size;  /* -1: the first answer sets it */
+        const char *slash = opt.name[0] == '/' ? "" : "/";
+        const char *lb = strchr(opt.host, ':') ? "[" : "", *rb = *lb ? "]" : "";
+        int len = snprintf(NULL, 0, "GET %s%s HTTP/1.1\r\nHost: %s%s%s:%s\r\n\r\n",
+                           slash, opt.name, lb, opt.host, rb, opt.port);
+        req_buf = malloc((size_t)len + 1);
+        if (!req_buf)
+            return 1;
+        snprintf(req_buf, (size_t)len + 1, "GET %s%s HTTP/1.1\r\nHost: %s%s%s:%s\r\n\r\n",
+                 slash, opt.name, lb, opt.host, rb, opt.port);
+        request = req_buf;
+        request_len = (size_t)len;
+        http_requests = malloc(request_len * (size_t)(opt.pipeline + 1));
+        if (!http_requests)
+            return 1;
+        for (int i = 0; i <= opt.pipeline; i++)
+            memcpy(http_requests + request_len * (size_t)i, request, request_len);
     } else {
         if (opt.msg <= 0) {
             fprintf(stderr, "loadgen: --msg must be > 0\n");
@@ -610,7 +1076,9 @@ int main(int argc, char **argv)
         expected = (const unsigned char *)req_buf;
     }
     scratch_len = (256u << 10) + 1;
-    if (scratch_len <= answer_len)
+    if (opt.mode == MODE_HTTP)
+        scratch_len = 256u << 10;  /* answers are parsed as a stream: no size limit */
+    else if (scratch_len <= answer_len)
         scratch_len = answer_len + 1;
     scratch = malloc(scratch_len);
     if (!scratch)
@@ -640,7 +1108,10 @@ int main(int argc, char **argv)
         return 1;
     }
     conns = calloc((size_t)opt.connections, sizeof *conns);
-    if (!conns)
+    /* A pass over the list can append the ones it has just served behind
+     * those it has yet to serve: at most twice the connections. */
+    again_list = calloc(2 * (size_t)opt.connections, sizeof *again_list);
+    if (!conns || !again_list)
         return 1;
 
     const uint64_t t0 = now_ns();
@@ -652,6 +1123,14 @@ int main(int argc, char **argv)
 
     for (int i = 0; i < opt.connections; i++) {
         conns[i].index = i;
+        if (opt.mode == MODE_HTTP) {
+            conns[i].t_queued = calloc((size_t)opt.pipeline, sizeof *conns[i].t_queued);
+            conns[i].head = malloc(HTTP_HEAD_MAX);
+            if (!conns[i].t_queued || !conns[i].head) {
+                fprintf(stderr, "loadgen: out of memory\n");
+                return 1;
+            }
+        }
         open_conn(&conns[i], &ss, sslen, t0);
     }
 
@@ -672,6 +1151,7 @@ int main(int argc, char **argv)
             hist_reset();
             count_done = 0;
             bytes_in_window = 0;
+            head_bytes_in_window = 0;
             for (int i = 0; i < opt.connections; i++)
                 conns[i].in_window = 0;
             measuring = 1;
@@ -702,12 +1182,19 @@ int main(int argc, char **argv)
                     fail_conn(c, "stalled: no progress for %.1f s (%s; %zu of %zu answer bytes)",
                               opt.stall, c->state == C_SENDING ? "sending" : "receiving",
                               c->got, answer_len);
+                else if (c->state == C_OPEN && c->outstanding > 0 && now - c->t_progress > stall_ns)
+                    fail_conn(c, "stalled: no progress for %.1f s (%d request(s) in flight, %zu bytes "
+                              "of them unsent; %s %llu of %lld body bytes)", opt.stall, c->outstanding,
+                              c->unsent, c->in_body ? "in the body," : "waiting for a head; last answer",
+                              (unsigned long long)c->body_got, http_body_len);
             }
         }
         uint64_t deadline = measuring ? win_end : warm_end;
         if (next_check < deadline)
             deadline = next_check;
         int timeout_ms = deadline > now ? (int)((deadline - now + 999999) / 1000000) : 0;
+        if (again_count > 0)
+            timeout_ms = 0;
         int n = epoll_wait(epfd, events, (int)(sizeof events / sizeof events[0]), timeout_ms);
         if (n < 0) {
             if (errno == EINTR)
@@ -718,6 +1205,19 @@ int main(int argc, char **argv)
         now = now_ns();
         for (int i = 0; i < n; i++)
             on_event((struct conn *)events[i].data.ptr, events[i].events, now);
+        /* Connections that still had bytes to read; those that came back
+         * in this epoll_wait's events already had their turn (and their
+         * reads may have put them on the list again: they stay there). */
+        int pending = again_count;
+        for (int i = 0; i < pending; i++) {
+            struct conn *c = again_list[i];
+            c->again = 0;
+            if (c->state == C_OPEN)
+                http_recv(c, c->again_events, now);
+        }
+        /* Keep those that were put back during this pass. */
+        memmove(again_list, again_list + pending, (size_t)(again_count - pending) * sizeof *again_list);
+        again_count -= pending;
     }
 
     stopping = 1;
@@ -734,6 +1234,8 @@ int main(int argc, char **argv)
         const struct conn *c = &conns[i];
         if (c->state == C_SENDING || c->state == C_RECEIVING)
             in_flight++;
+        else if (c->state == C_OPEN)
+            in_flight += c->outstanding;
         if (c->in_window < per_min)
             per_min = c->in_window;
         if (c->in_window > per_max)
@@ -758,9 +1260,9 @@ int main(int argc, char **argv)
            "\"p50_us\": %.1f, \"p90_us\": %.1f, \"p99_us\": %.1f, \"p999_us\": %.1f, "
            "\"max_us\": %.1f, \"mean_us\": %.1f, \"client_cpu_s\": %.3f, "
            "\"per_conn_min\": %llu, \"per_conn_max\": %llu, \"fairness\": %.4f, "
-           "\"verify_every\": %ld, \"content_checked\": %s}\n",
-           opt.mode == MODE_RAW ? "raw" : "echo", opt.connections, live,
-           request_len, answer_len,
+           "\"verify_every\": %ld, \"content_checked\": %s",
+           mode_names[opt.mode], opt.connections, live,
+           request_len, opt.mode == MODE_HTTP ? (size_t)(http_body_len > 0 ? http_body_len : 0) : answer_len,
            (unsigned long long)count_done, seconds,
            seconds > 0 ? (double)count_done / seconds : 0.0,
            seconds > 0 ? (double)bytes_in_window / seconds / 1e6 : 0.0,
@@ -770,6 +1272,11 @@ int main(int argc, char **argv)
            hist_count ? (double)(hist_sum / hist_count) / 1000.0 : 0.0,
            cpu_end - cpu_start, (unsigned long long)per_min, (unsigned long long)per_max, fairness,
            opt.verify_every, expected ? "true" : "false");
+    if (opt.mode == MODE_HTTP)
+        printf(", \"pipeline\": %d, \"head_bytes\": %zu, \"wire_mbytes_per_s\": %.2f",
+               opt.pipeline, http_last_head,
+               seconds > 0 ? (double)(bytes_in_window + head_bytes_in_window) / seconds / 1e6 : 0.0);
+    printf("}\n");
     fflush(stdout);
     for (int i = 0; i < opt.connections; i++)
         if (conns[i].fd >= 0 && conns[i].state != C_DEAD)
