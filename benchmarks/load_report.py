@@ -136,6 +136,9 @@ def group_table(group, rows, by_id):
 def http_group_table(group, rows, by_id):
     rows = [r for r in rows if r["group"] == group]
     ref = by_id.get(f"{group}/nginx")
+    # The bare io_uring reference (benchmarks/bare/uring_http.c), when this run has it: the floor
+    # a server answering from memory in one send per request sets.
+    bare = by_id.get(f"{group}/bare_uring")
     big = group == "http100m"
     if big:
         head = ["server", "threads", "MiB/s", "downloads/s", "p50 ms", "p99 ms", "server CPU s",
@@ -143,6 +146,8 @@ def http_group_table(group, rows, by_id):
     else:
         head = ["server", "threads", "rate/s", "p50 µs", "p99 µs", "MiB/s", "server CPU s",
                 "req per server-CPU-s", "peak RSS MiB", "wrk CPU", "rate ÷ nginx", "req/CPU-s ÷ nginx"]
+        if bare:
+            head += ["rate ÷ bare io_uring", "req/CPU-s ÷ bare io_uring"]
     lines = table_lines(head)
     ms = lambda v: fmt_num(v / 1000, 1)          # noqa: E731
     for r in rows:
@@ -161,6 +166,8 @@ def http_group_table(group, rows, by_id):
                      cell(r, "server_cpu_s", lambda v: fmt_num(v, 2)), cell(r, "per_cpu_s", fmt_num),
                      cell(r, "peak_rss_kib", fmt_mib), cell(r, "client_cpu_pct", fmt_pct),
                      ratio_cell(r, ref, "rate"), ratio_cell(r, ref, "per_cpu_s")]
+            if bare:
+                cells += [ratio_cell(r, bare, "rate"), ratio_cell(r, bare, "per_cpu_s")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -406,7 +413,8 @@ def http_markdown_section(results, meta):
         "utime+stime of the server's processes and threads (/proc/PID/stat) over the wrk run; peak RSS = VmHWM "
         "from /proc/PID/status summed over the server's processes, read at the end of the case (warm-up "
         "included); wrk CPU = wrk's user+sys time (wait4) / the run's wall time. "
-        "Ratios are against the nginx row of the same table, same run.",
+        "Ratios are against the nginx row of the same table, same run, and, in the 1 KiB and 64 KiB tables, "
+        "against the bare io_uring row (÷ bare io_uring) when the run has it.",
         "- Failures are loud: any wrk socket error (connect, read, write, timeout), any answer that is not "
         "2xx/3xx, or a byte count that does not fit the file's size fails the case (FAILED row, exit "
         "status 1).",
@@ -426,7 +434,11 @@ def http_markdown_section(results, meta):
         "(stock `python -m http.server` answers HTTP/1.0 and closes each connection, which would make wrk "
         "reconnect for every request), `disable_nagle_algorithm = True` (TCP_NODELAY: it writes head and body "
         "in two sends, and with Nagle on a kept-open connection each body waits ~40 ms for the client's "
-        "delayed ACK; `--nagle` keeps that) and a listen backlog of 1024 instead of 5.",
+        "delayed ACK; `--nagle` keeps that) and a listen backlog of 1024 instead of 5. *bare C io_uring* is "
+        "`benchmarks/bare/uring_http.c`, compiled by the runner with pyiocp's ring layer "
+        "(`engine/backends/uring.c`): one thread, one ring, the file read into memory at start and each "
+        "answer (head and body) sent with one ring send, no file system call per request; a yardstick for "
+        "the native server, not a general server (no timeouts, one file).",
     ]
     if meta.get("http_skipped"):
         lines.append("- Not run: " + "; ".join(meta["http_skipped"]))

@@ -31,7 +31,7 @@ runs each case once, in the listed order.
 
 Cases (tags for --only: a case id such as raw1k/asyncio, a group such as
 raw64k, a server key such as native_epoll, a family: pyiocp, asyncio, uvloop,
-nginx, aiohttp, stdlib, "http" for every HTTP case, a backend (io_uring,
+nginx, aiohttp, stdlib, bare, "http" for every HTTP case, a backend (io_uring,
 epoll), c1/c10/c50 for one echo_conns connection count, or "baseline" for
 the baseline twins of an A/B run; selecting a pyiocp case selects its twin):
 
@@ -53,7 +53,11 @@ the baseline twins of an A/B run; selecting a pyiocp case selects its twin):
                   in C), nginx (generated config, one process), asyncio
                   (benchmarks/servers/asyncio_http.py, loop.sendfile), uvloop
                   (same server, transport.write), aiohttp (web.FileResponse),
-                  http_server (http.server speaking HTTP/1.1)
+                  http_server (http.server speaking HTTP/1.1), bare_uring
+                  (benchmarks/bare/uring_http.c, compiled into the temporary
+                  directory: one thread, one ring, the file answered from
+                  memory in one send per request; the floor pyiocp's native
+                  server is measured against, "÷ bare io_uring")
   http100m        one connection downloading a 100 MiB file again and again
                   (wrk -t1 -c1): native, nginx, asyncio
 
@@ -154,7 +158,7 @@ class Case:
         self.key = key
         self.id = f"{group}/{key}"
         self.label = label
-        self.family = family          # pyiocp | asyncio | uvloop | nginx | aiohttp | stdlib
+        self.family = family          # pyiocp | asyncio | uvloop | nginx | aiohttp | stdlib | bare
         self.server = server          # function(port) -> argv (without taskset)
         self.load = load              # loadgen arguments (without host/port/timing)
         self.threads = threads
@@ -353,6 +357,13 @@ def build_http_cases(args, root, builds):
                 group, f"native_{b}", f"pyiocp native (C HTTP/1.1 server), {b}", "pyiocp",
                 lambda p: [bld.python, "-m", "pyiocp", "serve", root, "--host", host, "--port", str(p),
                            "--threads", t, "--backend", b, "--quiet"], None, args.threads, http=http), b))
+        if group != "http100m":
+            # The reference: what one thread and one ring cost when the answer is already in memory
+            # and leaves in one send (main() compiles it into args.bare_uring).
+            cases.append(Case(
+                group, "bare_uring", "bare C io_uring (uring_http.c: from memory, one send per request)", "bare",
+                lambda p, name=name: [args.bare_uring, "--file", os.path.join(root, name), "--host", host,
+                                      "--port", str(p)], None, http=http, threads_label="1 (ring)"))
         cases += [
             Case(group, "nginx", "nginx (sendfile, 1 worker, master_process off)", "nginx",
                  lambda p: nginx_argv(args.nginx, root, host, p), None, http=http, threads_label="1 (worker)",
@@ -460,6 +471,23 @@ def build_loadgen(build_dir, cc):
     if r.stderr.strip():
         log(f"run_load: compiler warnings for loadgen.c:\n{r.stderr}")
     return exe
+
+
+def build_bare_uring(build_dir, cc):
+    """Compiles benchmarks/bare/uring_http.c with our ring layer (engine/backends/uring.c) and asks
+    it whether this kernel lets it make a ring: (executable, None), or (None, why not)."""
+    exe = os.path.join(build_dir, "uring_http")
+    cmd = [cc, "-O2", "-std=c11", "-Wall", "-Wextra", "-D_GNU_SOURCE", "-I", os.path.join(REPO, "engine"),
+           "-o", exe, os.path.join(HERE, "bare", "uring_http.c"), os.path.join(REPO, "engine", "backends", "uring.c")]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        return None, f"compiling it failed: {shlex.join(cmd)}\n{r.stderr.strip()}"
+    if r.stderr.strip():
+        log(f"run_load: compiler warnings for uring_http.c:\n{r.stderr}")
+    r = subprocess.run([exe, "--check"], capture_output=True, text=True)
+    if r.returncode != 0:
+        return None, (r.stderr.strip() or f"`{exe} --check` exited {r.returncode}")
+    return exe, None
 
 
 def make_files(root, big=False):
@@ -1139,7 +1167,8 @@ def parse_args(argv):
     ap.add_argument("--noise-retries", type=int, default=2,
                     help="run a noisy case again up to this many times and keep the quietest run (default 2)")
     ap.add_argument("--start-timeout", type=float, default=20.0, help="seconds to wait for a server's port")
-    ap.add_argument("--cc", default=os.environ.get("CC", "cc"), help="C compiler for loadgen.c")
+    ap.add_argument("--cc", default=os.environ.get("CC", "cc"),
+                    help="C compiler for loadgen.c and benchmarks/bare/uring_http.c")
     ap.add_argument("--wrk", default="wrk", help="wrk executable for the HTTP cases (default: wrk on PATH)")
     ap.add_argument("--nginx", default="nginx",
                     help="nginx executable for the HTTP nginx cases (default: nginx on PATH or in /usr/sbin)")
@@ -1150,6 +1179,7 @@ def parse_args(argv):
                          "(default io_uring,epoll)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (build, files, logs)")
     args = ap.parse_args(argv)
+    args.bare_uring = None        # the compiled reference server, once main() has built it
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     if not args.backends or any(b not in ("io_uring", "epoll") for b in args.backends):
         ap.error("--backends takes io_uring and/or epoll, separated by commas")
@@ -1258,6 +1288,11 @@ def main(argv=None):
             skip_family("aiohttp", "aiohttp is not installed (pip install aiohttp): the aiohttp cases are NOT run")
         else:
             aiohttp_version = importlib.metadata.version("aiohttp")
+        if any(c.family == "bare" for c in cases):
+            args.bare_uring, why = build_bare_uring(workdir, args.cc)
+            if why:
+                skip_family("bare", f"the bare io_uring reference cannot run here ({why}): its rows are NOT run "
+                                    f"and the ÷ bare io_uring ratios are n/a")
 
     uvloop_version = None
     if importlib.util.find_spec("uvloop") is None:

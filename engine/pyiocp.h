@@ -305,6 +305,11 @@ typedef struct piocp_http_options {
     int keepalive_timeout_ms;  /* idle time between requests; 0 = 15 s */
     uint64_t max_discard;      /* request body bytes read and dropped on GET/HEAD; 0 = 64 KiB */
     piocp_file access_log_fd;  /* Common Log Format lines go here; PIOCP_INVALID_FILE = none */
+    /* How long a cached open file is trusted without a system call, in ms:
+     * inotify drops it on a change, and at most this long after its last
+     * check the name is opened again and compared.  0: every request also
+     * checks the open file with fstat; < 0: the default (1000). */
+    int cache_valid_ms;
 } piocp_http_options;
 
 /* Fills `options` with the defaults (listing on, the limits above, no

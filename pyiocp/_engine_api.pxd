@@ -111,6 +111,7 @@ cdef extern from "pyiocp.h" nogil:
         int keepalive_timeout_ms
         uint64_t max_discard
         piocp_file access_log_fd
+        int cache_valid_ms
     void piocp_http_options_init(piocp_http_options *options)
     int piocp_http_server_new(piocp_http_server **out, const char *root,
                               const piocp_http_options *options)

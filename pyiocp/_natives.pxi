@@ -27,7 +27,8 @@ def http_defaults():
             "header_timeout": options.header_timeout_ms / 1000,
             "keepalive_timeout": options.keepalive_timeout_ms / 1000,
             "max_head": options.max_head,
-            "max_discard": options.max_discard}
+            "max_discard": options.max_discard,
+            "cache_valid": options.cache_valid_ms / 1000}
 
 
 cdef object _log_target(piocp_file fd):
@@ -93,7 +94,8 @@ cdef class StaticFiles(NativeHandler):
     def __cinit__(self, root, *, listing=_HTTP["listing"], access_log=None,
                   header_timeout=_HTTP["header_timeout"],
                   keepalive_timeout=_HTTP["keepalive_timeout"],
-                  int max_head=_HTTP["max_head"], int max_discard=_HTTP["max_discard"]):
+                  int max_head=_HTTP["max_head"], int max_discard=_HTTP["max_discard"],
+                  cache_valid=_HTTP["cache_valid"]):
         cdef int rc
         self._server = NULL
         if not 1024 <= max_head <= 1024 * 1024:
@@ -111,6 +113,8 @@ cdef class StaticFiles(NativeHandler):
         self._options.header_timeout_ms = _milliseconds(header_timeout, "header_timeout")
         self._options.keepalive_timeout_ms = _milliseconds(keepalive_timeout, "keepalive_timeout")
         self._options.max_discard = max_discard
+        # 0 is allowed: every request then checks the file with fstat
+        self._options.cache_valid_ms = _milliseconds(cache_valid, "cache_valid")
         if access_log is not None:
             self._options.access_log_fd = _fileno(access_log)
         path = os.fsencode(self.root)
@@ -148,6 +152,14 @@ cdef class StaticFiles(NativeHandler):
     def max_discard(self):
         """Request body bytes read and dropped on GET/HEAD (more: 413)."""
         return self._options.max_discard
+
+    @property
+    def cache_valid(self):
+        """Seconds an open file is served from the cache without a system
+        call: inotify drops it sooner when the file changes, and after this
+        long its name is opened again and compared.  0: every request checks
+        the file with fstat."""
+        return self._options.cache_valid_ms / 1000
 
     @property
     def requests(self):

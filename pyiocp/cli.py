@@ -39,7 +39,7 @@ def _seconds(text: str, allow_zero: bool = False) -> float:
     return value
 
 
-def _drain_seconds(text: str) -> float:
+def _seconds_or_zero(text: str) -> float:
     return _seconds(text, allow_zero=True)
 
 
@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--keepalive-timeout", type=_seconds, default=http["keepalive_timeout"],
                        metavar="SECONDS",
                        help="http: idle time allowed between requests (default %(default)g)")
+    serve.add_argument("--cache-valid", type=_seconds_or_zero, default=http["cache_valid"],
+                       metavar="SECONDS",
+                       help="http: serve an open file from the cache this long before checking its name "
+                            "again (inotify drops changed files sooner); 0: check on every request "
+                            "(default %(default)g)")
     serve.add_argument("--threads", type=_bounded_int(1, MAX_THREADS), default=engine.threads,
                        help="worker threads (default: twice the CPUs this process may use, "
                             f"here {default_threads()}; `pyiocp info` says why)")
@@ -77,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="beyond this, new connections are refused (default %(default)s)")
     serve.add_argument("--idle-timeout", type=_seconds, default=60.0, metavar="SECONDS",
                        help="drop peers that make no progress this long (default 60)")
-    serve.add_argument("--drain-timeout", type=_drain_seconds, default=10.0, metavar="SECONDS",
+    serve.add_argument("--drain-timeout", type=_seconds_or_zero, default=10.0, metavar="SECONDS",
                        help="on Ctrl-C/SIGTERM, how long running transfers may finish (default 10)")
     serve.add_argument("--quiet", action="store_true", help="no access log")
 
@@ -97,7 +102,8 @@ def serve(args: argparse.Namespace) -> int:
         if args.protocol == "http":
             handler = StaticFiles(root, listing=args.listing, access_log=access_log,
                                   header_timeout=args.header_timeout,
-                                  keepalive_timeout=args.keepalive_timeout)
+                                  keepalive_timeout=args.keepalive_timeout,
+                                  cache_valid=args.cache_valid)
         else:
             handler = RawFileServer(root, access_log=access_log)
         listener = engine.listen((args.host, args.port), handler)

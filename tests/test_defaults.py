@@ -60,7 +60,8 @@ def test_backend_names_come_from_c():
 def test_native_handlers_default_to_the_c_options(tmp_path):
     http = _core.http_defaults()
     assert set(http) == {"listing", "access_log", "header_timeout", "keepalive_timeout",
-                         "max_head", "max_discard"}
+                         "max_head", "max_discard", "cache_valid"}
+    assert http["cache_valid"] > 0              # a hit makes no system call by default
     assert http["access_log"] is None           # 'none', not descriptor 0 (stdin)
     served = pyiocp.StaticFiles(tmp_path)
     assert {name: getattr(served, name) for name in http if name != "access_log"} == \
@@ -72,9 +73,12 @@ def test_native_handlers_default_to_the_c_options(tmp_path):
 
 def test_native_handler_options_are_applied(tmp_path):
     served = pyiocp.StaticFiles(tmp_path, listing=False, header_timeout=2.5,
-                                keepalive_timeout=0.25, max_head=4096, max_discard=10)
+                                keepalive_timeout=0.25, max_head=4096, max_discard=10, cache_valid=0.5)
     assert (served.listing, served.header_timeout, served.keepalive_timeout, served.max_head,
-            served.max_discard) == (False, 2.5, 0.25, 4096, 10)
+            served.max_discard, served.cache_valid) == (False, 2.5, 0.25, 4096, 10, 0.5)
+    assert pyiocp.StaticFiles(tmp_path, cache_valid=0).cache_valid == 0     # 0: check every request
+    with pytest.raises(ValueError, match="cache_valid"):
+        pyiocp.StaticFiles(tmp_path, cache_valid=-1)
     assert pyiocp.RawFileServer(tmp_path, max_name=100).max_name == 100
 
 
@@ -83,8 +87,8 @@ def test_cli_defaults_and_choices_come_from_c():
     engine, http = _core.engine_defaults(), _core.http_defaults()
     assert (args.threads, args.backend, args.max_connections) == \
         (engine["threads"], engine["backend"], engine["max_connections"])
-    assert (args.header_timeout, args.keepalive_timeout) == \
-        (http["header_timeout"], http["keepalive_timeout"])
+    assert (args.header_timeout, args.keepalive_timeout, args.cache_valid) == \
+        (http["header_timeout"], http["keepalive_timeout"], http["cache_valid"])
     assert args.listing == http["listing"]
     for name in config.BACKENDS:
         assert cli.build_parser().parse_args(["serve", "--backend", name]).backend == name

@@ -4,7 +4,10 @@
  * One mutex guards a chained hash table and an LRU list; the critical
  * section is a hash lookup and a few pointer moves.  Entries are reference
  * counted: one evicted or invalidated while a transmit still uses its fd is
- * unlinked at once and closed when the last user releases it.
+ * unlinked at once and closed when the last user releases it.  An entry is
+ * never changed once made (its descriptor, stat and bytes stay what they
+ * were): revalidation either restarts its period or replaces it, so an
+ * answer being built or sent from it keeps one consistent view.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -32,10 +35,11 @@ typedef struct cache_entry {
     piocp_cached_file file;    /* first: the public view */
     struct cache_entry *bucket_next;
     struct cache_entry *lru_prev, *lru_next;
-    long long opened_ms;
+    long long checked_ms;      /* when it was last known to match its name */
     int refs;                  /* the table's (while linked) + users' */
     int watch;                 /* inotify watch of its directory, or -1 */
     bool linked;
+    bool changing;             /* the file changed while we read it */
     uint32_t hash;
     size_t name_len;
     char name[];
@@ -45,7 +49,8 @@ struct piocp_file_cache {
     int root_fd;
     char *root_path;
     size_t capacity, count;
-    int max_age_ms;
+    int period_ms;             /* an entry is re-checked by name this often */
+    bool check_every_hit;      /* and fstat'ed on every hit (valid_ms 0) */
     pthread_mutex_t lock;
     cache_entry **buckets;
     size_t bucket_mask;
@@ -112,15 +117,32 @@ static void entry_put_locked(cache_entry *e)
         entry_destroy(e);
 }
 
-/* Reads a small file whole; a short read (it is changing) keeps none. */
-static const char *load_small(int fd, const struct stat *st)
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+    /* ctime too: it cannot be set from user space, so a rewrite that
+     * restores size and mtime (cp -p, rsync --inplace -t) still shows */
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/* Reads a small file whole.  The copy is answered from for a whole
+ * validity period, so it must be one version: a short read, or a file
+ * whose stat changed while we read it (written in place), keeps none and
+ * sets *changing. */
+static const char *load_small(int fd, const struct stat *st, bool *changing)
 {
     if (st->st_size <= 0 || st->st_size > FILE_CACHE_SMALL_FILE)
         return NULL;
     char *bytes = malloc((size_t)st->st_size);
-    if (bytes && pread(fd, bytes, (size_t)st->st_size, 0) != st->st_size) {
+    if (!bytes)
+        return NULL;
+    struct stat after;
+    if (pread(fd, bytes, (size_t)st->st_size, 0) != st->st_size || fstat(fd, &after) != 0 ||
+        !same_file(st, &after)) {
         free(bytes);
-        bytes = NULL;
+        *changing = true;
+        return NULL;
     }
     return bytes;
 }
@@ -206,12 +228,6 @@ static int watch_directory(piocp_file_cache *c, const char *name, size_t len)
 
 /* ------------------------------------------------------------- API -- */
 
-static bool same_file(const struct stat *a, const struct stat *b)
-{
-    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
-           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
-}
-
 size_t piocp_file_cache_default_capacity(void)
 {
     /* cached descriptors must leave room for connections: at most 1/16 of
@@ -225,14 +241,19 @@ size_t piocp_file_cache_default_capacity(void)
 }
 
 int piocp_file_cache_new(piocp_file_cache **out, int root_fd, const char *root_path,
-                         size_t capacity, int max_age_ms)
+                         size_t capacity, int valid_ms)
 {
+    if (valid_ms < 0)
+        return -EINVAL;
     piocp_file_cache *c = calloc(1, sizeof *c);
     if (!c)
         return -ENOMEM;
     c->root_fd = root_fd;
     c->capacity = capacity;
-    c->max_age_ms = max_age_ms;
+    c->check_every_hit = valid_ms == 0;
+    /* checked on every hit, a name is still re-opened now and then: fstat
+     * of the open descriptor cannot see the name renamed to another file */
+    c->period_ms = valid_ms > 0 ? valid_ms : FILE_CACHE_VALID_MS;
     c->inotify_fd = c->stop_fd = -1;
     size_t buckets = 16;
     while (buckets < 2 * capacity)
@@ -248,8 +269,8 @@ int piocp_file_cache_new(piocp_file_cache **out, int root_fd, const char *root_p
     }
     pthread_mutex_init(&c->lock, NULL);
     if (capacity > 0) {
-        /* without inotify (limits, seccomp) the maximum age still bounds
-         * how stale an entry can be */
+        /* without inotify (limits, seccomp) the validity period still
+         * bounds how stale an entry can be */
         c->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
         c->stop_fd = eventfd(0, EFD_CLOEXEC);
         if (c->inotify_fd >= 0 && c->stop_fd >= 0) {
@@ -284,15 +305,17 @@ void piocp_file_cache_free(piocp_file_cache *c)
     free(c);
 }
 
-/* A hit: the cached entry for `name`, younger than the maximum age and
- * still the same file, referenced for the caller; else NULL (a stale entry
- * found on the way is dropped). */
+/* A hit: the cached entry for `name`, checked less than a period ago (and,
+ * when every hit is checked, still the same file), referenced for the
+ * caller; else NULL (a stale entry found on the way is dropped). */
 static cache_entry *take_cached(piocp_file_cache *c, const char *name, size_t len, uint32_t h,
                                 long long now)
 {
     pthread_mutex_lock(&c->lock);
     cache_entry *e = find_locked(c, name, len, h);
-    if (!e || now - e->opened_ms > c->max_age_ms) {
+    if (!e || now - e->checked_ms >= c->period_ms) {
+        /* due: the caller re-opens the name, and keeps this entry if the
+         * name still leads to the same file (revalidate_locked) */
         pthread_mutex_unlock(&c->lock);
         return NULL;
     }
@@ -300,11 +323,14 @@ static cache_entry *take_cached(piocp_file_cache *c, const char *name, size_t le
     lru_unlink(c, e);
     lru_push_front(c, e);
     pthread_mutex_unlock(&c->lock);
-    /* inotify tells us late (its thread has to run): a file rewritten in
-     * place just now would go out with its old size, cut short or reset.
-     * One fstat on the open descriptor is the price of never sending a
-     * stale length; a rename is caught by inotify alone and can only serve
-     * the previous, complete version. */
+    /* Within the period a hit is trusted as is: no system call.  inotify
+     * drops the entry soon after a change, the period bounds how long it
+     * can be missed, and an answer from it is framed by its own size
+     * whatever happens to the file meanwhile (file_cache.h). */
+    if (!c->check_every_hit)
+        return e;
+    /* Checked on every hit: a file rewritten in place since is seen at
+     * once, for protocols that carry no length (raw) */
     struct stat st;
     if (fstat(e->file.fd, &st) == 0 && same_file(&e->file.st, &st))
         return e;
@@ -314,6 +340,21 @@ static cache_entry *take_cached(piocp_file_cache *c, const char *name, size_t le
     entry_put_locked(e);
     pthread_mutex_unlock(&c->lock);
     return NULL;
+}
+
+/* The entry under `name`, if the file just opened under it is the one it
+ * holds: its period restarts and it is returned referenced. */
+static cache_entry *revalidate_locked(piocp_file_cache *c, const char *name, size_t len,
+                                      uint32_t h, const struct stat *st, long long now)
+{
+    cache_entry *e = find_locked(c, name, len, h);
+    if (!e || e->changing || !same_file(&e->file.st, st))
+        return NULL;
+    e->checked_ms = now;
+    e->refs++;
+    lru_unlink(c, e);
+    lru_push_front(c, e);
+    return e;
 }
 
 /* The name is gone or now refused: so is any cached answer for it. */
@@ -337,8 +378,10 @@ static cache_entry *entry_new(const piocp_file_cache *c, const char *name, size_
     memset(e, 0, sizeof *e);
     e->file.fd = fd;
     e->file.st = *st;
-    e->file.bytes = c->capacity > 0 ? load_small(fd, st) : NULL;
-    e->opened_ms = now;
+    e->file.bytes = c->capacity > 0 ? load_small(fd, st, &e->changing) : NULL;
+    /* a file seen changing is served from its descriptor this once and
+     * re-opened by the next request, not trusted for a period */
+    e->checked_ms = e->changing ? now - c->period_ms : now;
     e->refs = 1; /* the caller's */
     e->hash = h;
     e->name_len = len;
@@ -347,22 +390,23 @@ static cache_entry *entry_new(const piocp_file_cache *c, const char *name, size_
 }
 
 /* Puts a fresh entry in the table and returns it referenced for the
- * caller, unless the table already holds the same file under the name:
- * then that one is revalidated and returned, and the fresh one freed. */
+ * caller, unless the table already holds the same file under the name
+ * (another thread re-opened it meanwhile): then that one is returned, and
+ * the fresh one freed. */
 static cache_entry *insert_or_revalidate(piocp_file_cache *c, cache_entry *fresh)
 {
     pthread_mutex_lock(&c->lock);
-    cache_entry *old = find_locked(c, fresh->name, fresh->name_len, fresh->hash);
-    if (old && same_file(&old->file.st, &fresh->file.st)) {
-        /* revalidated: keep the old descriptor, refresh its age */
-        old->opened_ms = fresh->opened_ms;
-        old->refs++;
-        lru_unlink(c, old);
-        lru_push_front(c, old);
+    /* one seen changing replaces what is there, whatever its stat said */
+    cache_entry *old = fresh->changing ? NULL
+                                       : revalidate_locked(c, fresh->name, fresh->name_len,
+                                                           fresh->hash, &fresh->file.st,
+                                                           fresh->checked_ms);
+    if (old) {
         pthread_mutex_unlock(&c->lock);
         entry_destroy(fresh);
         return old;
     }
+    old = find_locked(c, fresh->name, fresh->name_len, fresh->hash);
     if (old)
         unlink_locked(c, old);
     if (c->count >= c->capacity && c->lru_tail)
@@ -399,6 +443,18 @@ int piocp_file_cache_open(piocp_file_cache *c, const char *name, size_t len,
         if (caching)
             forget_name(c, name, len, h);
         return rc;
+    }
+    if (caching) {
+        /* a due entry whose name still leads to the same file: keep its
+         * descriptor and bytes (no read of the file), trust it anew */
+        pthread_mutex_lock(&c->lock);
+        e = revalidate_locked(c, name, len, h, &st, now);
+        pthread_mutex_unlock(&c->lock);
+        if (e) {
+            close(fd);
+            *out = &e->file;
+            return 0;
+        }
     }
     e = entry_new(c, name, len, h, fd, &st, now);
     if (!e) {

@@ -1,16 +1,41 @@
 /*
  * file_cache.h - open descriptors of served files, kept between requests
- * (nginx's open_file_cache): a hit costs one fstat instead of openat2,
- * fstat, fstat and close, which were most of a small file's system calls.
+ * (nginx's open_file_cache): a hit costs no system call at all, instead of
+ * openat2, fstat, fstat and close, which were most of a small file's
+ * system calls.
  *
  * Internal to the native handlers.  Names are opened through
  * piocp_open_beneath, so everything cached was confined to the root when
- * it was opened.  Every hit re-checks size and mtime with one fstat of the
- * open descriptor (so a file rewritten in place never goes out with a
- * stale length); an entry is dropped when inotify reports a change in its
- * directory (renames, deletions, symlinks swapped), and in any case re-
- * opened by name and compared once it is older than the maximum age, which
- * covers file systems where inotify says nothing.
+ * it was opened, and every revalidation opens the name that way again.
+ *
+ * Revalidation.  An entry is dropped as soon as inotify reports a change in
+ * its directory (a write, truncation, rename, deletion, symlink swapped),
+ * but inotify tells us late: its thread has to run after the change.  So an
+ * entry is also trusted for `valid_ms` only (nginx's open_file_cache_valid,
+ * h2o's file cache): the first hit after that re-opens the name and
+ * compares device, inode, size, mtime and ctime; the same file keeps its
+ * descriptor and is trusted for another period, a different one replaces
+ * it.  Within the period a hit makes no system call.  With `valid_ms` 0
+ * every hit also fstats the open descriptor (what the raw protocol, which
+ * carries no length, needs), and names are re-opened every
+ * FILE_CACHE_VALID_MS.
+ *
+ * What that guarantees the HTTP server (README, "Files that change"):
+ * answers are built from one entry, whose size gives Content-Length and
+ * whose descriptor (or, for a small file, whose copy in memory) gives the
+ * body, so
+ *   - a file replaced by rename is always served as one complete version,
+ *     old or new: the old inode is never written again;
+ *   - a file written in place (rewritten, truncated) while an answer is
+ *     read from it has no content guarantee: the answer may mix bytes of
+ *     two versions, at their offsets.  Its framing holds: exactly
+ *     Content-Length bytes, or a reset when the file became shorter than
+ *     that (the transmit fails with EIO, the engine resets the connection);
+ *     never more bytes, never an orderly close after a short body;
+ *   - a request arriving more than `valid_ms` after a change is answered
+ *     from the changed file, unless the change kept all five fields equal
+ *     (an in-place rewrite of the same size within one timestamp tick),
+ *     which only inotify catches.
  */
 #ifndef PIOCP_FILE_CACHE_H
 #define PIOCP_FILE_CACHE_H
@@ -27,19 +52,23 @@ typedef struct piocp_file_cache piocp_file_cache;
 
 typedef struct piocp_cached_file {
     int fd;              /* open for reading; valid until released */
-    struct stat st;      /* as of opening (re-checked on every hit) */
+    struct stat st;      /* as of opening: what answers promise (size, ETag) */
     const char *bytes;   /* the whole file if it is small, else NULL */
 } piocp_cached_file;
 
-#define FILE_CACHE_MAX_AGE_MS 1000
+/* The default validity period, and how often names are re-opened when
+ * every hit is checked (valid_ms 0). */
+#define FILE_CACHE_VALID_MS 1000
 
 /* A capacity that leaves room for connections under RLIMIT_NOFILE. */
 size_t piocp_file_cache_default_capacity(void);
 
 /* root_path: the root directory's path (for inotify), root_fd: the open root.
- * capacity 0 disables caching (every open goes to the file system). */
+ * capacity 0 disables caching (every open goes to the file system).
+ * valid_ms: how long an entry is trusted without a system call (above);
+ * 0: every hit is checked with fstat. */
 int piocp_file_cache_new(piocp_file_cache **out, int root_fd, const char *root_path,
-                         size_t capacity, int max_age_ms);
+                         size_t capacity, int valid_ms);
 void piocp_file_cache_free(piocp_file_cache *cache);
 
 /* Opens `name` beneath the root, through the cache.  On success returns 0 and

@@ -12,7 +12,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-int piocp_served_root_open(piocp_served_root *root, const char *path, piocp_file access_log_fd)
+int piocp_served_root_open(piocp_served_root *root, const char *path, piocp_file access_log_fd,
+                           int cache_valid_ms)
 {
     root->files = NULL;
     root->log = NULL;
@@ -23,7 +24,7 @@ int piocp_served_root_open(piocp_served_root *root, const char *path, piocp_file
     int rc = realpath(path, real_path) ? 0 : -errno;
     if (rc == 0)
         rc = piocp_file_cache_new(&root->files, root->dir, real_path,
-                                  piocp_file_cache_default_capacity(), FILE_CACHE_MAX_AGE_MS);
+                                  piocp_file_cache_default_capacity(), cache_valid_ms);
     if (rc == 0 && access_log_fd != PIOCP_INVALID_FILE &&
         (root->log = piocp_access_log_new(access_log_fd)) == NULL)
         rc = -ENOMEM;

@@ -19,11 +19,13 @@ typedef struct piocp_served_root {
 } piocp_served_root;
 
 /* Opens the directory `path`, creates its file cache (inotify watches need
- * the real path, so symlinks in `path` are resolved once, here) and, unless
- * access_log_fd is PIOCP_INVALID_FILE, an access log writing to it (the
- * descriptor stays the caller's; 0 is a valid one).  Returns 0, or -errno
- * with nothing left open. */
-int piocp_served_root_open(piocp_served_root *root, const char *path, piocp_file access_log_fd);
+ * the real path, so symlinks in `path` are resolved once, here) with the
+ * validity period `cache_valid_ms` (file_cache.h: 0 checks every hit) and,
+ * unless access_log_fd is PIOCP_INVALID_FILE, an access log writing to it
+ * (the descriptor stays the caller's; 0 is a valid one).  Returns 0, or
+ * -errno with nothing left open. */
+int piocp_served_root_open(piocp_served_root *root, const char *path, piocp_file access_log_fd,
+                           int cache_valid_ms);
 
 /* Writes out the access log, then frees the cache and closes the root.
  * Only once no connection uses them. */

@@ -31,6 +31,7 @@ static void test_http_defaults(void)
     CHECK(o.header_timeout_ms == 10000);
     CHECK(o.keepalive_timeout_ms == 15000);
     CHECK(o.max_discard == 64 * 1024);
+    CHECK(o.cache_valid_ms == 1000);
 }
 
 static void test_raw_defaults(void)

@@ -97,6 +97,38 @@ static void add(builder *b, const char *text, size_t len)
     b->r->head_len += len;
 }
 
+/* The appenders below build the head of a file's answer, which every
+ * request of a keep-alive client gets: vsnprintf was a tenth of the
+ * server's CPU there (perf, 1 KiB files), so they copy and convert
+ * directly.  Rarer answers still use addf. */
+#define ADD_LITERAL(b, text) add((b), (text), sizeof(text) - 1)
+
+static void add_str(builder *b, const char *text) { add(b, text, strlen(text)); }
+
+static void add_u64(builder *b, uint64_t v)
+{
+    char digits[20];
+    size_t n = 0;
+    do {
+        digits[sizeof digits - ++n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    add(b, digits + sizeof digits - n, n);
+}
+
+static size_t put_hex(char *out, uint64_t v)
+{
+    static const char hex[] = "0123456789abcdef";
+    char digits[16];
+    size_t n = 0;
+    do {
+        digits[sizeof digits - ++n] = hex[v & 15];
+        v >>= 4;
+    } while (v);
+    memcpy(out, digits + sizeof digits - n, n);
+    return n;
+}
+
 static void addf(builder *b, const char *format, ...)
 {
     va_list args;
@@ -114,8 +146,13 @@ static void add_status_and_common(builder *b, int status, bool keep_alive, int m
 {
     b->r->status = status;
     b->r->close_after = !keep_alive;
-    addf(b, "HTTP/1.1 %d %s\r\nServer: pyiocp\r\nDate: %s\r\n", status, reason_phrase(status),
-         date_now());
+    ADD_LITERAL(b, "HTTP/1.1 ");
+    add_u64(b, (uint64_t)status);
+    ADD_LITERAL(b, " ");
+    add_str(b, reason_phrase(status));
+    ADD_LITERAL(b, "\r\nServer: pyiocp\r\nDate: ");
+    add(b, date_now(), HTTP_DATE_LEN);
+    ADD_LITERAL(b, "\r\n");
     if (!keep_alive)
         add(b, "Connection: close\r\n", 19);
     else if (minor == 0)
@@ -127,10 +164,17 @@ static void keep_request_line(builder *b, const http_request *req)
 {
     if (!req)
         return;
+    /* builder_start left room for it after the head */
     char *p = b->r->data + b->r->head_len;
-    int n = sprintf(p, "%.*s %.*s HTTP/1.%d", (int)req->method_len, req->method,
-                    (int)req->target_len, req->target, req->minor_version);
-    b->r->request_line_len = n > 0 ? (size_t)n : 0;
+    memcpy(p, req->method, req->method_len);
+    p += req->method_len;
+    *p++ = ' ';
+    memcpy(p, req->target, req->target_len);
+    p += req->target_len;
+    memcpy(p, " HTTP/1.", 8);
+    p[8] = (char)('0' + req->minor_version % 10);
+    p[9] = '\0';
+    b->r->request_line_len = req->method_len + req->target_len + 10;
 }
 
 /* The built answer, with its request line kept for the log. */
@@ -195,9 +239,17 @@ static size_t format_etag(char out[64], const struct stat *st)
     /* strong: inode, size and mtime to the nanosecond change with any
      * rewrite that matters (nginx uses mtime-size; the inode also catches
      * a same-size replacement within one second) */
-    return (size_t)snprintf(out, 64, "\"%" PRIx64 "-%" PRIx64 "-%" PRIx64 "\"", (uint64_t)st->st_ino,
-                            (uint64_t)st->st_size,
-                            (uint64_t)st->st_mtim.tv_sec * 1000000000u + (uint64_t)st->st_mtim.tv_nsec);
+    size_t n = 0;
+    out[n++] = '"';
+    n += put_hex(out + n, (uint64_t)st->st_ino);
+    out[n++] = '-';
+    n += put_hex(out + n, (uint64_t)st->st_size);
+    out[n++] = '-';
+    n += put_hex(out + n,
+                 (uint64_t)st->st_mtim.tv_sec * 1000000000u + (uint64_t)st->st_mtim.tv_nsec);
+    out[n++] = '"';
+    out[n] = '\0'; /* the 304 answer prints it with %s */
+    return n; /* at most 3 * 16 + 4 bytes */
 }
 
 /* RFC 9110 13.2.2: If-None-Match first; If-Modified-Since only without it. */
@@ -238,7 +290,7 @@ static http_response *serve_file(piocp_file_cache *files, const http_request *re
     char etag[64];
     size_t etag_len = format_etag(etag, st);
     char modified[30];
-    http_format_date((int64_t)st->st_mtim.tv_sec, modified);
+    size_t modified_len = http_format_date((int64_t)st->st_mtim.tv_sec, modified);
     uint64_t size = (uint64_t)st->st_size;
 
     builder b;
@@ -267,10 +319,15 @@ static http_response *serve_file(piocp_file_cache *files, const http_request *re
     }
     uint64_t count = size == 0 ? 0 : end - start + 1;
     add_status_and_common(&b, range > 0 ? 206 : 200, keep_alive, req->minor_version);
-    addf(&b,
-         "Content-Type: %s\r\nContent-Length: %" PRIu64 "\r\nLast-Modified: %s\r\nETag: %s\r\n"
-         "Accept-Ranges: bytes\r\n",
-         piocp_mime_type(path, path_len), count, modified, etag);
+    ADD_LITERAL(&b, "Content-Type: ");
+    add_str(&b, piocp_mime_type(path, path_len));
+    ADD_LITERAL(&b, "\r\nContent-Length: ");
+    add_u64(&b, count);
+    ADD_LITERAL(&b, "\r\nLast-Modified: ");
+    add(&b, modified, modified_len);
+    ADD_LITERAL(&b, "\r\nETag: ");
+    add(&b, etag, etag_len);
+    ADD_LITERAL(&b, "\r\nAccept-Ranges: bytes\r\n");
     if (range > 0)
         addf(&b, "Content-Range: bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64 "\r\n", start, end, size);
     add(&b, "\r\n", 2);

@@ -277,6 +277,7 @@ void piocp_http_options_init(piocp_http_options *options)
     options->header_timeout_ms = DEFAULT_HEADER_TIMEOUT_MS;
     options->keepalive_timeout_ms = DEFAULT_KEEPALIVE_TIMEOUT_MS;
     options->max_discard = DEFAULT_MAX_DISCARD;
+    options->cache_valid_ms = FILE_CACHE_VALID_MS;
     options->access_log_fd = PIOCP_INVALID_FILE;
 }
 
@@ -298,7 +299,10 @@ int piocp_http_server_new(piocp_http_server **out, const char *root,
     s->keepalive_timeout_ms =
         o.keepalive_timeout_ms > 0 ? o.keepalive_timeout_ms : DEFAULT_KEEPALIVE_TIMEOUT_MS;
     s->max_discard = o.max_discard ? o.max_discard : DEFAULT_MAX_DISCARD;
-    int rc = piocp_served_root_open(&s->root, root, o.access_log_fd);
+    /* Content-Length frames every answer, so a cached file may be trusted
+     * for a while (file_cache.h says what that guarantees) */
+    int rc = piocp_served_root_open(&s->root, root, o.access_log_fd,
+                                    o.cache_valid_ms >= 0 ? o.cache_valid_ms : FILE_CACHE_VALID_MS);
     if (rc < 0) {
         free(s);
         return rc;

@@ -470,7 +470,12 @@ int piocp_raw_server_new(piocp_raw_server **out, const char *root, const piocp_r
     server->max_name = options->max_name ? options->max_name : DEFAULT_MAX_NAME;
     if (server->max_name > LIMIT_MAX_NAME)
         server->max_name = LIMIT_MAX_NAME;
-    int rc = piocp_served_root_open(&server->root, root, options->access_log_fd);
+    /* The protocol carries no length: the client knows a file's size from
+     * elsewhere and reads that many bytes, so an answer of a file's
+     * previous size would desynchronise it.  Every hit is checked (one
+     * fstat), so that a file changed before its request is served as it
+     * is now. */
+    int rc = piocp_served_root_open(&server->root, root, options->access_log_fd, 0);
     if (rc < 0) {
         free(server);
         return rc;
