@@ -119,6 +119,12 @@ cdef class Engine:
     cdef readonly bint started
     cdef bint _stopped
     cdef bint _stop_requested
+    # Set once stop() has finished; the thread running it.  A second stop()
+    # from another thread waits for the first: the atexit hook must not
+    # return (and let the interpreter finalise) while a run() in a daemon
+    # thread is still stopping the engine.
+    cdef object _stop_done
+    cdef object _stopping_thread
     cdef readonly object config
     cdef object _backend_name
     cdef int _threads
@@ -127,6 +133,7 @@ cdef class Engine:
         self._c = NULL
         self._queue_ready = 0
         self._wake_read = self._wake_write = -1
+        self._stop_done = threading.Event()
 
     def __init__(self, config):
         cdef piocp_config c
@@ -297,13 +304,19 @@ cdef class Engine:
             self.request_stop()
             return
         if self._stopped:
+            if self._stopping_thread != threading.get_ident():
+                self._stop_done.wait()   # another thread is stopping it
             return
         self._stopped = True
+        self._stopping_thread = threading.get_ident()
         _running_engines.discard(self)
-        with nogil:
-            piocp_engine_stop(self._c, drain_ms)
-        dispatch_pending(&self._shared, True)   # what the workers left
-        self._free()
+        try:
+            with nogil:
+                piocp_engine_stop(self._c, drain_ms)
+            dispatch_pending(&self._shared, True)   # what the workers left
+            self._free()
+        finally:
+            self._stop_done.set()
 
     def run(self, drain_timeout=5.0):
         """Serves in the foreground until Ctrl-C, SIGTERM (unless the program

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import pytest
 
@@ -135,3 +136,36 @@ def test_a_stopped_engine_is_not_stopped_again_at_exit(backend, tmp_path):
     assert rc == 0, err
     assert out.split() == ["stopped"]
     assert err == ""
+
+
+def test_a_second_stop_waits_for_the_first(make_engine):
+    """stop() from two threads: the second returns only once the first has
+    finished (every connection told), as the atexit hook relies on."""
+    told = []
+    first_stop_running = threading.Event()
+
+    class Slow(pyiocp.Handler):
+        def connection_made(self, conn):
+            conn.recv()
+
+        def data_received(self, conn, data):
+            conn.recv()
+
+        def connection_lost(self, conn, exc):
+            first_stop_running.set()
+            time.sleep(0.3)        # the first stop() is busy telling us
+            told.append(exc)
+
+    engine = make_engine(threads=2)
+    listener = engine.listen(("127.0.0.1", 0), Slow)
+    engine.start()
+    with connect(listener.address):
+        deadline = time.monotonic() + 5
+        while engine.connections == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        first = threading.Thread(target=engine.stop)
+        first.start()
+        assert first_stop_running.wait(5)
+        engine.stop()
+        assert len(told) == 1
+        first.join(5)
