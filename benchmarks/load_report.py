@@ -24,9 +24,9 @@ GROUPS = {
     "echo_conns": "Echo, 1 KiB ping-pong, by connection count (pyiocp: 1 thread and the engine's default)",
 }
 HTTP_GROUPS = {
-    "http1k": "HTTP/1.1 static file, 1 KiB (wrk, 50 keep-alive connections)",
-    "http64k": "HTTP/1.1 static file, 64 KiB (wrk, 50 keep-alive connections)",
-    "http100m": "HTTP/1.1 static file, 100 MiB, one connection downloading it again and again (wrk -c1)",
+    "http1k": "HTTP/1.1 static file, 1 KiB (50 keep-alive connections)",
+    "http64k": "HTTP/1.1 static file, 64 KiB (50 keep-alive connections)",
+    "http100m": "HTTP/1.1 static file, 100 MiB, one connection downloading it again and again",
 }
 
 
@@ -139,15 +139,21 @@ def http_group_table(group, rows, by_id):
     # The bare io_uring reference (benchmarks/bare/uring_http.c), when this run has it: the floor
     # a server answering from memory in one send per request sets.
     bare = by_id.get(f"{group}/bare_uring")
+    # The big-file reference (benchmarks/bare/epoll_sendfile_http.c): epoll + sendfile, nothing else.
+    bare_sf = by_id.get(f"{group}/bare_sendfile")
     big = group == "http100m"
     if big:
         head = ["server", "threads", "MiB/s", "downloads/s", "p50 ms", "p99 ms", "server CPU s",
-                "MiB per server-CPU-s", "peak RSS MiB", "wrk CPU", "MiB/s ÷ nginx", "MiB/CPU-s ÷ nginx"]
+                "MiB per server-CPU-s", "peak RSS MiB", "client CPU", "MiB/s ÷ nginx", "MiB/CPU-s ÷ nginx"]
+        if bare_sf:
+            head += ["MiB/s ÷ bare sendfile", "MiB/CPU-s ÷ bare sendfile"]
     else:
         head = ["server", "threads", "rate/s", "p50 µs", "p99 µs", "MiB/s", "server CPU s",
-                "req per server-CPU-s", "peak RSS MiB", "wrk CPU", "rate ÷ nginx", "req/CPU-s ÷ nginx"]
+                "req per server-CPU-s", "peak RSS MiB", "client CPU", "rate ÷ nginx", "req/CPU-s ÷ nginx"]
         if bare:
             head += ["rate ÷ bare io_uring", "req/CPU-s ÷ bare io_uring"]
+        if bare_sf:
+            head += ["rate ÷ bare sendfile", "req/CPU-s ÷ bare sendfile"]
     lines = table_lines(head)
     ms = lambda v: fmt_num(v / 1000, 1)          # noqa: E731
     for r in rows:
@@ -160,6 +166,8 @@ def http_group_table(group, rows, by_id):
                      cell(r, "server_cpu_s", lambda v: fmt_num(v, 2)), cell(r, "mib_per_cpu_s", fmt_num),
                      cell(r, "peak_rss_kib", fmt_mib), cell(r, "client_cpu_pct", fmt_pct),
                      ratio_cell(r, ref, "transfer_mib_s"), ratio_cell(r, ref, "mib_per_cpu_s")]
+            if bare_sf:
+                cells += [ratio_cell(r, bare_sf, "transfer_mib_s"), ratio_cell(r, bare_sf, "mib_per_cpu_s")]
         else:
             cells = [r["label"], thr, cell(r, "rate", fmt_num), cell(r, "p50_us", fmt_us), cell(r, "p99_us", fmt_us),
                      cell(r, "transfer_mib_s", lambda v: fmt_num(v, 1)),
@@ -168,6 +176,8 @@ def http_group_table(group, rows, by_id):
                      ratio_cell(r, ref, "rate"), ratio_cell(r, ref, "per_cpu_s")]
             if bare:
                 cells += [ratio_cell(r, bare, "rate"), ratio_cell(r, bare, "per_cpu_s")]
+            if bare_sf:
+                cells += [ratio_cell(r, bare_sf, "rate"), ratio_cell(r, bare_sf, "per_cpu_s")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -376,8 +386,11 @@ def markdown_section(results, meta):
 
 
 def http_markdown_section(results, meta):
-    ex = next((r for r in results if r.get("wrk_cmd") and r["group"] != "http100m"), None)
-    ex_big = next((r for r in results if r.get("wrk_cmd") and r["group"] == "http100m"), None)
+    def client_cmd(r):
+        return r.get("loadgen_cmd") or r.get("wrk_cmd")
+
+    ex = next((r for r in results if client_cmd(r) and r["group"] != "http100m"), None)
+    ex_big = next((r for r in results if client_cmd(r) and r["group"] == "http100m"), None)
     lines = [
         HTTP_MD_BEGIN,
         "## HTTP static-file benchmarks",
@@ -402,11 +415,21 @@ def http_markdown_section(results, meta):
         f"under `taskset -c {meta['client_cpus']}`, `wrk -t1 -c{meta['http_connections']} "
         f"-d{wrk_seconds(meta['duration'])}s --latency URL` (no warm-up).",
     ]
+    if meta.get("http_client") == "loadgen":
+        lines[-1] = (
+            f"- Every server serves the same temporary folder (1 KiB, 64 KiB and 100 MiB files of random bytes) "
+            f"under `taskset -c {meta['server_cpus']}`; the compiled load generator drives it under `taskset -c "
+            f"{meta['client_cpus']}`: `loadgen --mode http`, {meta['http_connections']} keep-alive connections "
+            f"(1 for the 100 MiB file), each with one request in flight, every answer's status, length and "
+            f"(up to 16 MiB) content checked; rate, p50/p99 (from the request's write to the answer's last "
+            f"byte) and the server's CPU are taken over loadgen's measured window, after a "
+            f"{meta['warmup']:g} s warm-up. It costs about a third of wrk's CPU per byte, so it saturates later "
+            f"(`--http-client wrk` runs the same cases with wrk).")
     if ex:
-        lines.append(f"- For example: server `{ex['server_cmd']}`, client `{ex['wrk_cmd']}` "
+        lines.append(f"- For example: server `{ex['server_cmd']}`, client `{client_cmd(ex)}` "
                      f"(ports and paths change per run).")
     if ex_big:
-        lines.append(f"- 100 MiB: client `{ex_big['wrk_cmd']}`.")
+        lines.append(f"- 100 MiB: client `{client_cmd(ex_big)}`.")
     lines += [
         "- rate = wrk's Requests/sec; p50/p99 from `--latency` (wrk times a request from its write to the "
         "answer's last byte); MiB/s = wrk's Transfer/sec (heads included, 1 MiB = 2^20 bytes); server CPU = "

@@ -6,8 +6,8 @@
 For every case the server runs pinned to one CPU (taskset -c 0) and the
 client to another (taskset -c 1); this script pins itself to the client's
 CPU too, so that it never takes time from the server.  The client is the C
-load generator (benchmarks/loadgen.c, compiled into a temporary directory)
-for the raw and echo cases, and wrk for the HTTP cases.  A case:
+load generator (benchmarks/loadgen.c, compiled into a temporary directory),
+also for the HTTP cases (--mode http) unless --http-client wrk.  A case:
 
   1. starts the server and waits until its port accepts connections;
   2. runs the client: warm-up (not counted), then the measured window
@@ -48,8 +48,8 @@ the baseline twins of an A/B run; selecting a pyiocp case selects its twin):
                   the engine's default thread count (asked under the
                   server's taskset), asyncio, uvloop; ratios against uvloop
                   at the same connection count
-  http1k, http64k HTTP/1.1 GET of a 1 KiB / 64 KiB file, wrk -t1 -c50
-                  --latency (keep-alive): native (python -m pyiocp serve,
+  http1k, http64k HTTP/1.1 GET of a 1 KiB / 64 KiB file, 50 keep-alive
+                  connections (--http-connections): native (python -m pyiocp serve,
                   in C), nginx (generated config, one process), asyncio
                   (benchmarks/servers/asyncio_http.py, loop.sendfile), uvloop
                   (same server, transport.write), aiohttp (web.FileResponse),
@@ -58,12 +58,17 @@ the baseline twins of an A/B run; selecting a pyiocp case selects its twin):
                   directory: one thread, one ring, the file answered from
                   memory in one send per request; the floor pyiocp's native
                   server is measured against, "÷ bare io_uring")
-  http100m        one connection downloading a 100 MiB file again and again
-                  (wrk -t1 -c1): native, nginx, asyncio
+  http100m        one connection downloading a 100 MiB file again and again:
+                  native, nginx, asyncio, and (with http64k) bare_sendfile
+                  (benchmarks/bare/epoll_sendfile_http.c: one thread,
+                  edge-triggered epoll, head with MSG_MORE then sendfile
+                  until EAGAIN, "÷ bare sendfile")
 
-The HTTP cases need wrk (Debian package wrk: the runner stops with an error
-without it); nginx (Debian nginx-light or nginx) and aiohttp (pip) are
-optional: without them their rows are skipped with a loud message.
+The HTTP cases are driven by loadgen --mode http (default), or by wrk with
+--http-client wrk (Debian package wrk), which runs out of CPU here at 1 KiB
+and on one-connection 100 MiB downloads; nginx (Debian nginx-light or nginx)
+and aiohttp (pip) are optional: without them their rows are skipped with a
+loud message.
 
 A/B against a baseline: --baseline REF builds pyiocp as it was at git REF
 (benchmarks/baseline_build.py: a `git clone --shared` checkout of REF and
@@ -364,6 +369,14 @@ def build_http_cases(args, root, builds):
                 group, "bare_uring", "bare C io_uring (uring_http.c: from memory, one send per request)", "bare",
                 lambda p, name=name: [args.bare_uring, "--file", os.path.join(root, name), "--host", host,
                                       "--port", str(p)], None, http=http, threads_label="1 (ring)"))
+        if group != "http1k":
+            # The big-file reference: one thread, edge-triggered epoll, the head with MSG_MORE and then
+            # sendfile until EAGAIN (main() compiles it into args.bare_sendfile).
+            cases.append(Case(
+                group, "bare_sendfile", "bare C epoll + sendfile (epoll_sendfile_http.c)", "bare",
+                lambda p, name=name: [args.bare_sendfile, "--file", os.path.join(root, name), "--path",
+                                      "/" + name, "--host", host, "--port", str(p)], None, http=http,
+                threads_label="1"))
         cases += [
             Case(group, "nginx", "nginx (sendfile, 1 worker, master_process off)", "nginx",
                  lambda p: nginx_argv(args.nginx, root, host, p), None, http=http, threads_label="1 (worker)",
@@ -487,6 +500,19 @@ def build_bare_uring(build_dir, cc):
     r = subprocess.run([exe, "--check"], capture_output=True, text=True)
     if r.returncode != 0:
         return None, (r.stderr.strip() or f"`{exe} --check` exited {r.returncode}")
+    return exe, None
+
+
+def build_bare_sendfile(build_dir, cc):
+    """Compiles benchmarks/bare/epoll_sendfile_http.c: (executable, None), or (None, why not)."""
+    exe = os.path.join(build_dir, "epoll_sendfile_http")
+    cmd = [cc, "-O2", "-std=c11", "-Wall", "-Wextra", "-o", exe,   # it defines _GNU_SOURCE itself
+           os.path.join(HERE, "bare", "epoll_sendfile_http.c")]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        return None, f"compiling it failed: {shlex.join(cmd)}\n{r.stderr.strip()}"
+    if r.stderr.strip():
+        log(f"run_load: compiler warnings for epoll_sendfile_http.c:\n{r.stderr}")
     return exe, None
 
 
@@ -950,13 +976,49 @@ def wrk_problems(w, size, conns):
     return probs
 
 
-def run_http_case(case, args, env, workdir, tag=""):
+def http_loadgen_window(case, args, loadgen, port, proc, workdir, tag):
+    """Drives an HTTP case with loadgen --mode http; returns what the wrk
+    path measures (rate, latency, bytes, server and client CPU) in the same
+    keys, with the server's CPU sampled at loadgen's window edges."""
+    h = case.http
+    size = h["size"]
+    # checking 100 MiB bodies would cost the client more than the server
+    verify = 0 if size > 16 * MiB else args.verify_every
+    cmd = ["taskset", "-c", args.client_cpus, loadgen, "--mode", "http", "--host", args.host,
+           "--port", str(port), "--name", h["name"], "--size", str(size),
+           "--connections", str(h["connections"]), "--duration", str(args.duration),
+           "--warmup", str(args.warmup), "--verify-every", str(verify),
+           "--stall", str(h["timeout"] or 5)]
+    rc, out, errs, cpu = run_loadgen(cmd, proc.pid, args.duration + args.warmup + 60,
+                                     parse_cpus(args.server_cpus), parse_cpus(args.client_cpus))
+    try:
+        lg = json.loads(out.strip().splitlines()[-1]) if out.strip() else None
+    except ValueError:
+        lg = None
+    if lg is None or rc != 0 or lg.get("errors"):
+        raise CaseFailed(f"load generator ({shlex.join(cmd)}) exited {rc}"
+                         + (f" with {lg.get('errors')} error(s)" if lg else " without a result")
+                         + ":\n" + "\n".join(errs[-20:]))
+    if "start" not in cpu or "end" not in cpu:
+        raise CaseFailed("could not sample the server's CPU time at the window's edges")
+    wire_bytes = lg["wire_mbytes_per_s"] * 1e6 * lg["seconds"]
+    return {
+        "cmd": shlex.join(cmd), "loadgen": lg, "rate": lg["rate"], "requests": lg["requests"],
+        "seconds": lg["seconds"], "p50_us": lg["p50_us"], "p99_us": lg["p99_us"],
+        "transfer_Bps": wire_bytes / lg["seconds"] if lg["seconds"] else 0.0, "bytes_read": wire_bytes,
+        "server": (cpu["end"][0] - cpu["start"][0], cpu["end"][1] - cpu["start"][1]),
+        "server_busy": (cpu["scpu_end"][0] - cpu["scpu_start"][0], cpu["scpu_end"][1] - cpu["scpu_start"][1]),
+        "client_busy": (cpu["ccpu_end"][0] - cpu["ccpu_start"][0], cpu["ccpu_end"][1] - cpu["ccpu_start"][1]),
+        "client_cpu_s": lg["client_cpu_s"],
+    }
+
+
+def run_http_case(case, args, env, workdir, tag="", loadgen=None):
     h = case.http
     port = free_port(args.host)
     argv = case.server(port)
     server_cmd = ["taskset", "-c", args.server_cpus] + argv
     logpath = os.path.join(workdir, case.id.replace("/", "-") + tag + ".log")
-    url = f"http://{args.host}:{port}/{h['name']}"
     path = os.path.join(workdir, "files", h["name"])
     result = {"id": case.id, "group": case.group, "key": case.key, "label": case.label, "kind": "wrk",
               "family": case.family, "threads": case.threads, "threads_label": case.threads_label,
@@ -977,70 +1039,35 @@ def run_http_case(case, args, env, workdir, tag=""):
     try:
         wait_for_port(args.host, port, proc, logpath, args.start_timeout)
         result["response_headers"] = verify_http(args.host, port, h["name"], path, h["size"])
-
-        def wrk_cmd(seconds):
-            cmd = ["taskset", "-c", args.client_cpus, args.wrk, "-t1", f"-c{h['connections']}",
-                   f"-d{wrk_seconds(seconds)}s", "--latency"]
-            if h["timeout"]:
-                cmd.append(f"--timeout={h['timeout']}s")
-            return cmd + [url]
-
-        if args.warmup > 0:
-            cmd = wrk_cmd(args.warmup)
-            rc, out, _, _, killed = run_wrk(cmd, wrk_seconds(args.warmup) + 60,
-                                            os.path.join(workdir, case.id.replace("/", "-") + tag + ".warmup.txt"))
-            try:
-                probs = wrk_problems(parse_wrk(out), h["size"], h["connections"]) if rc == 0 else []
-            except ValueError as e:
-                probs = [str(e)]
-            if rc != 0 or killed or probs:
-                raise CaseFailed(f"wrk warm-up ({shlex.join(cmd)}) "
-                                 + ("was killed after its time-out" if killed else f"exited {rc}")
-                                 + (": " + "; ".join(probs) if probs else "") + f"\n{out.strip()}"
-                                 + server_output())
+        if args.http_client == "loadgen":
+            m = http_loadgen_window(case, args, loadgen, port, proc, workdir, tag)
             if proc.poll() is not None:
-                raise CaseFailed(f"server died during the warm-up (status {proc.returncode}){server_output()}")
-
-        cmd = wrk_cmd(args.duration)
-        result["wrk_cmd"] = shlex.join(cmd)
-        server_cpus, client_cpus = parse_cpus(args.server_cpus), parse_cpus(args.client_cpus)
-        s0, sc0, cc0 = tree_cpu_split(proc.pid), cpu_times(server_cpus), cpu_times(client_cpus)
-        rc, out, wrk_cpu, wall, killed = run_wrk(cmd, wrk_seconds(args.duration) + 60,
-                                                 os.path.join(workdir, case.id.replace("/", "-") + tag + ".wrk.txt"))
-        s1, sc1, cc1 = tree_cpu_split(proc.pid), cpu_times(server_cpus), cpu_times(client_cpus)
-        alive = proc.poll() is None
-        result["wrk_output"] = out
-        if killed or rc != 0:
-            raise CaseFailed(("wrk was killed after its time-out" if killed else f"wrk exited {rc}")
-                             + f":\n{out.strip()}" + server_output())
-        try:
-            w = parse_wrk(out)
-        except ValueError as e:
-            raise CaseFailed(f"{e}:\n{out.strip()}")
-        result["wrk"] = w
-        probs = wrk_problems(w, h["size"], h["connections"])
-        if probs:
-            raise CaseFailed("wrk: " + "; ".join(probs) + f"\n{out.strip()}" + server_output())
-        if not alive:
-            raise CaseFailed(f"server died during the run (status {proc.returncode}){server_output()}")
+                raise CaseFailed(f"server died during the run (status {proc.returncode}){server_output()}")
+            result["loadgen_cmd"] = m["cmd"]
+            result["loadgen"] = m["loadgen"]
+            w = {k: m[k] for k in ("rate", "requests", "seconds", "p50_us", "p99_us", "transfer_Bps",
+                                   "bytes_read")}
+            server_user, server_sys = m["server"]
+            (s_busy, s_steal), (c_busy, c_steal) = m["server_busy"], m["client_busy"]
+            client_cpu, wall = m["client_cpu_s"], m["seconds"]
+        else:
+            w, server_user, server_sys, s_busy, s_steal, c_busy, c_steal, client_cpu, wall = \
+                http_wrk_window(case, args, port, proc, workdir, tag, result, server_output)
         hwm, nproc = tree_status_kib(proc.pid, "VmHWM")
         result["peak_rss_kib"] = hwm
         result["server_procs"] = nproc
         result["server_threads"] = sum(proc_threads(p) or 0 for p in tree_pids(proc.pid))
-
-        server_user, server_sys = s1[0] - s0[0], s1[1] - s0[1]
         server_cpu = server_user + server_sys
         secs = wall
-        s_busy, s_steal = sc1[0] - sc0[0], sc1[1] - sc0[1]
-        c_busy, c_steal = cc1[0] - cc0[0], cc1[1] - cc0[1]
+        client_name = "wrk" if args.http_client == "wrk" else "the load generator"
         result["other_on_server_cpus_pct"] = 100.0 * max(0.0, s_busy - server_cpu) / secs
-        result["other_on_client_cpus_pct"] = 100.0 * max(0.0, c_busy - wrk_cpu) / secs
+        result["other_on_client_cpus_pct"] = 100.0 * max(0.0, c_busy - client_cpu) / secs
         result["steal_pct"] = 100.0 * (s_steal + c_steal) / secs
         noisy = []
         if result["other_on_server_cpus_pct"] > args.noise_pct:
             noisy.append(f"{result['other_on_server_cpus_pct']:.0f} % of the server's CPU went to other work")
         if result["other_on_client_cpus_pct"] > args.noise_pct:
-            noisy.append(f"{result['other_on_client_cpus_pct']:.0f} % of wrk's CPU went to other work")
+            noisy.append(f"{result['other_on_client_cpus_pct']:.0f} % of {client_name}'s CPU went to other work")
         if result["steal_pct"] > args.noise_pct:
             noisy.append(f"{result['steal_pct']:.0f} % steal time")
         if noisy:
@@ -1061,8 +1088,8 @@ def run_http_case(case, args, env, workdir, tag=""):
             "server_cpu_pct": 100.0 * server_cpu / wall,
             "per_cpu_s": w["requests"] / server_cpu if server_cpu > 0 else None,
             "mib_per_cpu_s": w["bytes_read"] / MiB / server_cpu if server_cpu > 0 else None,
-            "client_cpu_s": wrk_cpu,
-            "client_cpu_pct": 100.0 * wrk_cpu / wall,
+            "client_cpu_s": client_cpu,
+            "client_cpu_pct": 100.0 * client_cpu / wall,
         })
     except CaseFailed as e:
         result["ok"] = False
@@ -1075,12 +1102,67 @@ def run_http_case(case, args, env, workdir, tag=""):
     if result.get("noise"):
         notes.append(result["noise"])
     if result["ok"] and result["client_cpu_pct"] >= 90 and result["server_cpu_pct"] < 90:
-        notes.append(f"wrk saturated its CPU ({result['client_cpu_pct']:.0f} %) while the server used "
+        notes.append(f"{'wrk' if args.http_client == 'wrk' else 'the load generator'} saturated its CPU "
+                     f"({result['client_cpu_pct']:.0f} %) while the server used "
                      f"{result['server_cpu_pct']:.0f} % of its own: the rate is a lower bound, compare "
                      f"{'MiB' if case.group == 'http100m' else 'req'} per server-CPU-s")
     if notes:
         result["note"] = "; ".join(notes)
     return result
+
+
+def http_wrk_window(case, args, port, proc, workdir, tag, result, server_output):
+    """Drives an HTTP case with wrk (warm-up, then the measured run)."""
+    h = case.http
+    url = f"http://{args.host}:{port}/{h['name']}"
+
+    def wrk_cmd(seconds):
+        cmd = ["taskset", "-c", args.client_cpus, args.wrk, "-t1", f"-c{h['connections']}",
+               f"-d{wrk_seconds(seconds)}s", "--latency"]
+        if h["timeout"]:
+            cmd.append(f"--timeout={h['timeout']}s")
+        return cmd + [url]
+
+    if args.warmup > 0:
+        cmd = wrk_cmd(args.warmup)
+        rc, out, _, _, killed = run_wrk(cmd, wrk_seconds(args.warmup) + 60,
+                                        os.path.join(workdir, case.id.replace("/", "-") + tag + ".warmup.txt"))
+        try:
+            probs = wrk_problems(parse_wrk(out), h["size"], h["connections"]) if rc == 0 else []
+        except ValueError as e:
+            probs = [str(e)]
+        if rc != 0 or killed or probs:
+            raise CaseFailed(f"wrk warm-up ({shlex.join(cmd)}) "
+                             + ("was killed after its time-out" if killed else f"exited {rc}")
+                             + (": " + "; ".join(probs) if probs else "") + f"\n{out.strip()}"
+                             + server_output())
+        if proc.poll() is not None:
+            raise CaseFailed(f"server died during the warm-up (status {proc.returncode}){server_output()}")
+
+    cmd = wrk_cmd(args.duration)
+    result["wrk_cmd"] = shlex.join(cmd)
+    server_cpus, client_cpus = parse_cpus(args.server_cpus), parse_cpus(args.client_cpus)
+    s0, sc0, cc0 = tree_cpu_split(proc.pid), cpu_times(server_cpus), cpu_times(client_cpus)
+    rc, out, wrk_cpu, wall, killed = run_wrk(cmd, wrk_seconds(args.duration) + 60,
+                                             os.path.join(workdir, case.id.replace("/", "-") + tag + ".wrk.txt"))
+    s1, sc1, cc1 = tree_cpu_split(proc.pid), cpu_times(server_cpus), cpu_times(client_cpus)
+    alive = proc.poll() is None
+    result["wrk_output"] = out
+    if killed or rc != 0:
+        raise CaseFailed(("wrk was killed after its time-out" if killed else f"wrk exited {rc}")
+                         + f":\n{out.strip()}" + server_output())
+    try:
+        w = parse_wrk(out)
+    except ValueError as e:
+        raise CaseFailed(f"{e}:\n{out.strip()}")
+    result["wrk"] = w
+    probs = wrk_problems(w, h["size"], h["connections"])
+    if probs:
+        raise CaseFailed("wrk: " + "; ".join(probs) + f"\n{out.strip()}" + server_output())
+    if not alive:
+        raise CaseFailed(f"server died during the run (status {proc.returncode}){server_output()}")
+    return (w, s1[0] - s0[0], s1[1] - s0[1], sc1[0] - sc0[0], sc1[1] - sc0[1],
+            cc1[0] - cc0[0], cc1[1] - cc0[1], wrk_cpu, wall)
 
 
 def noise_score(r):
@@ -1104,7 +1186,7 @@ def run_with_retries(case, args, run_one, tag):
             f"p99 {r['p99_us']:,.0f} µs  server CPU {r['server_cpu_s']:.2f} s "
             f"({r['server_cpu_pct']:.0f} %, user {r['server_user_s']:.2f} s, sys {r['server_sys_s']:.2f} s, "
             f"{r['server_threads']} threads, {r['server_procs']} process(es))  peak RSS "
-            f"{fmt_mib(r['peak_rss_kib'])} MiB  wrk CPU {r['client_cpu_pct']:.0f} %  "
+            f"{fmt_mib(r['peak_rss_kib'])} MiB  client CPU {r['client_cpu_pct']:.0f} %  "
             f"[server {r['server_exit']}]" + (f"\n    NOTE: {r['note']}" if r.get("note") else ""))
     elif r["ok"]:
         log(f"    {r['rate']:,.0f}/s  p50 {r['p50_us']:,.0f} µs  p99 {r['p99_us']:,.0f} µs  "
@@ -1169,7 +1251,10 @@ def parse_args(argv):
     ap.add_argument("--start-timeout", type=float, default=20.0, help="seconds to wait for a server's port")
     ap.add_argument("--cc", default=os.environ.get("CC", "cc"),
                     help="C compiler for loadgen.c and benchmarks/bare/uring_http.c")
-    ap.add_argument("--wrk", default="wrk", help="wrk executable for the HTTP cases (default: wrk on PATH)")
+    ap.add_argument("--http-client", choices=("loadgen", "wrk"), default="loadgen",
+                    help="what drives the HTTP cases: loadgen --mode http (default: about a third of wrk's "
+                         "CPU per byte, so it saturates later) or wrk")
+    ap.add_argument("--wrk", default="wrk", help="wrk executable for the HTTP cases with --http-client wrk")
     ap.add_argument("--nginx", default="nginx",
                     help="nginx executable for the HTTP nginx cases (default: nginx on PATH or in /usr/sbin)")
     ap.add_argument("--http-connections", type=int, default=50,
@@ -1179,7 +1264,8 @@ def parse_args(argv):
                          "(default io_uring,epoll)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (build, files, logs)")
     args = ap.parse_args(argv)
-    args.bare_uring = None        # the compiled reference server, once main() has built it
+    args.bare_uring = None        # the compiled reference servers, once main() has built them
+    args.bare_sendfile = None
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     if not args.backends or any(b not in ("io_uring", "epoll") for b in args.backends):
         ap.error("--backends takes io_uring and/or epoll, separated by commas")
@@ -1268,15 +1354,18 @@ def main(argv=None):
 
     wrk_version = nginx_version = aiohttp_version = None
     if any(c.kind == "wrk" for c in cases):
-        wrk = shutil.which(args.wrk)
+        wrk = shutil.which(args.wrk) if args.http_client == "wrk" else "(not used)"
         if not wrk:
             sys.exit(f"run_load: wrk not found ({args.wrk!r}): it drives the HTTP cases "
                      f"({', '.join(HTTP_GROUPS)}). Install it (Debian: apt-get install -y wrk) or pass --wrk "
                      f"PATH, or leave the HTTP cases out: --only {','.join(GROUPS)}")
         args.wrk = wrk
-        wrk_version = tool_version([wrk, "--version"])
-        if wrk_version:
-            wrk_version = wrk_version.split(" Copyright")[0]
+        if args.http_client == "wrk":
+            wrk_version = tool_version([wrk, "--version"])
+            if wrk_version:
+                wrk_version = wrk_version.split(" Copyright")[0]
+        else:
+            wrk_version = "not used: loadgen --mode http drives the HTTP cases"
         nginx = shutil.which(args.nginx) or shutil.which(args.nginx, path="/usr/sbin:/usr/local/sbin")
         if not nginx:
             skip_family("nginx", f"nginx not found ({args.nginx!r}; Debian: apt-get install -y nginx-light, "
@@ -1288,7 +1377,11 @@ def main(argv=None):
             skip_family("aiohttp", "aiohttp is not installed (pip install aiohttp): the aiohttp cases are NOT run")
         else:
             aiohttp_version = importlib.metadata.version("aiohttp")
-        if any(c.family == "bare" for c in cases):
+        if any(c.key == "bare_sendfile" for c in cases):
+            args.bare_sendfile, why = build_bare_sendfile(workdir, args.cc)
+            if why:
+                sys.exit(f"run_load: {why}")
+        if any(c.key == "bare_uring" for c in cases):
             args.bare_uring, why = build_bare_uring(workdir, args.cc)
             if why:
                 skip_family("bare", f"the bare io_uring reference cannot run here ({why}): its rows are NOT run "
@@ -1373,7 +1466,9 @@ def main(argv=None):
         pass
 
     make_files(root, big=any(c.group == "http100m" for c in cases))
-    loadgen = build_loadgen(workdir, args.cc) if any(c.kind == "loadgen" for c in cases) else None
+    needs_loadgen = any(c.kind == "loadgen" or (c.kind == "wrk" and args.http_client == "loadgen")
+                        for c in cases)
+    loadgen = build_loadgen(workdir, args.cc) if needs_loadgen else None
     meta = {
         "command": shlex.join([os.path.basename(sys.executable),
                                os.path.relpath(os.path.abspath(sys.argv[0]), REPO)] + sys.argv[1:]),
@@ -1406,6 +1501,7 @@ def main(argv=None):
         "http_unselected": unselected_http,
         "http_connections": args.http_connections,
         "wrk": wrk_version,
+        "http_client": args.http_client,
         "nginx": nginx_version,
         "aiohttp": aiohttp_version,
     }
@@ -1414,14 +1510,14 @@ def main(argv=None):
            if args.rounds > 1 else "")
         + f", {args.warmup:g} s warm-up + {args.duration:g} s each; "
         f"server on CPU {args.server_cpus}, load generator / wrk on CPU {args.client_cpus}; work dir {workdir}")
-    if any(c.kind == "wrk" for c in cases) and (args.duration != wrk_seconds(args.duration)
+    if args.http_client == "wrk" and any(c.kind == "wrk" for c in cases) and (args.duration != wrk_seconds(args.duration)
                                                 or (args.warmup and args.warmup != wrk_seconds(args.warmup))):
         log(f"run_load: wrk takes whole seconds: the HTTP cases run {wrk_seconds(args.duration)} s "
             f"(warm-up {wrk_seconds(args.warmup) if args.warmup else 0} s)")
 
     def run_one(case, tag):
         if case.kind == "wrk":
-            return run_http_case(case, args, env, workdir, tag)
+            return run_http_case(case, args, env, workdir, tag, loadgen)
         return run_case(case, args, loadgen, env, workdir, tag)
 
     runs = {c.id: [] for c in cases}      # every round's result, per case
