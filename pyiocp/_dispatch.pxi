@@ -124,9 +124,12 @@ cdef void worker_stop(void *user) noexcept nogil:
 
 
 cdef void batch_end(void *user) noexcept nogil:
+    cdef engine_shared *shared = <engine_shared *>user
+    if not dispatch_queue_pending(&shared.queue):
+        return   # most loop turns: nothing for Python
     if pyiocp_interpreter_finalizing():
         return   # too late for Python; the engines were stopped at exit
-    dispatch_pending(<engine_shared *>user, True)
+    dispatch_pending(shared, True)
 
 
 cdef void dispatch_pending(engine_shared *shared, bint run_handlers) noexcept nogil:

@@ -131,5 +131,6 @@ cdef extern from "dispatch_queue.h" nogil:
     int dispatch_queue_init(dispatch_queue *q)
     void dispatch_queue_destroy(dispatch_queue *q)
     void dispatch_queue_push(dispatch_queue *q, dispatch_node *node, ssize_t result)
+    int dispatch_queue_pending(dispatch_queue *q)
     dispatch_node *dispatch_queue_claim(dispatch_queue *q)
     void dispatch_queue_release(dispatch_queue *q)

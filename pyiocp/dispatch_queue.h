@@ -80,9 +80,15 @@ static inline void dispatch_queue_push(dispatch_queue *q, dispatch_node *node, s
  * dispatching.  The caller walks the batch by `next`, reading it before
  * running a node (a node that has run may be pushed again at once), then
  * calls dispatch_queue_release. */
+/* Whether anything is queued (a hint, without the lock). */
+static inline int dispatch_queue_pending(dispatch_queue *q)
+{
+    return atomic_load_explicit(&q->pending, memory_order_relaxed);
+}
+
 static inline dispatch_node *dispatch_queue_claim(dispatch_queue *q)
 {
-    if (!atomic_load_explicit(&q->pending, memory_order_relaxed))
+    if (!dispatch_queue_pending(q))
         return NULL; /* the common idle case costs no lock */
     dispatch_node *batch = NULL;
     pthread_mutex_lock(&q->lock);
