@@ -141,6 +141,19 @@ static void *echo_client(void *arg)
     return NULL;
 }
 
+/* Runs `clients` echo clients of `messages` round trips each, at once,
+ * and waits until every one is done. */
+static void run_echo_clients(int port, int clients, int messages)
+{
+    pthread_t threads[64];
+    CHECK(clients <= 64);
+    client_args args = {.port = port, .messages = messages};
+    for (int i = 0; i < clients; i++)
+        pthread_create(&threads[i], NULL, echo_client, &args);
+    for (int i = 0; i < clients; i++)
+        pthread_join(threads[i], NULL);
+}
+
 static void test_echo(void)
 {
     int fds = count_fds();
@@ -148,12 +161,7 @@ static void test_echo(void)
     int port = listen_on(e, &echo_callbacks, NULL);
     CHECK(piocp_engine_start(e) == 0);
     enum { CLIENTS = 20 };
-    pthread_t threads[CLIENTS];
-    client_args args = {.port = port, .messages = 200};
-    for (int i = 0; i < CLIENTS; i++)
-        pthread_create(&threads[i], NULL, echo_client, &args);
-    for (int i = 0; i < CLIENTS; i++)
-        pthread_join(threads[i], NULL);
+    run_echo_clients(port, CLIENTS, 200);
     wait_until(&conns_closed, CLIENTS, 5000);
     CHECK(piocp_engine_stop(e, 1000) == 0);
     piocp_engine_free(e);
@@ -442,12 +450,7 @@ static void test_move_between_workers(void)
     int port = listen_on(e, &hop_callbacks, e);
     CHECK(piocp_engine_start(e) == 0);
     enum { CLIENTS = 8 };
-    pthread_t threads[CLIENTS];
-    client_args args = {.port = port, .messages = 100};
-    for (int i = 0; i < CLIENTS; i++)
-        pthread_create(&threads[i], NULL, echo_client, &args);
-    for (int i = 0; i < CLIENTS; i++)
-        pthread_join(threads[i], NULL);
+    run_echo_clients(port, CLIENTS, 100);
     wait_until(&conns_closed, CLIENTS, 5000);
     CHECK(piocp_engine_stop(e, 1000) == 0);
     piocp_engine_free(e);
@@ -516,12 +519,7 @@ static void test_worker_hooks(void)
     piocp_engine *e = start_engine_with_hooks(3);
     int port = listen_on(e, &echo_callbacks, NULL);
     CHECK(piocp_engine_start(e) == 0);
-    client_args args = {.port = port, .messages = 50};
-    pthread_t threads[4];
-    for (int i = 0; i < 4; i++)
-        pthread_create(&threads[i], NULL, echo_client, &args);
-    for (int i = 0; i < 4; i++)
-        pthread_join(threads[i], NULL);
+    run_echo_clients(port, 4, 50);
     wait_until(&conns_closed, 4, 5000);
     CHECK(piocp_engine_stop(e, 1000) == 0);
     CHECK(atomic_load(&hook_starts) == 3);
