@@ -112,7 +112,12 @@ typedef struct piocp_config {
      * called for a worker of an engine whose start failed. */
     void (*worker_start)(void *user);
     void (*worker_stop)(void *user);
-    void *user;               /* passed to the three hooks above */
+    /* Called by piocp_engine_stop on the stopping thread, once listeners
+     * accept no more and before pending recvs are cancelled: lets a binding
+     * tell its handlers to finish what they started (say goodbye, close).
+     * Connections still open afterwards are drained and closed as usual. */
+    void (*stopping)(void *user);
+    void *user;               /* passed to the hooks above */
 } piocp_config;
 
 /* Fills `config` with the defaults (the values 0 stands for above): the one

@@ -304,6 +304,8 @@ int piocp_engine_stop(piocp_engine *e, int drain_ms)
     }
     piocp_listeners_stop(e);
     if (e->threads_joinable > 0) {
+        if (e->config.stopping)
+            e->config.stopping(e->config.user);
         atomic_store(&e->draining, true);
         for_each_open(e, kick);
         if (!wait_idle(e, piocp_now_ms() + (drain_ms > 0 ? drain_ms : 0))) {

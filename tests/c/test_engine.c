@@ -530,6 +530,90 @@ static void test_worker_hooks(void)
     CHECK(count_fds() == fds);
 }
 
+/* --------------------------------------------------- stopping hook -- */
+
+/* The connection the stopping hook says goodbye on. */
+static piocp_conn *bye_conn;
+static piocp_request bye_recv_req, bye_send_req;
+static char bye_buf[64];
+static atomic_int bye_hook_calls, bye_hook_misplaced, bye_recv_result, bye_closed;
+
+static void bye_recv_done(piocp_request *req, ssize_t result)
+{
+    atomic_store(&bye_recv_result, (int)result);
+    piocp_close(req->conn);
+}
+
+static void bye_send_done(piocp_request *req, ssize_t result)
+{
+    (void)req;
+    CHECK(result == 3);
+}
+
+static void bye_on_closed(piocp_conn *conn, int error)
+{
+    CHECK(error == 0);
+    atomic_fetch_add(&bye_closed, 1);
+    (void)conn;
+}
+
+static void bye_on_connection(piocp_listener *l, piocp_conn *conn, void *user)
+{
+    (void)l;
+    (void)user;
+    piocp_conn_retain(conn);
+    piocp_conn_set_callbacks(conn, bye_on_closed, NULL);
+    bye_recv_req.complete = bye_recv_done;
+    CHECK(piocp_recv(conn, &bye_recv_req, bye_buf, sizeof bye_buf) == 0);
+    bye_conn = conn;
+}
+
+static const piocp_listener_callbacks bye_callbacks = {.on_connection = bye_on_connection};
+
+/* Runs on the stopping thread while the recv is still pending: a post made
+ * here is still accepted and goes out before the connection closes. */
+static void bye_stopping(void *user)
+{
+    if (user != &hook_user_tag || piocp_worker_index() >= 0 ||
+        atomic_load(&bye_recv_result) != 1)
+        atomic_fetch_add(&bye_hook_misplaced, 1);
+    atomic_fetch_add(&bye_hook_calls, 1);
+    bye_send_req.complete = bye_send_done;
+    CHECK(piocp_send(bye_conn, &bye_send_req, "bye", 3) == 0);
+}
+
+static void test_stopping_hook(void)
+{
+    int fds = count_fds();
+    piocp_config cfg;
+    piocp_config_init(&cfg);
+    cfg.threads = 2;
+    cfg.backend = backend;
+    cfg.stopping = bye_stopping;
+    cfg.user = &hook_user_tag;
+    piocp_engine *e = NULL;
+    CHECK(piocp_engine_new(&e, &cfg) == 0);
+    atomic_store(&bye_recv_result, 1); /* "still pending" until it completes */
+    int port = listen_on(e, &bye_callbacks, NULL);
+    CHECK(piocp_engine_start(e) == 0);
+    int client = connect_loopback(port);
+    for (int i = 0; i < 500 && !bye_conn; i++)
+        usleep(10000);
+    CHECK(bye_conn != NULL);
+    CHECK(piocp_engine_stop(e, 2000) == 0);
+    CHECK(atomic_load(&bye_hook_calls) == 1);
+    CHECK(atomic_load(&bye_hook_misplaced) == 0);
+    CHECK(atomic_load(&bye_recv_result) == -ECANCELED);
+    CHECK(atomic_load(&bye_closed) == 1);
+    char got[8] = {0};
+    CHECK(read(client, got, sizeof got) == 3 && memcmp(got, "bye", 3) == 0);
+    CHECK(read(client, got, sizeof got) == 0); /* then an orderly close */
+    close(client);
+    piocp_conn_release(bye_conn);
+    piocp_engine_free(e);
+    CHECK(count_fds() == fds);
+}
+
 /* ------------------------------------------------------ start faults -- */
 
 static void noop_complete(piocp_request *req, ssize_t result)
@@ -835,6 +919,7 @@ static const test_case cases[] = {
     {"stop_finishes_sends", test_stop_finishes_sends},
     {"worker_hooks", test_worker_hooks},
     {"move_between_workers", test_move_between_workers},
+    {"stopping_hook", test_stopping_hook},
     {NULL, NULL},
 };
 
