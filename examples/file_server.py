@@ -6,10 +6,16 @@ open for the next name.  Unlike the original, names are confined to ROOT
 (the kernel resolves them beneath it: no "..", no absolute path, no symlink
 leaving ROOT), only regular files are sent, and errors get an answer.
 
+It honours flow control: while the connection's write buffer is over its
+high mark (pause_writing), it opens no file and reads no further names, so
+a client that pipelines names without reading the answers holds at most one
+receive's worth of names and a few descriptors, not one per name.
+
     python examples/file_server.py ROOT [--port 8182] [--threads N]
     printf 'a.bin\\n' | nc -N 127.0.0.1 8182 > a.bin
 """
 import argparse
+import collections
 import os
 import stat
 
@@ -40,19 +46,53 @@ class FileServer(pyiocp.Handler):
 
     def __init__(self):
         self.pending = b""
+        self.names = collections.deque()   # received, not answered yet
         self.open_files = []   # descriptors being transmitted, in order
+        self.paused = False    # between pause_writing and resume_writing
+        self.reading = False   # a recv is posted
+        self.eof = False
+
+    def connection_made(self, conn):
+        self.read(conn)
+
+    def read(self, conn):
+        if not self.reading and not self.eof:
+            self.reading = True
+            conn.recv()
 
     def data_received(self, conn, data):
+        self.reading = False
         *lines, self.pending = (self.pending + data).split(b"\n")
-        for line in lines:
-            self.answer(conn, line.rstrip(b"\r"))
+        self.names.extend(line.rstrip(b"\r") for line in lines)
         if len(self.pending) > MAX_NAME:
             self.pending = b""
-            conn.send(b"ERROR: name too long\r\n")
-        conn.recv()
+            self.names.append(None)        # answered in turn: name too long
+        self.serve(conn)
 
-    def answer(self, conn, line: bytes):
-        if len(line) > MAX_NAME:
+    def eof_received(self, conn):
+        self.reading = False
+        self.eof = True                    # answer what was asked, then close
+        self.serve(conn)
+
+    def serve(self, conn):
+        while self.names and not self.paused:
+            self.answer(conn, self.names.popleft())
+        if self.paused:
+            return                         # resume_writing goes on
+        if self.eof:
+            conn.close()
+        else:
+            self.read(conn)
+
+    def pause_writing(self, conn):
+        self.paused = True
+
+    def resume_writing(self, conn):
+        self.paused = False
+        self.serve(conn)
+
+    def answer(self, conn, line):
+        if line is None or len(line) > MAX_NAME:
             conn.send(b"ERROR: name too long\r\n")
             return
         try:
@@ -63,7 +103,12 @@ class FileServer(pyiocp.Handler):
             conn.send(f"ERROR: {exc.strerror or exc}\r\n".encode())
         else:
             self.open_files.append(fd)
-            conn.transmit_file(fd, count=os.fstat(fd).st_size)
+            try:
+                conn.transmit_file(fd, count=os.fstat(fd).st_size)
+            except BaseException:
+                self.open_files.remove(fd)
+                os.close(fd)
+                raise
 
     def transmit_done(self, conn, nbytes):
         os.close(self.open_files.pop(0))   # transmits complete in posting order
@@ -71,6 +116,7 @@ class FileServer(pyiocp.Handler):
     def connection_lost(self, conn, exc):
         for fd in self.open_files:         # cut short: close what is left
             os.close(fd)
+        self.open_files.clear()
 
 
 def main():

@@ -37,7 +37,9 @@ class Engine(_core.Engine):
     this kernel allows: available_backends());
     backlog: listen backlog; recv_buffer_size: bytes per recv;
     max_connections: beyond this, new connections are closed at once;
-    idle_timeout: seconds without progress before a peer is dropped.
+    idle_timeout: seconds without progress before a peer is dropped;
+    max_write_buffer: bytes held in memory for sends across all
+    connections, past which send() raises BufferError.
     The defaults are EngineConfig's, which reads the engine's from C.
     """
 
@@ -45,10 +47,12 @@ class Engine(_core.Engine):
                  backend: str = _DEFAULTS.backend, backlog: int = _DEFAULTS.backlog,
                  recv_buffer_size: int = _DEFAULTS.recv_buffer_size,
                  max_connections: int = _DEFAULTS.max_connections,
-                 idle_timeout: Optional[float] = _DEFAULTS.idle_timeout) -> None:
+                 idle_timeout: Optional[float] = _DEFAULTS.idle_timeout,
+                 max_write_buffer: int = _DEFAULTS.max_write_buffer) -> None:
         super().__init__(EngineConfig(threads=threads, backend=backend, backlog=backlog,
                                       recv_buffer_size=recv_buffer_size,
-                                      max_connections=max_connections, idle_timeout=idle_timeout))
+                                      max_connections=max_connections, idle_timeout=idle_timeout,
+                                      max_write_buffer=max_write_buffer))
 
     def __repr__(self) -> str:
         return f"<pyiocp.Engine backend={self.backend} threads={self.threads}>"

@@ -14,7 +14,7 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
-from libc.errno cimport errno, ENOTCONN
+from libc.errno cimport errno, ENOTCONN, EINVAL, EISDIR
 
 cdef extern from "<errno.h>":
     int ECANCELED
@@ -23,6 +23,7 @@ from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy, memset, strlen
 from posix.fcntl cimport open as c_open, O_RDONLY, O_CLOEXEC
 from posix.unistd cimport close as c_close
+from posix.stat cimport struct_stat, fstat, S_ISREG, S_ISDIR
 
 from ._engine_api cimport *
 
@@ -73,9 +74,15 @@ cdef extern from "<netinet/in.h>" nogil:
     int AF_INET6
 
 # Payloads up to this size are copied at send time: the completion then
-# needs neither the GIL nor the Python object.
+# needs neither the GIL nor the Python object.  (Larger ones are copied too,
+# unless they are `bytes`, which cannot change under the kernel.)
 cdef enum:
     COPY_LIMIT = 16384
+
+# asyncio's default write buffer marks (transports' set_write_buffer_limits).
+cdef enum:
+    DEFAULT_WRITE_HIGH = 65536
+    DEFAULT_WRITE_LOW = 16384
 
 cdef enum ItemKind:
     ITEM_ACCEPT = 1
@@ -83,6 +90,7 @@ cdef enum ItemKind:
     ITEM_SEND = 3
     ITEM_CLOSED = 4
     ITEM_CALL = 5
+    ITEM_RESUME = 6
 
 
 cdef object os_error(ssize_t rc, str context=None, object filename=None):

@@ -7,6 +7,7 @@
 cdef struct engine_shared:
     dispatch_queue queue
     PyObject *engine          # borrowed: the Engine outlives its workers
+    write_budget budget       # bytes held for sends, all connections
 
 cdef struct listener_state:
     engine_shared *shared
@@ -20,16 +21,22 @@ cdef struct conn_state:
     piocp_conn *conn
     listener_state *listener
     PyObject *connection      # strong while the connection is open in C
+    write_flow flow           # bytes queued for sending (flow control)
     # A node per completion that can wait in the queue at the same time as
-    # the others: the recv behind the accept, the close behind both.
+    # the others: the recv behind the accept, the close behind both, and
+    # the resume_writing a send completion asks for.
     dispatch_node accept_node
     dispatch_node recv_node
     dispatch_node closed_node
+    dispatch_node resume_node
 
 cdef struct send_request:
     piocp_request req
     dispatch_node node
     engine_shared *shared
+    conn_state *cs            # valid until after the completion (closed comes last)
+    size_t counted            # bytes in cs.flow for this request
+    size_t held               # bytes of the engine's write budget it holds
     PyObject *connection      # strong, only when Python must be told
     Py_buffer view            # a held buffer (payload or head), while holds_view
     bint holds_view
@@ -62,6 +69,8 @@ cdef conn_state *new_conn_state(listener_state *ls, piocp_conn *conn) noexcept n
     dispatch_node_init(&cs.accept_node, ITEM_ACCEPT, cs)
     dispatch_node_init(&cs.recv_node, ITEM_RECV, cs)
     dispatch_node_init(&cs.closed_node, ITEM_CLOSED, cs)
+    dispatch_node_init(&cs.resume_node, ITEM_RESUME, cs)
+    write_flow_init(&cs.flow, DEFAULT_WRITE_LOW)
     return cs
 
 
@@ -98,6 +107,11 @@ cdef void on_send_done(piocp_request *req, ssize_t result) noexcept nogil:
     if sr.own_fd:
         c_close(sr.file_fd)   # no GIL needed for that
         sr.own_fd = 0
+    write_budget_give(&sr.shared.budget, sr.held)
+    if write_flow_done(&sr.cs.flow, sr.counted):
+        # down to the low mark with writing paused: resume_writing, in
+        # order with the other completions of this connection
+        dispatch_queue_push(&sr.shared.queue, &sr.cs.resume_node, 0)
     if sr.notify or sr.holds_view:
         dispatch_queue_push(&sr.shared.queue, &sr.node, result)
     else:
@@ -121,6 +135,17 @@ cdef void worker_start(void *user) noexcept nogil:
 
 cdef void worker_stop(void *user) noexcept nogil:
     pyiocp_worker_detach()
+
+
+cdef void engine_stopping(void *user) noexcept nogil:
+    cdef engine_shared *shared = <engine_shared *>user
+    if pyiocp_interpreter_finalizing():
+        return
+    with gil:
+        try:
+            (<Engine>shared.engine)._run_stopping_hooks()
+        except BaseException:
+            log.exception("pyiocp: internal error while running the stopping hooks")
 
 
 cdef void batch_end(void *user) noexcept nogil:
@@ -201,6 +226,11 @@ cdef dispatch_one(int kind, void *ptr, ssize_t result, bint run_handlers):
         finally:
             free_conn_state(cs)
             Py_DECREF(conn)
+    elif kind == ITEM_RESUME:
+        cs = <conn_state *>ptr
+        write_flow_resume_item_ran(&cs.flow)
+        if cs.connection != NULL and run_handlers:
+            (<Connection>cs.connection)._resume_item()
     elif kind == ITEM_CALL:
         cr = <call_request *>ptr
         callback = <object>cr.callback
@@ -243,14 +273,16 @@ cdef void free_send_request(send_request *sr) noexcept:
 
 cdef send_request *new_send_request(object data, const void **pointer,
                                     size_t *length) except NULL:
-    """Allocates a request carrying data's bytes: copied behind the request
-    when small (its completion then needs no GIL), else a held buffer,
-    released on completion.  Sized to the payload: no 16 KiB calloc per send."""
+    """Allocates a request carrying data's bytes, as they are now: what is
+    sent never changes if the caller changes its buffer after the call.
+    Copied behind the request (its completion then needs no GIL), except a
+    large `bytes`, which cannot change: that one is held, and released on
+    completion.  Sized to the payload: no 16 KiB calloc per send."""
     cdef Py_buffer view
     cdef send_request *sr
     PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
     length[0] = <size_t>view.len
-    if view.len <= COPY_LIMIT:
+    if view.len <= COPY_LIMIT or type(data) is not bytes:
         sr = <send_request *>malloc(sizeof(send_request) + <size_t>view.len)
         if sr != NULL:
             memset(sr, 0, sizeof(send_request))

@@ -128,12 +128,21 @@ cdef class Engine:
     cdef readonly object config
     cdef object _backend_name
     cdef int _threads
+    # Connections whose connection_lost has not run yet: for the stopping
+    # hooks.  Touched with the GIL held (dispatch).
+    cdef set _open_connections
+    cdef double _drain_timeout
+    # A run() is polling the wake pipe: stop() from another thread must
+    # leave the pipe to it (run() closes it on its way out).
+    cdef bint _in_run
+    cdef bint _stop_thread_started
 
     def __cinit__(self, *args, **kwargs):
         self._c = NULL
         self._queue_ready = 0
         self._wake_read = self._wake_write = -1
         self._stop_done = threading.Event()
+        self._open_connections = set()
 
     def __init__(self, config):
         cdef piocp_config c
@@ -147,6 +156,7 @@ cdef class Engine:
             raise os_error(rc, "dispatch queue")
         self._queue_ready = 1
         self._shared.engine = <PyObject *>self
+        write_budget_init(&self._shared.budget, config.max_write_buffer)
         backend = config.backend.encode()
         piocp_config_init(&c)
         c.threads = config.threads or 0
@@ -157,6 +167,7 @@ cdef class Engine:
         c.batch_end = batch_end
         c.worker_start = worker_start
         c.worker_stop = worker_stop
+        c.stopping = engine_stopping
         c.user = &self._shared
         rc = piocp_engine_new(&self._c, &c)
         if rc < 0:
@@ -192,7 +203,7 @@ cdef class Engine:
         if self._queue_ready:
             dispatch_queue_destroy(&self._shared.queue)
             self._queue_ready = 0
-        if self._wake_read >= 0:
+        if self._wake_read >= 0 and not self._in_run:
             c_close(self._wake_read)
             c_close(self._wake_write)
             self._wake_read = self._wake_write = -1
@@ -214,6 +225,43 @@ cdef class Engine:
     @property
     def listeners(self):
         return list(self._listeners)
+
+    @property
+    def write_buffer_used(self):
+        """Bytes held in memory for sends across all connections (counted
+        against max_write_buffer)."""
+        return write_budget_used(&self._shared.budget)
+
+    cdef _wake_dispatch(self):
+        """Makes a worker end a batch soon, so that what was queued for
+        Python without a completion behind it (a resume) is dispatched."""
+        cdef call_request *cr
+        if self._c == NULL:
+            return
+        cr = new_call_request(&self._shared, _nothing)
+        if piocp_post(self._c, &cr.req, 0) < 0:
+            free_call_request(cr)
+
+    def _run_stopping_hooks(self):
+        """From the engine's stopping hook, on the stopping thread: runs
+        every open connection's Handler.stopping on a worker, in the order
+        of its other callbacks, and waits (at most the drain timeout) for
+        them to have run."""
+        if not self._open_connections:
+            return
+        done = threading.Event()
+        def run_hooks():
+            cdef Connection conn
+            try:
+                for conn in list(self._open_connections):
+                    conn._stopping()
+            finally:
+                done.set()
+        try:
+            self.post(run_hooks)
+        except (OSError, RuntimeError):
+            return   # the workers are already gone
+        done.wait(self._drain_timeout)
 
     def listen(self, address, handler, *, int backlog=-1):
         """Listens on (host, port).  `handler` is a factory called once per
@@ -286,14 +334,25 @@ cdef class Engine:
             raise os_error(rc, "post")
 
     def request_stop(self):
-        """Asks run() to stop; safe from any thread and from handlers."""
+        """Asks the engine to stop gracefully and returns at once: run()
+        stops it and returns; an engine started with start() is stopped by
+        a thread made for that.  Safe from any thread and from handlers."""
+        self._request_stop(5.0)
+
+    cdef _request_stop(self, drain_timeout):
         self._stop_requested = True
-        if self._wake_write < 0:
-            return   # already stopped and freed: nothing waits any more
-        try:
-            os.write(self._wake_write, b"s")
-        except BlockingIOError:
-            pass     # the pipe is full, so run() is awake anyway
+        if self._wake_write >= 0:
+            try:
+                os.write(self._wake_write, b"s")
+            except BlockingIOError:
+                pass     # the pipe is full, so run() is awake anyway
+        if (self.started and not self._in_run and not self._stopped
+                and not self._stop_thread_started):
+            # nobody polls for the request: a worker cannot join itself,
+            # and the caller may be one
+            self._stop_thread_started = True
+            threading.Thread(target=self.stop, args=(drain_timeout,),
+                             name="pyiocp-stop").start()
 
     def stop(self, drain_timeout=5.0):
         """Stops accepting, lets running transfers finish for up to
@@ -301,7 +360,9 @@ cdef class Engine:
         From inside a handler this only requests the stop."""
         cdef int drain_ms = _milliseconds(drain_timeout, "drain_timeout")
         if piocp_worker_index() >= 0:
-            self.request_stop()
+            # a worker cannot join itself: run()'s thread stops the engine,
+            # or, for one started with start(), a thread made for it
+            self._request_stop(drain_timeout)
             return
         if self._stopped:
             if self._stopping_thread != threading.get_ident():
@@ -309,7 +370,9 @@ cdef class Engine:
             return
         self._stopped = True
         self._stopping_thread = threading.get_ident()
+        self._drain_timeout = drain_ms / 1000.0
         _running_engines.discard(self)
+        self._request_stop(drain_timeout)   # a run() in another thread returns
         try:
             with nogil:
                 piocp_engine_stop(self._c, drain_ms)
@@ -325,6 +388,11 @@ cdef class Engine:
         cdef int rc
         previous = previous_term = None
         in_main = threading.current_thread() is threading.main_thread()
+        if self._in_run:
+            raise RuntimeError("run() is already running in another thread")
+        if self._stopped:
+            raise RuntimeError("the engine is stopped; make a new one")
+        self._in_run = True
         try:
             if in_main:
                 # a signal handled by any thread still wakes the poll below
@@ -357,7 +425,15 @@ cdef class Engine:
         finally:
             if in_main and previous is not None:
                 signal.set_wakeup_fd(previous)
-            self.stop(drain_timeout)
+            try:
+                self.stop(drain_timeout)   # waits if another thread is stopping it
+            finally:
+                self._in_run = False
+                if self._c == NULL and self._wake_read >= 0:
+                    # freed while this run() polled: the pipe was left to it
+                    c_close(self._wake_read)
+                    c_close(self._wake_write)
+                    self._wake_read = self._wake_write = -1
             if previous_term is not None:
                 signal.signal(signal.SIGTERM, previous_term)
 
@@ -367,6 +443,10 @@ cdef class Engine:
 
     def __exit__(self, *exc_info):
         self.stop()
+
+
+def _nothing():
+    pass
 
 
 cdef piocp_listener_callbacks python_callbacks

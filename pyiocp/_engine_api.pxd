@@ -44,6 +44,7 @@ cdef extern from "pyiocp.h" nogil:
         void (*batch_end)(void *user) noexcept nogil
         void (*worker_start)(void *user) noexcept nogil
         void (*worker_stop)(void *user) noexcept nogil
+        void (*stopping)(void *user) noexcept nogil
         void *user
 
     void piocp_config_init(piocp_config *config)
@@ -134,3 +135,22 @@ cdef extern from "dispatch_queue.h" nogil:
     int dispatch_queue_pending(dispatch_queue *q)
     dispatch_node *dispatch_queue_claim(dispatch_queue *q)
     void dispatch_queue_release(dispatch_queue *q)
+
+cdef extern from "write_flow.h" nogil:
+    ctypedef struct write_flow:
+        pass
+    void write_flow_init(write_flow *f, size_t low)
+    size_t write_flow_add(write_flow *f, size_t n)
+    void write_flow_undo(write_flow *f, size_t n)
+    size_t write_flow_queued(write_flow *f)
+    void write_flow_set_low(write_flow *f, size_t low)
+    int write_flow_arm_resume(write_flow *f)
+    int write_flow_claim_resume_item(write_flow *f)
+    void write_flow_resume_item_ran(write_flow *f)
+    int write_flow_done(write_flow *f, size_t n)
+    ctypedef struct write_budget:
+        size_t cap
+    void write_budget_init(write_budget *b, size_t cap)
+    int write_budget_take(write_budget *b, size_t n)
+    void write_budget_give(write_budget *b, size_t n)
+    size_t write_budget_used(write_budget *b)

@@ -17,6 +17,7 @@ MAX_THREADS = _core.MAX_THREADS
 MAX_CONNECTIONS = 1_000_000
 MAX_RECV_BUFFER = 16 * 1024 * 1024
 MAX_IDLE_TIMEOUT = 365 * 86400.0
+MAX_WRITE_BUFFER = 1 << 48
 
 
 def default_threads() -> int:
@@ -41,6 +42,9 @@ class EngineConfig:
     recv_buffer_size: int = 64 * 1024                      # the binding's own
     max_connections: int = _ENGINE["max_connections"]
     idle_timeout: Optional[float] = _ENGINE["idle_timeout"]  # seconds; None: never
+    # bytes held in memory for sends, all connections together: send()
+    # raises BufferError past it (the binding's own)
+    max_write_buffer: int = 256 * 1024 * 1024
 
     def __post_init__(self) -> None:
         _check_int("threads", self.threads, 1, MAX_THREADS, optional=True)
@@ -49,6 +53,7 @@ class EngineConfig:
         _check_int("backlog", self.backlog, 1, 65535)
         _check_int("recv_buffer_size", self.recv_buffer_size, 1, MAX_RECV_BUFFER)
         _check_int("max_connections", self.max_connections, 1, MAX_CONNECTIONS)
+        _check_int("max_write_buffer", self.max_write_buffer, 1, MAX_WRITE_BUFFER)
         if self.idle_timeout is not None:
             if isinstance(self.idle_timeout, bool) or not isinstance(self.idle_timeout, (int, float)):
                 raise TypeError(f"idle_timeout must be a number of seconds or None, not {self.idle_timeout!r}")

@@ -36,6 +36,23 @@ class Handler:
     def transmit_done(self, conn: "Connection", nbytes: int) -> None:
         """A transmit_file completed (only called if a subclass defines it)."""
 
+    def pause_writing(self, conn: "Connection") -> None:
+        """The connection's write buffer went over its high mark
+        (conn.set_write_buffer_limits()): stop sending until
+        resume_writing.  Called inside the send() that crossed the mark, on
+        the thread that called it, as asyncio's transports do."""
+
+    def resume_writing(self, conn: "Connection") -> None:
+        """The write buffer fell back to its low mark after pause_writing:
+        sending may go on.  Runs on a worker, like the other callbacks."""
+
+    def stopping(self, conn: "Connection") -> None:
+        """The engine is stopping: it accepts no more connections, and this
+        one's pending recv is about to be cancelled.  Finish what was
+        started (send a last answer, close()); called once per open
+        connection, only if a subclass defines it.  What is still open
+        afterwards is drained and closed by the engine."""
+
     def connection_lost(self, conn: "Connection", exc: Optional[OSError]) -> None:
         """The socket is closed and every operation on it has completed.
         `exc` is None for an orderly close, else the error that broke it

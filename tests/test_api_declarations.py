@@ -26,6 +26,7 @@ PXD = os.path.join(ROOT, "pyiocp", "_engine_api.pxd")
 HEADERS = {
     "pyiocp.h": os.path.join(ROOT, "engine", "pyiocp.h"),
     "dispatch_queue.h": os.path.join(ROOT, "pyiocp", "dispatch_queue.h"),
+    "write_flow.h": os.path.join(ROOT, "pyiocp", "write_flow.h"),
 }
 
 C_TYPE_WORDS = {"void", "char", "short", "int", "long", "float", "double", "signed",
