@@ -205,10 +205,39 @@ typedef struct piocp_listener_callbacks {
 } piocp_listener_callbacks;
 
 /* Binds, listens and starts accepting (also before piocp_engine_start; the
- * first connections are then handled once the workers run). */
+ * first connections are then handled once the workers run).  The simple
+ * form of piocp_listen_ex: `addr`, `backlog`, no other option. */
 int piocp_listen(piocp_engine *engine, const struct sockaddr *addr, socklen_t addrlen,
                  int backlog, const piocp_listener_callbacks *callbacks, void *user,
                  piocp_listener **out);
+
+typedef struct piocp_listen_options {
+    /* Where to bind a new socket; NULL when `fd` is given. */
+    const struct sockaddr *addr;
+    socklen_t addrlen;
+    int backlog;        /* for a new socket; an adopted one keeps its own */
+    /* 1: SO_REUSEPORT on the new socket, so that several engines (processes)
+     * bind the same port and the kernel spreads connections over them.
+     * Connections queued on a socket when its engine stops are reset. */
+    int reuse_port;
+    /* A socket that is already listening (inherited from a supervisor or a
+     * service manager: systemd's LISTEN_FDS), or PIOCP_INVALID_SOCKET to
+     * bind `addr`.  The engine takes it over (makes it non-blocking, closes
+     * it when freed, also on failure).  It may be shared with other
+     * processes: stopping never shuts it down, which would reset the
+     * connections queued for the others; it only stops accepting on it. */
+    piocp_socket fd;
+} piocp_listen_options;
+
+/* Fills `options` with the defaults: no address, backlog 1024, no
+ * SO_REUSEPORT, fd PIOCP_INVALID_SOCKET. */
+void piocp_listen_options_init(piocp_listen_options *options);
+/* Listens as `options` say: binds `addr`, or adopts `fd` (-EINVAL unless
+ * it is a listening stream socket: SO_ACCEPTCONN; -EINVAL also for both or
+ * neither of addr and fd). */
+int piocp_listen_ex(piocp_engine *engine, const piocp_listen_options *options,
+                    const piocp_listener_callbacks *callbacks, void *user,
+                    piocp_listener **out);
 /* The bound address (useful after binding port 0). */
 int piocp_listener_address(const piocp_listener *listener, struct sockaddr_storage *addr,
                            socklen_t *addrlen);

@@ -13,12 +13,13 @@ from ._core import (Connection, Listener, NativeHandler, RawFileServer, StaticFi
                     available_backends, backend_names)
 from .config import EngineConfig, cpu_info, default_threads
 from .handler import Handler
+from .workers import serve_workers
 
 __version__ = _core.__version__
 __all__ = [
     "Engine", "EngineConfig", "Handler", "Connection", "Listener", "NativeHandler",
     "RawFileServer", "StaticFiles", "available_backends", "backend_names", "cpu_info",
-    "default_threads", "__version__",
+    "default_threads", "serve_workers", "__version__",
 ]
 
 

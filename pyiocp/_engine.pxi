@@ -88,6 +88,29 @@ def describe_backend(name):
     return piocp_backend_describe(encoded, buf, sizeof(buf)).decode()
 
 
+def _check_listening_socket(sock, address, backlog, reuse_port):
+    """The checks on listen(sock=...) that Python can make with a clear
+    message (the engine checks again: SO_ACCEPTCONN, SOCK_STREAM)."""
+    if not isinstance(sock, socket.socket):
+        raise TypeError("sock must be a socket.socket (for a bare descriptor: "
+                        f"socket.socket(fileno=fd)), not {type(sock).__name__}")
+    if address is not None:
+        raise ValueError("listen() takes an address or sock, not both")
+    if backlog >= 0:
+        raise ValueError("backlog applies to a socket listen() binds; sock already listens")
+    if reuse_port:
+        raise ValueError("reuse_port applies to a socket listen() binds; "
+                         "set SO_REUSEPORT on sock before binding it")
+    if sock.fileno() < 0:
+        raise ValueError("sock is closed")
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        raise ValueError(f"sock must be an IPv4 or IPv6 socket, not {sock.family!r}")
+    if sock.type != socket.SOCK_STREAM:
+        raise ValueError(f"sock must be a stream (TCP) socket, not {sock.type!r}")
+    if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        raise ValueError("sock is not listening: call sock.listen() first")
+
+
 # Engines started and not yet stopped: stopped at interpreter exit, before
 # finalisation, when no worker may touch Python any more.
 _running_engines = weakref.WeakSet()
@@ -95,6 +118,8 @@ _running_engines = weakref.WeakSet()
 
 def _stop_engines_at_exit():
     for engine in list(_running_engines):
+        if engine.creator_pid != os.getpid():
+            continue   # a forked child's copy of its parent's engine
         try:
             engine.request_stop()   # a run() in a daemon thread returns
             engine.stop()
@@ -126,6 +151,9 @@ cdef class Engine:
     cdef object _stop_done
     cdef object _stopping_thread
     cdef readonly object config
+    # The process that made it: its threads, inotify watches and log
+    # writer do not survive fork(); a child must make its own engine.
+    cdef readonly int creator_pid
     cdef object _backend_name
     cdef int _threads
     # Connections whose connection_lost has not run yet: for the stopping
@@ -151,6 +179,7 @@ cdef class Engine:
             # a second __init__ would leak (and orphan the workers of) the first engine
             raise RuntimeError("the engine is already initialised")
         self.config = config
+        self.creator_pid = os.getpid()
         rc = dispatch_queue_init(&self._shared.queue)
         if rc < 0:
             raise os_error(rc, "dispatch queue")
@@ -184,7 +213,20 @@ cdef class Engine:
         self._threads = piocp_engine_threads(self._c)
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
+    cdef _check_process(self):
+        if self.creator_pid != os.getpid():
+            raise RuntimeError(f"this Engine was created in process {self.creator_pid} before "
+                               "a fork; create engines in the worker (after the fork)")
+
+    cdef bint _inherited(self):
+        """True in a child forked after the engine was made: its worker
+        threads are not here to join, so the child must not stop or free
+        it (the memory is the child's to lose; the parent still serves)."""
+        return self.creator_pid != 0 and self.creator_pid != os.getpid()
+
     def __dealloc__(self):
+        if self._inherited():
+            return
         if self._c != NULL:
             with nogil:
                 piocp_engine_stop(self._c, 0)
@@ -263,22 +305,40 @@ cdef class Engine:
             return   # the workers are already gone
         done.wait(self._drain_timeout)
 
-    def listen(self, address, handler, *, int backlog=-1):
-        """Listens on (host, port).  `handler` is a factory called once per
-        connection to make a pyiocp.Handler, or a native protocol handler
-        (a pyiocp.NativeHandler: RawFileServer, StaticFiles).  Returns the
-        Listener."""
+    def listen(self, address=None, handler=None, *, int backlog=-1, sock=None,
+               bint reuse_port=False):
+        """Listens on (host, port), or on `sock`, a listening socket.socket
+        made elsewhere (a pre-fork supervisor's, systemd's): exactly one of
+        the two.  The engine serves a dup() of sock's descriptor, so sock
+        stays valid and closing it is the caller's business (as with
+        asyncio's create_server(sock=...)).  reuse_port: SO_REUSEPORT on the
+        socket bound here, so that several processes bind one port and the
+        kernel spreads connections over them.  `handler` is a factory
+        called once per connection to make a pyiocp.Handler, or a native
+        protocol handler (a pyiocp.NativeHandler: RawFileServer,
+        StaticFiles).  Returns the Listener."""
         cdef sockaddr_storage addr
-        cdef socklen_t length = tuple_to_sockaddr(address, &addr)
+        cdef piocp_listen_options options
         cdef Listener listener = Listener.__new__(Listener)
         cdef const piocp_listener_callbacks *callbacks
         cdef NativeHandler native
         cdef void *user
         cdef int rc
+        self._check_process()
         if self._stopped:
             raise RuntimeError("the engine is stopped")
-        if backlog < 0:
-            backlog = self.config.backlog
+        if handler is None:
+            raise TypeError("listen() needs a handler: a Handler factory or a native handler")
+        piocp_listen_options_init(&options)
+        if sock is None:
+            if address is None:
+                raise ValueError("listen() needs an address (host, port) or sock")
+            options.addrlen = tuple_to_sockaddr(address, &addr)
+            options.addr = <sockaddr *>&addr
+            options.backlog = self.config.backlog if backlog < 0 else backlog
+            options.reuse_port = reuse_port
+        else:
+            _check_listening_socket(sock, address, backlog, reuse_port)
         listener._engine = self
         if isinstance(handler, NativeHandler):
             native = <NativeHandler>handler
@@ -298,16 +358,20 @@ cdef class Engine:
         else:
             raise TypeError("handler must be a Handler factory (such as a Handler "
                             f"subclass) or a native handler, not {handler!r}")
-        rc = piocp_listen(self._c, <sockaddr *>&addr, length, backlog, callbacks, user,
-                          &listener._listener)
+        if sock is not None:
+            # last, after every check: from here the engine owns the dup
+            # (piocp_listen_ex closes it also when it fails)
+            options.fd = os.dup(sock.fileno())
+        rc = piocp_listen_ex(self._c, &options, callbacks, user, &listener._listener)
         if rc < 0:
-            raise os_error(rc, f"cannot listen on {address!r}")
+            raise os_error(rc, f"cannot listen on {address if sock is None else sock!r}")
         self._listeners.append(listener)
         return listener
 
     def start(self):
         """Starts the worker threads (background serving)."""
         cdef int rc
+        self._check_process()
         if self._stopped:
             raise RuntimeError("the engine is stopped; make a new one")
         if self.started:
@@ -323,6 +387,7 @@ cdef class Engine:
         """Runs callback() once on a worker thread (with the GIL)."""
         cdef call_request *cr
         cdef int rc
+        self._check_process()
         if not callable(callback):
             raise TypeError("callback must be callable")
         if self._c == NULL:
@@ -341,6 +406,8 @@ cdef class Engine:
 
     cdef _request_stop(self, drain_timeout):
         self._stop_requested = True
+        if self._inherited():
+            return   # its wake-up pipe is shared with the parent's run()
         if self._wake_write >= 0:
             try:
                 os.write(self._wake_write, b"s")
@@ -359,6 +426,8 @@ cdef class Engine:
         drain_timeout seconds, closes everything and joins the workers.
         From inside a handler this only requests the stop."""
         cdef int drain_ms = _milliseconds(drain_timeout, "drain_timeout")
+        if self._inherited():
+            return   # the parent's engine: nothing of it runs here
         if piocp_worker_index() >= 0:
             # a worker cannot join itself: run()'s thread stops the engine,
             # or, for one started with start(), a thread made for it
@@ -386,6 +455,7 @@ cdef class Engine:
         handles it itself) or request_stop(), then stops gracefully."""
         cdef pollfd pfd
         cdef int rc
+        self._check_process()
         previous = previous_term = None
         in_main = threading.current_thread() is threading.main_thread()
         if self._in_run:

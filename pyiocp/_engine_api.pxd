@@ -75,6 +75,16 @@ cdef extern from "pyiocp.h" nogil:
 
     int piocp_listen(piocp_engine *engine, const sockaddr *addr, socklen_t addrlen, int backlog,
                      const piocp_listener_callbacks *callbacks, void *user, piocp_listener **out)
+    ctypedef struct piocp_listen_options:
+        const sockaddr *addr
+        socklen_t addrlen
+        int backlog
+        int reuse_port
+        piocp_socket fd
+    void piocp_listen_options_init(piocp_listen_options *options)
+    int piocp_listen_ex(piocp_engine *engine, const piocp_listen_options *options,
+                        const piocp_listener_callbacks *callbacks, void *user,
+                        piocp_listener **out)
     int piocp_listener_address(const piocp_listener *listener, sockaddr_storage *addr,
                                socklen_t *addrlen)
     uint64_t piocp_listener_refused(const piocp_listener *listener)

@@ -2,17 +2,19 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
 from typing import Optional, Sequence
 
 from . import (Engine, EngineConfig, RawFileServer, StaticFiles, __version__, available_backends,
-               backend_names, cpu_info, default_threads)
+               backend_names, cpu_info, default_threads, serve_workers)
 from ._core import describe_backend, http_defaults
 from .config import BACKENDS, MAX_CONNECTIONS, MAX_IDLE_TIMEOUT, MAX_THREADS
 
 PROTOCOLS = ("http", "raw")
+MAX_WORKERS = 256
 
 
 def _bounded_int(low: int, high: int):
@@ -75,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=_bounded_int(1, MAX_THREADS), default=engine.threads,
                        help="worker threads (default: twice the CPUs this process may use, "
                             f"here {default_threads()}; `pyiocp info` says why)")
+    serve.add_argument("--workers", type=_bounded_int(1, MAX_WORKERS), default=1,
+                       help="processes serving one listening socket (default 1: this process "
+                            "serves); SIGHUP reloads them gracefully")
     serve.add_argument("--backend", choices=BACKENDS, default=engine.backend,
                        help="the kernel mechanism (default %(default)s: the best this kernel allows)")
     serve.add_argument("--max-connections", type=_bounded_int(1, MAX_CONNECTIONS),
@@ -90,22 +95,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _make_engine(args: argparse.Namespace, root: str, threads: Optional[int]):
+    """The engine and its native handler, as `serve` configures them
+    (listening is the caller's: an address, or a worker's socket)."""
+    engine = Engine(threads=threads, backend=args.backend,
+                    max_connections=args.max_connections, idle_timeout=args.idle_timeout)
+    access_log = None if args.quiet else sys.stdout
+    if args.protocol == "http":
+        handler = StaticFiles(root, listing=args.listing, access_log=access_log,
+                              header_timeout=args.header_timeout,
+                              keepalive_timeout=args.keepalive_timeout,
+                              cache_valid=args.cache_valid)
+    else:
+        handler = RawFileServer(root, access_log=access_log)
+    return engine, handler
+
+
 def serve(args: argparse.Namespace) -> int:
     root = os.path.abspath(args.root)
     if not os.path.isdir(root):
         print(f"pyiocp: {args.root}: not a directory", file=sys.stderr)
         return 2
+    if args.workers > 1:
+        return serve_with_workers(args, root)
     try:
-        engine = Engine(threads=args.threads, backend=args.backend,
-                        max_connections=args.max_connections, idle_timeout=args.idle_timeout)
-        access_log = None if args.quiet else sys.stdout
-        if args.protocol == "http":
-            handler = StaticFiles(root, listing=args.listing, access_log=access_log,
-                                  header_timeout=args.header_timeout,
-                                  keepalive_timeout=args.keepalive_timeout,
-                                  cache_valid=args.cache_valid)
-        else:
-            handler = RawFileServer(root, access_log=access_log)
+        engine, handler = _make_engine(args, root, args.threads)
         listener = engine.listen((args.host, args.port), handler)
     except OSError as exc:
         print(f"pyiocp: {exc}", file=sys.stderr)
@@ -122,6 +136,36 @@ def serve(args: argparse.Namespace) -> int:
     engine.run(drain_timeout=args.drain_timeout)
     print("pyiocp: stopped", file=sys.stderr, flush=True)
     return 0
+
+
+def serve_with_workers(args: argparse.Namespace, root: str) -> int:
+    """`serve --workers N`: N processes on one socket (pyiocp.serve_workers),
+    each with its own engine and native handler, made after the fork."""
+    # the CPUs are shared by the workers: by default each gets its share
+    threads = args.threads or max(1, -(-default_threads() // args.workers))
+    backend = args.backend if args.backend != "auto" else (available_backends() or ["none"])[0]
+
+    def setup(listen_socket):
+        engine, handler = _make_engine(args, root, threads)
+        engine.listen(sock=listen_socket, handler=handler)
+        return engine
+
+    def announce(address):
+        host, port = address[:2]
+        shown = f"[{host}]" if ":" in host else host
+        print(f"pyiocp {__version__}: serving {root} over {args.protocol} on {shown}:{port} "
+              f"(backend {backend}, {_count(threads, 'thread')} in each of "
+              f"{_count(args.workers, 'worker')})", flush=True)
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        rc = serve_workers(args.workers, setup, address=(args.host, args.port),
+                           drain_timeout=args.drain_timeout, on_ready=announce)
+    except OSError as exc:
+        print(f"pyiocp: {exc}", file=sys.stderr)
+        return 1
+    print("pyiocp: stopped", file=sys.stderr, flush=True)
+    return rc
 
 
 def _count(n: int, noun: str) -> str:

@@ -184,7 +184,11 @@ static int listen_in_sets_locked(epoll_backend *b, piocp_listener *l, bool liste
         return 0;
     int rc = 0;
     for (int i = 0; i < b->count; i++) {
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE,
+        /* EPOLLEXCLUSIVE wakes one waiting set per connection; a shared
+         * socket's wake-up could go to a worker of a process that is
+         * stopping and will not accept, and the connection would wait for
+         * the next one to arrive.  Shared: every set hears of it. */
+        struct epoll_event ev = {.events = EPOLLIN | (l->shared ? 0 : EPOLLEXCLUSIVE),
                                  .data.u64 = tag(KIND_LISTENER, l->index)};
         if (epoll_ctl(b->workers[i].epfd, listen ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, l->fd, &ev) < 0 &&
             rc == 0)
@@ -209,6 +213,9 @@ static int sync_listener(piocp_engine *e, piocp_listener *l)
 static int epoll_add_listener(piocp_engine *e, piocp_listener *l) { return sync_listener(e, l); }
 
 static void epoll_resume_listener(piocp_engine *e, piocp_listener *l) { sync_listener(e, l); }
+
+/* closed: out of the sets */
+static void epoll_stop_listener(piocp_engine *e, piocp_listener *l) { sync_listener(e, l); }
 
 static void on_listener_event(piocp_engine *e, uint32_t index)
 {
@@ -389,6 +396,7 @@ const piocp_backend_ops piocp_backend_epoll = {
     .post_quit = epoll_post_quit,
     .add_listener = epoll_add_listener,
     .resume_listener = epoll_resume_listener,
+    .stop_listener = epoll_stop_listener,
     .add_conn = epoll_add_conn,
     .move = epoll_move,
     .run = epoll_run,

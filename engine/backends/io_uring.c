@@ -203,6 +203,17 @@ static struct io_uring_sqe *get_sqe(uring_worker *uw)
     return sqe;
 }
 
+/* A shared listener's readiness poll: an accept kind with the POLLIN op. */
+static uint64_t shared_accept_data(uint32_t index)
+{
+    return kind_data(KIND_ACCEPT, index) | ((uint64_t)OP_POLLIN << OP_SHIFT);
+}
+
+static bool is_shared_accept_data(uint64_t data)
+{
+    return ((data >> OP_SHIFT) & 7u) == OP_POLLIN;
+}
+
 /* Each worker arms its own accepts (rings are single-issuer): on start and
  * whenever it is woken, for the listeners that accept and are not armed. */
 static void arm_listeners(piocp_engine *e, uring_worker *uw)
@@ -214,8 +225,15 @@ static void arm_listeners(piocp_engine *e, uring_worker *uw)
         struct io_uring_sqe *sqe = get_sqe(uw);
         if (!sqe)
             break;
-        piocp_uring_prep_accept_multishot(sqe, l->fd, SOCK_NONBLOCK | SOCK_CLOEXEC,
-                                          kind_data(KIND_ACCEPT, i));
+        if (l->shared)
+            /* Other processes accept on it too.  A multishot accept that is
+             * cancelled at stop may already have taken a connection off the
+             * shared queue, which this stopping engine would then refuse:
+             * wait for readiness and accept here, checking first. */
+            piocp_uring_prep_poll_add(sqe, l->fd, POLLIN, shared_accept_data(i));
+        else
+            piocp_uring_prep_accept_multishot(sqe, l->fd, SOCK_NONBLOCK | SOCK_CLOEXEC,
+                                              kind_data(KIND_ACCEPT, i));
         uw->armed[i] = true;
     }
 }
@@ -271,7 +289,8 @@ static void uring_worker_exit(piocp_worker *w)
     piocp_uring_submit_and_wait(&uw->ring, 0);
     while ((n = piocp_uring_peek_batch(&uw->ring, cqes, MAX_CQES)) > 0) {
         for (int i = 0; i < n; i++)
-            if ((unsigned)(cqes[i]->user_data >> KIND_SHIFT) == KIND_ACCEPT && cqes[i]->res >= 0)
+            if ((unsigned)(cqes[i]->user_data >> KIND_SHIFT) == KIND_ACCEPT && cqes[i]->res >= 0 &&
+                !is_shared_accept_data(cqes[i]->user_data))
                 close(cqes[i]->res);
         piocp_uring_cq_advance(&uw->ring, (unsigned)n);
     }
@@ -471,14 +490,38 @@ static void on_conn_cqe(piocp_engine *e, uint64_t data, int res)
 
 /* ------------------------------------------------------------ worker -- */
 
-static void on_accept_cqe(piocp_engine *e, uring_worker *uw, uint32_t index, int res, bool more)
+/* Accepts what a shared listener has queued, as epoll does: checking
+ * before each accept that this engine still accepts. */
+static void accept_shared(piocp_listener *l)
 {
+    /* bounded, like epoll's ACCEPTS_PER_EVENT: the re-armed poll fires at
+     * once if more are queued, and this worker's connections get a turn */
+    for (int i = 0; i < 64 && piocp_listener_accepting(l); i++) {
+        struct sockaddr_storage peer;
+        socklen_t peer_len = sizeof peer;
+        int fd = accept4(l->fd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0)
+            piocp_accepted(l, fd, (struct sockaddr *)&peer, peer_len);
+        else if (errno == EAGAIN || errno == EWOULDBLOCK ||
+                 !piocp_listener_accept_failed(l, -errno))
+            return; /* the queue is empty (another process may have taken it), or paused */
+    }
+}
+
+static void on_accept_cqe(piocp_engine *e, uring_worker *uw, uint64_t data, int res, bool more)
+{
+    uint32_t index = (uint32_t)data;
     piocp_listener *l = piocp_listener_at(e, index);
     if (index < PIOCP_MAX_LISTENERS && !more)
         uw->armed[index] = false;
     if (!l)
         return;
-    if (res >= 0) {
+    if (is_shared_accept_data(data)) {
+        if (res >= 0)
+            accept_shared(l);
+        else if (res != -ECANCELED)
+            piocp_listener_accept_failed(l, res);
+    } else if (res >= 0) {
         struct sockaddr_storage peer;
         socklen_t peer_len = sizeof peer;
         if (getpeername(res, (struct sockaddr *)&peer, &peer_len) < 0)
@@ -521,7 +564,7 @@ static int uring_poll(piocp_worker *w, int timeout_ms)
         if (kind == KIND_CONN)
             on_conn_cqe(e, data, res);
         else if (kind == KIND_ACCEPT)
-            on_accept_cqe(e, uw, (uint32_t)data, res, more);
+            on_accept_cqe(e, uw, data, res, more);
         else if (kind == KIND_WAKE)
             result |= on_wake_cqe(e, uw, more);
         else if (kind == KIND_TIMER)

@@ -60,6 +60,10 @@ struct piocp_backend_ops {
     int (*add_listener)(piocp_engine *engine, piocp_listener *listener);
     /* Accepting was paused (out of descriptors) and may go on. */
     void (*resume_listener)(piocp_engine *engine, piocp_listener *listener);
+    /* Optional: a shared listener was closed (not shut down, see
+     * piocp_listener.shared); stop watching it now, so that no worker of
+     * this engine is woken for a connection another process should take. */
+    void (*stop_listener)(piocp_engine *engine, piocp_listener *listener);
 
     /* -------------------------- connections (called under conn->lock) -- */
     /* A connection was accepted on `worker` (NULL outside the workers):

@@ -85,6 +85,10 @@ struct piocp_listener {
     atomic_bool closed;        /* stopping: accept nothing more */
     atomic_bool paused;        /* out of descriptors: accepting resumes later */
     bool fd_closed;            /* its socket is closed (after the workers left) */
+    /* Adopted: other processes may accept on the same socket (a pre-fork
+     * supervisor's), so stopping must not shut it down, and a worker must
+     * not take a wake-up it will not act on (no EPOLLEXCLUSIVE). */
+    bool shared;
     piocp_listener_callbacks callbacks;
     void *user;
     atomic_uint_fast64_t refused;

@@ -15,28 +15,74 @@
 #include "platform/platform.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-int piocp_listen(piocp_engine *e, const struct sockaddr *addr, socklen_t addrlen, int backlog,
-                 const piocp_listener_callbacks *callbacks, void *user, piocp_listener **out)
+void piocp_listen_options_init(piocp_listen_options *o)
 {
-    if (!addr || !callbacks || !callbacks->on_connection || backlog < 1)
-        return -EINVAL;
-    if (atomic_load(&e->stopping))
-        return -ESHUTDOWN;
-    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    memset(o, 0, sizeof *o);
+    o->backlog = 1024;
+    o->fd = PIOCP_INVALID_SOCKET;
+}
+
+/* A new socket bound to options->addr, listening, non-blocking. */
+static int bind_listening_socket(const piocp_listen_options *o, piocp_socket *out)
+{
+    int fd = socket(o->addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, addr, addrlen) < 0 || listen(fd, backlog) < 0) {
+    if ((o->reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
+        bind(fd, o->addr, o->addrlen) < 0 || listen(fd, o->backlog) < 0) {
         int rc = -errno;
         close(fd);
         return rc;
     }
+    *out = fd;
+    return 0;
+}
+
+/* Checks that `fd` is a listening stream socket and makes it non-blocking
+ * (backends accept until EAGAIN).  Its blocking mode is the open file's:
+ * a supervisor that shares it sees the change, which is harmless for a
+ * socket it only hands on. */
+static int adopt_listening_socket(piocp_socket fd)
+{
+    int type = 0, accepting = 0;
+    socklen_t len = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+        return errno == ENOTSOCK ? -EINVAL : -errno;
+    len = sizeof accepting;
+    if (type != SOCK_STREAM ||
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) < 0 || !accepting)
+        return -EINVAL;
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+        return -errno;
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    return 0;
+}
+
+int piocp_listen(piocp_engine *e, const struct sockaddr *addr, socklen_t addrlen, int backlog,
+                 const piocp_listener_callbacks *callbacks, void *user, piocp_listener **out)
+{
+    piocp_listen_options options;
+    piocp_listen_options_init(&options);
+    options.addr = addr;
+    options.addrlen = addrlen;
+    options.backlog = backlog;
+    return piocp_listen_ex(e, &options, callbacks, user, out);
+}
+
+/* Takes `fd` (listening) into the engine's table and the backend. */
+static int add_listener(piocp_engine *e, piocp_socket fd, bool shared,
+                        const piocp_listener_callbacks *callbacks, void *user,
+                        piocp_listener **out)
+{
     piocp_listener *l = calloc(1, sizeof *l);
     if (!l) {
         close(fd);
@@ -44,6 +90,7 @@ int piocp_listen(piocp_engine *e, const struct sockaddr *addr, socklen_t addrlen
     }
     l->engine = e;
     l->fd = fd;
+    l->shared = shared;
     l->callbacks = *callbacks;
     l->user = user;
     pthread_mutex_lock(&e->listeners_lock);
@@ -66,6 +113,29 @@ int piocp_listen(piocp_engine *e, const struct sockaddr *addr, socklen_t addrlen
     if (out)
         *out = l;
     return 0;
+}
+
+int piocp_listen_ex(piocp_engine *e, const piocp_listen_options *options,
+                    const piocp_listener_callbacks *callbacks, void *user, piocp_listener **out)
+{
+    bool adopting = options && options->fd != PIOCP_INVALID_SOCKET;
+    int rc = -EINVAL;
+    if (!options || !callbacks || !callbacks->on_connection ||
+        (adopting ? options->addr != NULL : (options->addr == NULL || options->backlog < 1)))
+        goto refuse;
+    rc = -ESHUTDOWN;
+    if (atomic_load(&e->stopping))
+        goto refuse;
+    piocp_socket fd = options->fd;
+    rc = adopting ? adopt_listening_socket(fd) : bind_listening_socket(options, &fd);
+    if (rc < 0)
+        goto refuse;
+    return add_listener(e, fd, adopting, callbacks, user, out);
+refuse:
+    /* an adopted socket is the engine's from the call on, as documented */
+    if (adopting)
+        close(options->fd);
+    return rc;
 }
 
 int piocp_listener_address(const piocp_listener *l, struct sockaddr_storage *addr,
@@ -205,8 +275,12 @@ void piocp_listeners_stop(piocp_engine *e)
     pthread_mutex_lock(&e->listeners_lock);
     for (uint32_t i = 0; i < e->listener_count; i++) {
         piocp_listener *l = atomic_load(&e->listeners[i]);
-        if (!atomic_exchange(&l->closed, true))
+        if (atomic_exchange(&l->closed, true))
+            continue;
+        if (!l->shared)
             piocp_socket_shutdown_listener(l->fd);
+        else if (e->backend->stop_listener)
+            e->backend->stop_listener(e, l);
     }
     pthread_mutex_unlock(&e->listeners_lock);
 }
