@@ -59,7 +59,8 @@ typedef enum piocp_op {
     PIOCP_OP_RECV,
     PIOCP_OP_SEND,
     PIOCP_OP_TRANSMIT,
-    PIOCP_OP_USER
+    PIOCP_OP_USER,
+    PIOCP_OP_SHUTDOWN
 } piocp_op;
 
 /* Called exactly once per posted request.  `result` is the number of bytes
@@ -244,6 +245,13 @@ int piocp_send(piocp_conn *conn, piocp_request *req, const void *buf, size_t len
  * request completes with -EIO.  The engine does not close `fd`. */
 int piocp_transmit(piocp_conn *conn, piocp_request *req, const void *head, size_t head_len,
                    piocp_file fd, uint64_t offset, uint64_t count);
+/* Half-close: once every send and transmit posted before it has been
+ * handed to the kernel, sends the FIN (shutdown(SHUT_WR)) and completes once
+ * with 0 or -errno.  Receiving goes on: the peer may keep sending until it
+ * closes its side (a recv then completes with 0).  A send, transmit or
+ * shutdown posted after it fails at once with -EPIPE (a closed connection
+ * still says -ENOTCONN). */
+int piocp_shutdown(piocp_conn *conn, piocp_request *req);
 /* Graceful close: a pending recv is cancelled, queued sends are finished,
  * then the socket is closed and on_closed runs. */
 int piocp_close(piocp_conn *conn);

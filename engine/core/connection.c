@@ -316,7 +316,11 @@ static int queue_send(piocp_conn *c, piocp_request *req)
 {
     pthread_mutex_lock(&c->lock);
     int rc = post_check_locked(c);
+    if (rc == 0 && c->write_shut)
+        rc = -EPIPE; /* after our FIN, as send(2) says */
     if (rc == 0) {
+        if (req->op == PIOCP_OP_SHUTDOWN)
+            c->write_shut = true;
         req->conn = c;
         req->next = NULL;
         req->done = 0;
@@ -359,6 +363,14 @@ int piocp_transmit(piocp_conn *c, piocp_request *req, const void *head, size_t h
     req->u.transmit.fd = fd;
     req->u.transmit.offset = offset;
     req->u.transmit.count = count;
+    return queue_send(c, req);
+}
+
+int piocp_shutdown(piocp_conn *c, piocp_request *req)
+{
+    if (!req || !req->complete)
+        return -EINVAL;
+    req->op = PIOCP_OP_SHUTDOWN;
     return queue_send(c, req);
 }
 

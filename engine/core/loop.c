@@ -50,6 +50,18 @@ piocp_sends piocp_run_sends_locked(piocp_conn *c, piocp_done_list *done, size_t 
         if (c->abort_error)
             return PIOCP_SENDS_BROKEN;
         piocp_request *r = c->send_head;
+        if (r->op == PIOCP_OP_SHUTDOWN) {
+            /* every byte posted before it is the kernel's now: the FIN
+             * follows them */
+            const piocp_backend_ops *ops = c->engine->backend;
+            int rc = ops->shutdown_write ? ops->shutdown_write(c)
+                                         : piocp_socket_shutdown_write(c->fd);
+            c->send_head = r->next;
+            if (!c->send_head)
+                c->send_tail = NULL;
+            piocp_done_push(done, r, rc);
+            continue;
+        }
         if (transmits_only && r->op == PIOCP_OP_SEND && r->done < r->u.send.len)
             return PIOCP_SENDS_HANDOFF;
         if (*budget == 0)
@@ -93,7 +105,7 @@ static bool linger_locked(piocp_conn *c)
 {
     if (!c->lingering) {
         c->lingering = true;
-        piocp_socket_shutdown_write(c->fd);
+        (void)piocp_socket_shutdown_write(c->fd); /* a failure shows in the drain */
         bool stopping = atomic_load_explicit(&c->engine->draining, memory_order_relaxed);
         piocp_conn_set_deadline(c, stopping ? 0 : LINGER_MS);
         if (stopping)

@@ -39,8 +39,8 @@ int piocp_thread_start(pthread_t *thread, void *(*body)(void *), void *arg);
 void piocp_socket_close(piocp_socket fd, bool reset);
 /* Small replies and echoes must not wait for Nagle + delayed ACK. */
 void piocp_socket_set_nodelay(piocp_socket fd);
-/* Sends the FIN after what is queued. */
-void piocp_socket_shutdown_write(piocp_socket fd);
+/* Sends the FIN after what is queued.  Returns 0 or -errno. */
+int piocp_socket_shutdown_write(piocp_socket fd);
 /* Ends a listening socket's pending accepts without closing it (its
  * descriptor number must not be reused while workers may still use it). */
 void piocp_socket_shutdown_listener(piocp_socket fd);

@@ -28,7 +28,7 @@ void piocp_socket_set_nodelay(piocp_socket fd)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-void piocp_socket_shutdown_write(piocp_socket fd) { shutdown(fd, SHUT_WR); }
+int piocp_socket_shutdown_write(piocp_socket fd) { return shutdown(fd, SHUT_WR) < 0 ? -errno : 0; }
 
 void piocp_socket_shutdown_listener(piocp_socket fd)
 {
