@@ -102,6 +102,12 @@ typedef struct piocp_config {
     const char *backend;      /* "auto" (or NULL), or one of piocp_backend_names() */
     int max_connections;      /* 0 = default (10000); also the pool size */
     int idle_timeout_ms;      /* 0 = never; otherwise peers silent this long are dropped */
+    /* How long a graceful close (piocp_close, a close deadline) waits, after
+     * its FIN, for the peer to close its side before closing the socket
+     * anyway, in order (no reset) with on_closed reporting 0; 0 = default
+     * (5000).  Meanwhile what the peer sends is read and dropped, so that
+     * unread bytes do not make the kernel reset the connection. */
+    int linger_ms;
     /* Called on a worker after it has handled one batch of completions and
      * before it waits again: lets a binding dispatch the batch at once (one
      * GIL acquisition per batch instead of one per completion). */

@@ -441,6 +441,8 @@ static void on_conn_cqe(piocp_engine *e, uint64_t data, int res)
     uring_conn *uc = piocp_conn_backend(c);
     piocp_done_list done = {0};
     c->in_kernel--;
+    if (c->in_kernel == 0)
+        uc->cancel_submitted = false; /* what is submitted later needs a cancel of its own */
     bool retry = res == -EAGAIN || res == -EINTR; /* rare: punted to io-wq on O_NONBLOCK */
     if (op == OP_RECV) {
         uc->recv_submitted = false;

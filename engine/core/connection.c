@@ -447,7 +447,15 @@ void piocp_scan_idle(piocp_engine *e)
         if (!expired(c, now, limit))
             continue;
         pthread_mutex_lock(&c->lock);
-        if (c->state == CONN_OPEN && !c->abort_error && expired(c, now, limit)) {
+        if (c->state == CONN_OPEN && c->lingering) {
+            /* closing already: only its linger time counts, and its turn
+             * closes it in order (an idle peer is what lingering waits out) */
+            long long deadline = atomic_load_explicit(&c->deadline_ms, memory_order_relaxed);
+            if (deadline && now >= deadline) {
+                atomic_store_explicit(&c->deadline_ms, 0, memory_order_relaxed);
+                piocp_schedule_locked(c);
+            }
+        } else if (c->state == CONN_OPEN && !c->abort_error && expired(c, now, limit)) {
             long long deadline = atomic_load_explicit(&c->deadline_ms, memory_order_relaxed);
             bool graceful = deadline && now >= deadline &&
                             atomic_load_explicit(&c->deadline_graceful, memory_order_relaxed);

@@ -17,6 +17,8 @@
 #include <time.h>
 
 #define DEFAULT_MAX_CONNECTIONS 10000
+/* How long a closing connection waits for the peer to close its side. */
+#define DEFAULT_LINGER_MS 5000
 
 /* Every backend this build has, in order of preference for "auto": true
  * completions first, readiness turned into completions where io_uring is
@@ -110,6 +112,7 @@ void piocp_config_init(piocp_config *config)
     memset(config, 0, sizeof *config);
     config->backend = "auto";
     config->max_connections = DEFAULT_MAX_CONNECTIONS;
+    config->linger_ms = DEFAULT_LINGER_MS;
 }
 
 static void init_locks(piocp_engine *e)
@@ -158,12 +161,14 @@ int piocp_engine_new(piocp_engine **out, const piocp_config *config)
     if (config)
         cfg = *config;
     if (cfg.threads < 0 || cfg.threads > PIOCP_MAX_THREADS || cfg.max_connections < 0 ||
-        cfg.idle_timeout_ms < 0)
+        cfg.idle_timeout_ms < 0 || cfg.linger_ms < 0)
         return -EINVAL;
     if (cfg.threads == 0)
         cfg.threads = piocp_default_threads();
     if (cfg.max_connections == 0)
         cfg.max_connections = DEFAULT_MAX_CONNECTIONS;
+    if (cfg.linger_ms == 0)
+        cfg.linger_ms = DEFAULT_LINGER_MS;
 
     const piocp_backend_ops *backend = NULL;
     char note[256];

@@ -61,6 +61,7 @@ struct piocp_conn {
     bool queued;               /* sits in a ready list (holds a reference) */
     bool close_requested;      /* graceful close: finish sends, then close */
     bool lingering;            /* FIN sent; reading until the peer closes */
+    long long linger_until_ms; /* ... or until then: closed in order anyway */
     bool write_shut;           /* a shutdown is queued or done: sends fail (-EPIPE) */
     int abort_error;           /* != 0: fail everything with this and close */
     int closed_error;          /* what on_closed reports */

@@ -27,9 +27,6 @@
  * fast reader of a 100 MiB file must not keep a worker to itself. */
 #define TURN_BUDGET (4u << 20)
 
-/* How long a closing connection waits for the peer to close its side. */
-#define LINGER_MS 5000
-
 static _Thread_local piocp_worker *current_worker;
 
 piocp_worker *piocp_current_worker(void) { return current_worker; }
@@ -100,18 +97,28 @@ piocp_sends piocp_run_sends_locked(piocp_conn *c, piocp_done_list *done, size_t 
  * answer is still in the send buffer, so a client that wrote anything after
  * its last request (a pipelined request, a stray CRLF) would get a cut
  * answer.  Send the FIN after the data, then read and drop until the peer
- * closes too, or the deadline. */
+ * closes too, or linger_ms.
+ *
+ * A peer still there at the end is not an error: every byte was handed to
+ * the kernel, which goes on delivering it after an ordinary close(2) (a
+ * reset would throw away what is still queued).  So the socket is closed
+ * in order and on_closed says 0.  Emptied right before, the receive queue
+ * holds nothing that would make the kernel reset it anyway. */
 static bool linger_locked(piocp_conn *c)
 {
+    piocp_engine *e = c->engine;
     if (!c->lingering) {
         c->lingering = true;
         (void)piocp_socket_shutdown_write(c->fd); /* a failure shows in the drain */
-        bool stopping = atomic_load_explicit(&c->engine->draining, memory_order_relaxed);
-        piocp_conn_set_deadline(c, stopping ? 0 : LINGER_MS);
-        if (stopping)
-            return true; /* no waiting while the engine stops */
+        c->linger_until_ms = piocp_now_ms() + e->config.linger_ms;
+        /* the sweep brings the connection back then (piocp_scan_idle) */
+        atomic_store_explicit(&c->deadline_ms, c->linger_until_ms, memory_order_relaxed);
     }
-    return piocp_socket_drain(c->fd);
+    bool peer_closed = piocp_socket_drain(c->fd);
+    /* no waiting while the engine stops, also for a connection that began
+     * lingering before the stop */
+    return peer_closed || atomic_load_explicit(&e->draining, memory_order_relaxed) ||
+           piocp_now_ms() >= c->linger_until_ms;
 }
 
 static bool closing_locked(const piocp_conn *c)
