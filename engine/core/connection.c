@@ -52,6 +52,10 @@ piocp_conn *piocp_pool_acquire(piocp_engine *e, piocp_socket fd, const struct so
     c->state = CONN_OPEN;
     c->owner = -1; /* a backend with per-worker queues sets it in add_conn */
     c->fd = fd;
+    /* Claimed like a turn from the start: a stop that began meanwhile
+     * finds it open and kicks it, and its turn must not run (and close it)
+     * before the caller has set it up and handed it over. */
+    c->busy = true;
     if (peer_len > sizeof c->peer)
         peer_len = sizeof c->peer;
     memcpy(&c->peer, peer, peer_len);
@@ -187,6 +191,16 @@ static void schedule(piocp_conn *c, bool may_move)
 void piocp_schedule_locked(piocp_conn *c) { schedule(c, true); }
 
 void piocp_schedule_on_owner_locked(piocp_conn *c) { schedule(c, false); }
+
+void piocp_conn_let_go_locked(piocp_conn *c)
+{
+    c->busy = false;
+    /* a stop that began meanwhile may not have kicked it: its turn closes it */
+    if (c->again || atomic_load(&c->engine->draining)) {
+        c->again = false;
+        piocp_schedule_locked(c);
+    }
+}
 
 void piocp_take_global(piocp_worker *w)
 {

@@ -159,8 +159,13 @@ static inline piocp_conn *piocp_conn_at(const piocp_engine *e, uint32_t slot)
 {
     return (piocp_conn *)(e->conn_area + (size_t)slot * e->conn_stride);
 }
+/* A free slot for `fd`, counted open and claimed (busy) for the caller,
+ * who sets it up and hands it over (on_connection...) before letting go
+ * with piocp_conn_let_go_locked.  NULL: max_connections are open. */
 piocp_conn *piocp_pool_acquire(piocp_engine *engine, piocp_socket fd,
                                const struct sockaddr *peer, socklen_t peer_len);
+/* Ends the claim: what was posted or asked meanwhile (a stop) runs now. */
+void piocp_conn_let_go_locked(piocp_conn *conn);
 void piocp_take_global(piocp_worker *worker);
 void piocp_take_remote(piocp_worker *worker);
 void piocp_run_local(piocp_worker *worker);
