@@ -236,6 +236,35 @@ int piocp_conn_set_deadline(piocp_conn *conn, int timeout_ms);
 /* The same, but closing gracefully (pending recv cancelled, sends finished,
  * FIN, lingering close) instead of a reset: for idle keep-alive timeouts. */
 int piocp_conn_set_close_deadline(piocp_conn *conn, int timeout_ms);
+/* Adopts an already connected stream socket (TCP, or a Unix stream socket
+ * from socketpair): the engine owns `fd` from then on, makes it
+ * non-blocking (and sets TCP_NODELAY on TCP), and `*out` is a connection
+ * like an accepted one, with the same reference rules.  It stays claimed,
+ * as during on_connection, until the caller's piocp_conn_set_callbacks:
+ * nothing runs on it and nothing closes it (a stop waits) before that, so
+ * call it at once, then post.  Callable from any thread.  Errors, after
+ * which the caller still owns `fd` (possibly made non-blocking): -EINVAL
+ * (not a socket, not a stream, not connected), -ENOSPC (max_connections
+ * are open), -ESHUTDOWN (the engine is stopping). */
+int piocp_adopt(piocp_engine *engine, piocp_socket fd, piocp_conn **out);
+
+/* How an outbound connect ended: `conn` is the new connection (error 0),
+ * or NULL with -errno: -ECONNREFUSED, -ETIMEDOUT (timeout_ms passed), or
+ * -ECANCELED (the engine stopped first), or what connect(2) reported. */
+typedef void (*piocp_connect_fn)(piocp_conn *conn, int error, void *user);
+
+/* Connects to `addr` (a numeric address: no name lookup here) without
+ * blocking; `done` then runs exactly once on a worker.  With a connection
+ * it is that connection's first callback, as on_connection is: the callee
+ * sets its callbacks and posts, and the engine holds the only reference.
+ * `timeout_ms` 0: no limit but the kernel's (checked a few times a second,
+ * like deadlines).  The connection counts against max_connections from
+ * the start.  Returns 0 (`done` will run), or -errno and `done` never runs:
+ * -EINVAL, -ENOSPC (max_connections are open), -ESHUTDOWN (stopping), or
+ * socket(2)'s error (-EAFNOSUPPORT, -EMFILE...). */
+int piocp_connect(piocp_engine *engine, const struct sockaddr *addr, socklen_t addrlen,
+                  int timeout_ms, piocp_connect_fn done, void *user);
+
 /* Extra references keep the connection's memory valid (not its socket). */
 void piocp_conn_retain(piocp_conn *conn);
 void piocp_conn_release(piocp_conn *conn);

@@ -409,6 +409,9 @@ static int uring_park(piocp_worker *w, piocp_conn *c)
     uring_conn *uc = piocp_conn_backend(c);
     if (c->lingering && !uc->poll_submitted && !submit_poll(w->backend, c, uc, OP_POLLIN))
         return -EBUSY;
+    /* an outbound connect ends with the socket turning writable (or failing) */
+    if (c->connecting && !uc->send_submitted && !submit_poll(w->backend, c, uc, OP_POLLOUT))
+        return -EBUSY;
     return 0;
 }
 

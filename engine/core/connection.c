@@ -98,6 +98,10 @@ void piocp_conn_set_callbacks(piocp_conn *c, piocp_closed_fn on_closed, void *us
     pthread_mutex_lock(&c->lock);
     c->on_closed = on_closed;
     c->user = user;
+    if (c->held) {
+        c->held = false; /* adopted: handed over now (piocp_adopt) */
+        piocp_conn_let_go_locked(c);
+    }
     pthread_mutex_unlock(&c->lock);
 }
 
@@ -285,8 +289,7 @@ void piocp_close_socket_locked(piocp_conn *c, int error)
 void piocp_finish_closed(piocp_conn *c)
 {
     piocp_engine *e = c->engine;
-    if (c->on_closed)
-        c->on_closed(c, c->closed_error);
+    piocp_report_closed(c);
     pthread_mutex_lock(&e->pool_lock);
     if (atomic_fetch_sub(&e->open_conns, 1) == 1)
         pthread_cond_broadcast(&e->idle_cond);

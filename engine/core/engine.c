@@ -342,8 +342,8 @@ static void close_unserved(piocp_engine *e)
         }
         pthread_mutex_unlock(&c->lock);
         piocp_complete_list(done.head);
-        if (open && c->on_closed)
-            c->on_closed(c, c->closed_error);
+        if (open)
+            piocp_report_closed(c);
         pthread_mutex_destroy(&c->lock);
     }
 }

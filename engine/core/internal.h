@@ -63,6 +63,10 @@ struct piocp_conn {
     bool lingering;            /* FIN sent; reading until the peer closes */
     long long linger_until_ms; /* ... or until then: closed in order anyway */
     bool write_shut;           /* a shutdown is queued or done: sends fail (-EPIPE) */
+    bool held;                 /* adopted: claimed until its callbacks are set */
+    bool connecting;           /* outbound: connect(2) not finished yet */
+    piocp_connect_fn connect_done; /* outbound: runs once, connected or not */
+    void *connect_user;
     int abort_error;           /* != 0: fail everything with this and close */
     int closed_error;          /* what on_closed reports */
 
@@ -183,6 +187,16 @@ void piocp_batch_end(piocp_engine *engine);
 void piocp_conn_process(piocp_worker *worker, piocp_conn *conn);
 /* A worker thread's body: started by piocp_engine_start. */
 void *piocp_worker_main(void *worker);
+
+/* --------------------------------------------------- core/outbound.c -- */
+
+/* A connecting connection's turn: looks whether connect(2) finished.
+ * true: it is connected, and `done` must run (outside the lock, still
+ * claimed); a failure sets abort_error (the close reports it to `done`). */
+bool piocp_connect_step_locked(piocp_conn *conn);
+/* The connection's last callback: on_closed, or for a connect that never
+ * finished, its `done` with the error. */
+void piocp_report_closed(piocp_conn *conn);
 
 /* --------------------------------------------------- core/listener.c -- */
 

@@ -174,10 +174,17 @@ void piocp_conn_process(piocp_worker *w, piocp_conn *c)
     do {
         c->again = false;
         piocp_done_list done = {0};
+        bool connected = false;
         if (atomic_load_explicit(&c->engine->draining, memory_order_relaxed))
             stop_reading_locked(w, c, &done);
+        if (c->connecting && c->close_requested && !c->abort_error)
+            c->abort_error = -ECANCELED; /* stopping: a connect is not waited for */
         if (closing_locked(c)) {
             closed = close_step_locked(w, c, &done);
+        } else if (c->connecting) {
+            connected = piocp_connect_step_locked(c);
+            if (c->abort_error)
+                c->again = true; /* failed: close it, and tell `done` */
         } else {
             more = ops->run(w, c, &done, &budget);
             /* a send that just finished may have been the last thing a
@@ -187,8 +194,12 @@ void piocp_conn_process(piocp_worker *w, piocp_conn *c)
             if (closing_locked(c))
                 c->again = true; /* broken, or the last send before a close is out */
         }
+        piocp_connect_fn connect_done = c->connect_done;
+        void *connect_user = c->connect_user;
         pthread_mutex_unlock(&c->lock);
         piocp_complete_list(done.head);
+        if (connected) /* its first callback, in its turn as on_connection is */
+            connect_done(c, 0, connect_user);
         pthread_mutex_lock(&c->lock);
     } while (!closed && more && c->again);
     c->busy = false;
