@@ -60,7 +60,8 @@ typedef enum piocp_op {
     PIOCP_OP_SEND,
     PIOCP_OP_TRANSMIT,
     PIOCP_OP_USER,
-    PIOCP_OP_SHUTDOWN
+    PIOCP_OP_SHUTDOWN,
+    PIOCP_OP_TIMER
 } piocp_op;
 
 /* Called exactly once per posted request.  `result` is the number of bytes
@@ -89,6 +90,7 @@ struct piocp_request {
             const void *head; size_t head_len;
             piocp_file fd; uint64_t offset; uint64_t count;
         } transmit;
+        struct { int64_t due_us; uint64_t sequence; size_t index; } timer;
     } u;
 };
 
@@ -191,6 +193,19 @@ int piocp_worker_index(void);
 /* Posts a user completion: `req->complete(req, result)` will run once on a
  * worker.  Used for wake-ups and cross-thread hand-offs. */
 int piocp_post(piocp_engine *engine, piocp_request *req, ssize_t result);
+
+/* A timer: `req->complete(req, 0)` runs once on a worker, at least
+ * `delay_ms` from now (0: as soon as a worker looks; a few ms late at
+ * most while the workers keep up).  Timers due at the same time fire in
+ * posting order.  Pending timers complete with -ECANCELED when the engine
+ * stops (after the drain, before the workers quit).  Errors: -EINVAL,
+ * -ENOMEM, -ESHUTDOWN (the engine has stopped). */
+int piocp_post_after(piocp_engine *engine, piocp_request *req, int64_t delay_ms);
+/* Cancels a pending timer: it completes with -ECANCELED instead (on a
+ * worker, soon) and this returns 0.  -ENOENT if it is not pending: it
+ * fired or is firing, was cancelled, or was never posted.  Either way it
+ * completes exactly once. */
+int piocp_timer_cancel(piocp_engine *engine, piocp_request *req);
 
 /* --------------------------------------------------------- listeners -- */
 

@@ -510,9 +510,16 @@ static int uring_poll(piocp_worker *w, int timeout_ms)
 {
     piocp_engine *e = w->engine;
     uring_worker *uw = w->backend;
-    if (timeout_ms > 0)
-        arm_timer(uw, timeout_ms);
-    int rc = piocp_uring_submit_and_wait(&uw->ring, timeout_ms == 0 ? 0 : 1);
+    int rc;
+    if (timeout_ms > 0 && (uw->ring.features & IORING_FEAT_EXT_ARG)) {
+        /* The wait's own timeout (5.11+): a shorter one can be asked on
+         * every call, when a user timer comes before the next sweep. */
+        rc = piocp_uring_submit_and_wait_timeout(&uw->ring, 1, timeout_ms);
+    } else {
+        if (timeout_ms > 0)
+            arm_timer(uw, timeout_ms); /* timers may then fire as late as the next sweep */
+        rc = piocp_uring_submit_and_wait(&uw->ring, timeout_ms == 0 ? 0 : 1);
+    }
     if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN)
         return rc;
     struct io_uring_cqe *cqes[MAX_CQES];

@@ -125,6 +125,7 @@ static void init_locks(piocp_engine *e)
     pthread_mutex_init(&e->stop_lock, NULL);
     pthread_mutex_init(&e->start_lock, NULL);
     pthread_cond_init(&e->start_cond, NULL);
+    piocp_timers_init(e);
     for (int i = 0; i < e->threads; i++) {
         e->workers[i].engine = e;
         e->workers[i].index = i;
@@ -142,6 +143,7 @@ static void destroy_locks(piocp_engine *e)
     pthread_mutex_destroy(&e->stop_lock);
     pthread_mutex_destroy(&e->start_lock);
     pthread_cond_destroy(&e->start_cond);
+    piocp_timers_destroy(e);
     for (int i = 0; i < e->threads; i++)
         pthread_mutex_destroy(&e->workers[i].remote_lock);
 }
@@ -315,13 +317,16 @@ int piocp_engine_stop(piocp_engine *e, int drain_ms)
             for_each_open(e, abort_conn);
             wait_idle(e, piocp_now_ms() + 10000);
         }
+        piocp_timers_cancel_all(e); /* completed by the workers, or just below */
         atomic_store(&e->quit, true);
         e->backend->post_quit(e);
         join_workers(e);
-        /* user completions posted after the workers left still complete once */
-        piocp_run_user_completions(e);
     }
+    piocp_timers_cancel_all(e); /* an engine that never ran has its timers too */
     atomic_store(&e->quit, true);
+    /* user completions posted after the workers left (or with no worker
+     * ever) still complete once */
+    piocp_run_user_completions(e);
     /* no worker can touch a listening socket any more: its number may go */
     piocp_listeners_close_sockets(e);
     pthread_mutex_unlock(&e->stop_lock);

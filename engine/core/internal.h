@@ -109,6 +109,15 @@ struct piocp_worker {
     long long next_sweep_ms;   /* the sweeping worker's next idle sweep */
 };
 
+/* Pending user timers (core/timers.c): a min-heap by due time. */
+typedef struct piocp_timer_heap {
+    pthread_mutex_t lock;
+    piocp_request **items;
+    size_t count, capacity;
+    uint64_t sequence;         /* posting order, for timers due together */
+    bool closed;               /* stopping: they were cancelled, no new ones */
+} piocp_timer_heap;
+
 typedef struct engine_counters {
     atomic_uint_fast64_t accepted, refused, accept_errors, accept_pauses;
 } engine_counters;
@@ -143,6 +152,7 @@ struct piocp_engine {
     ready_list ready;          /* posts from non-worker threads */
     pthread_mutex_t user_lock;
     piocp_request *user_head, *user_tail; /* posted user completions */
+    piocp_timer_heap timers;
 
     piocp_worker *workers;
     int threads_joinable;      /* worker threads created and not yet joined */
@@ -197,6 +207,18 @@ bool piocp_connect_step_locked(piocp_conn *conn);
 /* The connection's last callback: on_closed, or for a connect that never
  * finished, its `done` with the error. */
 void piocp_report_closed(piocp_conn *conn);
+
+/* ----------------------------------------------------- core/timers.c -- */
+
+/* How long worker 0 may wait before the nearest timer is due: -1 none. */
+int piocp_timers_wait_ms(piocp_engine *engine);
+/* Completes the timers that are due (worker 0, each turn of its loop). */
+void piocp_timers_fire_due(piocp_engine *engine);
+/* Stopping: every pending timer completes with -ECANCELED (as a user
+ * completion), and no new one is taken. */
+void piocp_timers_cancel_all(piocp_engine *engine);
+void piocp_timers_init(piocp_engine *engine);
+void piocp_timers_destroy(piocp_engine *engine);
 
 /* --------------------------------------------------- core/listener.c -- */
 

@@ -247,7 +247,8 @@ static void worker_loop(piocp_worker *w)
 {
     piocp_engine *e = w->engine;
     const piocp_backend_ops *ops = e->backend;
-    bool sweeper = w->index == 0; /* idle timeouts and deadlines, a few times a second */
+    /* idle timeouts and deadlines a few times a second, and user timers */
+    bool sweeper = w->index == 0;
     int period = piocp_sweep_period_ms(e);
     w->next_sweep_ms = piocp_now_ms() + period;
     while (!atomic_load(&e->quit)) {
@@ -257,6 +258,9 @@ static void worker_loop(piocp_worker *w)
         } else if (sweeper) {
             long long left = w->next_sweep_ms - piocp_now_ms();
             timeout = left > 0 ? (int)left : 0;
+            int timer = piocp_timers_wait_ms(e); /* the nearest timer may come first */
+            if (timer >= 0 && timer < timeout)
+                timeout = timer;
         }
         int events = ops->poll(w, timeout);
         if (events < 0) {
@@ -269,6 +273,8 @@ static void worker_loop(piocp_worker *w)
             piocp_run_user_completions(e);
         }
         piocp_take_remote(w);
+        if (sweeper)
+            piocp_timers_fire_due(e);
         if (sweeper && piocp_now_ms() >= w->next_sweep_ms) {
             w->next_sweep_ms = piocp_now_ms() + period;
             piocp_scan_idle(e);

@@ -17,6 +17,9 @@
 /* Milliseconds of a monotonic clock, cheap enough to stamp every
  * completion (coarse: a few ms of resolution). */
 long long piocp_now_ms(void);
+/* Microseconds of the precise monotonic clock: for timers, which must not
+ * fire before they are due (the coarse clock lags by a few ms). */
+long long piocp_monotonic_us(void);
 /* CPUs online. */
 int piocp_online_cpus(void);
 /* CPUs in the calling thread's affinity mask (a process's threads inherit
