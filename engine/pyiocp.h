@@ -303,7 +303,9 @@ int piocp_transmit(piocp_conn *conn, piocp_request *req, const void *head, size_
  * still says -ENOTCONN). */
 int piocp_shutdown(piocp_conn *conn, piocp_request *req);
 /* Graceful close: a pending recv is cancelled, queued sends are finished,
- * then the socket is closed and on_closed runs. */
+ * then the FIN goes out and what the peer still sends is read and dropped
+ * until it closes too, or for at most piocp_config.linger_ms; then the
+ * socket is closed (in order: on_closed gets 0) and on_closed runs. */
 int piocp_close(piocp_conn *conn);
 /* Immediate close: every pending request completes with -ECANCELED. */
 int piocp_abort(piocp_conn *conn);
