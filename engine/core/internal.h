@@ -115,6 +115,9 @@ typedef struct piocp_timer_heap {
     piocp_request **items;
     size_t count, capacity;
     uint64_t sequence;         /* posting order, for timers due together */
+    /* The nearest due time (LLONG_MAX: none), readable without the lock:
+     * worker 0 looks at it on every round of its loop. */
+    atomic_llong nearest_us;
     bool closed;               /* stopping: they were cancelled, no new ones */
 } piocp_timer_heap;
 

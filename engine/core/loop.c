@@ -111,14 +111,15 @@ static bool linger_locked(piocp_conn *c)
         c->lingering = true;
         (void)piocp_socket_shutdown_write(c->fd); /* a failure shows in the drain */
         c->linger_until_ms = piocp_now_ms() + e->config.linger_ms;
-        /* the sweep brings the connection back then (piocp_scan_idle) */
-        atomic_store_explicit(&c->deadline_ms, c->linger_until_ms, memory_order_relaxed);
     }
     bool peer_closed = piocp_socket_drain(c->fd);
     /* no waiting while the engine stops, also for a connection that began
      * lingering before the stop */
-    return peer_closed || atomic_load_explicit(&e->draining, memory_order_relaxed) ||
-           piocp_now_ms() >= c->linger_until_ms;
+    bool over = peer_closed || atomic_load_explicit(&e->draining, memory_order_relaxed) ||
+                piocp_now_ms() >= c->linger_until_ms;
+    if (!over) /* the sweep brings the connection back then (piocp_scan_idle) */
+        atomic_store_explicit(&c->deadline_ms, c->linger_until_ms, memory_order_relaxed);
+    return over;
 }
 
 static bool closing_locked(const piocp_conn *c)

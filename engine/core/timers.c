@@ -12,6 +12,7 @@
 #include "platform/platform.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 
 /* Earlier due time first; the same due time in posting order. */
@@ -65,6 +66,13 @@ static void remove_at(piocp_timer_heap *h, size_t i)
     sift_up(h, last->u.timer.index);
 }
 
+/* After every change of the heap, under its lock. */
+static void publish_nearest(piocp_timer_heap *h)
+{
+    atomic_store_explicit(&h->nearest_us, h->count ? h->items[0]->u.timer.due_us : LLONG_MAX,
+                          memory_order_relaxed);
+}
+
 /* Whether `r` is a pending timer of this heap (its memory is the
  * caller's, valid whatever it holds). */
 static bool pending(const piocp_timer_heap *h, const piocp_request *r)
@@ -100,6 +108,7 @@ int piocp_post_after(piocp_engine *e, piocp_request *req, int64_t delay_ms)
     req->u.timer.sequence = h->sequence++;
     h->items[h->count++] = req;
     sift_up(h, h->count - 1);
+    publish_nearest(h);
     bool nearest = h->items[0] == req;
     pthread_mutex_unlock(&h->lock);
     if (nearest) /* worker 0 may be asleep past it */
@@ -114,8 +123,10 @@ int piocp_timer_cancel(piocp_engine *e, piocp_request *req)
     piocp_timer_heap *h = &e->timers;
     pthread_mutex_lock(&h->lock);
     bool found = pending(h, req);
-    if (found)
+    if (found) {
         remove_at(h, req->u.timer.index);
+        publish_nearest(h);
+    }
     pthread_mutex_unlock(&h->lock);
     if (!found)
         return -ENOENT; /* fired, firing, cancelled, or never posted */
@@ -126,11 +137,8 @@ int piocp_timer_cancel(piocp_engine *e, piocp_request *req)
 
 int piocp_timers_wait_ms(piocp_engine *e)
 {
-    piocp_timer_heap *h = &e->timers;
-    pthread_mutex_lock(&h->lock);
-    long long due = h->count ? h->items[0]->u.timer.due_us : -1;
-    pthread_mutex_unlock(&h->lock);
-    if (due < 0)
+    long long due = atomic_load_explicit(&e->timers.nearest_us, memory_order_relaxed);
+    if (due == LLONG_MAX)
         return -1;
     long long left_us = due - piocp_monotonic_us();
     if (left_us <= 0)
@@ -143,7 +151,11 @@ void piocp_timers_fire_due(piocp_engine *e)
 {
     piocp_timer_heap *h = &e->timers;
     piocp_request *head = NULL, **tail = &head;
+    if (atomic_load_explicit(&h->nearest_us, memory_order_relaxed) == LLONG_MAX)
+        return; /* no timer: no clock read, no lock */
     long long now = piocp_monotonic_us();
+    if (atomic_load_explicit(&h->nearest_us, memory_order_relaxed) > now)
+        return;
     pthread_mutex_lock(&h->lock);
     while (h->count && h->items[0]->u.timer.due_us <= now) {
         piocp_request *r = h->items[0];
@@ -154,6 +166,7 @@ void piocp_timers_fire_due(piocp_engine *e)
         *tail = r;
         tail = &r->next;
     }
+    publish_nearest(h);
     pthread_mutex_unlock(&h->lock);
     piocp_complete_list(head); /* in due order */
 }
@@ -167,6 +180,7 @@ void piocp_timers_cancel_all(piocp_engine *e)
     while (h->count) {
         piocp_request *r = h->items[0];
         remove_at(h, 0);
+        publish_nearest(h);
         r->op = PIOCP_OP_USER;
         pthread_mutex_unlock(&h->lock);
         piocp_post(e, r, -ECANCELED);
@@ -175,7 +189,11 @@ void piocp_timers_cancel_all(piocp_engine *e)
     pthread_mutex_unlock(&h->lock);
 }
 
-void piocp_timers_init(piocp_engine *e) { pthread_mutex_init(&e->timers.lock, NULL); }
+void piocp_timers_init(piocp_engine *e)
+{
+    pthread_mutex_init(&e->timers.lock, NULL);
+    atomic_store(&e->timers.nearest_us, LLONG_MAX);
+}
 
 void piocp_timers_destroy(piocp_engine *e)
 {
