@@ -196,6 +196,70 @@ static void stop_while_lingering(bool recv_first)
 static void test_stop_while_lingering(void) { stop_while_lingering(false); }
 static void test_stop_while_lingering_after_recv(void) { stop_while_lingering(true); }
 
+/* Deadlines: a close deadline ends in a lingering close, in order (0); a
+ * hard deadline still resets, and says -ETIMEDOUT. */
+typedef struct waiter {
+    piocp_request recv_req;
+    char buf[64];
+    bool graceful;
+    atomic_int recv_completions, closed, closed_error;
+} waiter;
+
+static void waiter_recv_done(piocp_request *req, ssize_t result)
+{
+    waiter *w = req->user;
+    CHECK(result < 0); /* the peer never sends: the deadline ends it */
+    atomic_fetch_add(&w->recv_completions, 1);
+}
+
+static void waiter_closed(piocp_conn *conn, int error)
+{
+    waiter *w = piocp_conn_user(conn);
+    atomic_store(&w->closed_error, error);
+    atomic_fetch_add(&w->closed, 1);
+}
+
+static void waiter_on_connection(piocp_listener *l, piocp_conn *conn, void *user)
+{
+    (void)l;
+    waiter *w = user;
+    w->recv_req = (piocp_request){.complete = waiter_recv_done, .user = w};
+    piocp_conn_set_callbacks(conn, waiter_closed, w);
+    CHECK(piocp_recv(conn, &w->recv_req, w->buf, sizeof w->buf) == 0);
+    if (w->graceful)
+        CHECK(piocp_conn_set_close_deadline(conn, 100) == 0);
+    else
+        CHECK(piocp_conn_set_deadline(conn, 100) == 0);
+}
+
+static const piocp_listener_callbacks waiter_callbacks = {.on_connection = waiter_on_connection};
+
+static void deadline_case(bool graceful)
+{
+    int fds = count_fds();
+    waiter w = {.graceful = graceful};
+    piocp_engine *e = engine_with_linger(300);
+    int port = listen_loopback(e, &waiter_callbacks, &w);
+    CHECK(piocp_engine_start(e) == 0);
+    int fd = connect_loopback(port);
+    char in[4];
+    ssize_t n = read(fd, in, sizeof in);
+    CHECK(graceful ? n == 0 : (n < 0 && errno == ECONNRESET));
+    wait_until(&w.closed, 1, 5000);
+    CHECK(atomic_load(&w.closed) == 1 && atomic_load(&w.recv_completions) == 1);
+    CHECK(atomic_load(&w.closed_error) == (graceful ? 0 : -ETIMEDOUT));
+    if (graceful)
+        CHECK(read(fd, in, sizeof in) == 0); /* the linger ran out: still no reset */
+    close(fd);
+    CHECK(piocp_engine_stop(e, 1000) == 0);
+    piocp_engine_free(e);
+    CHECK(atomic_load(&w.closed) == 1);
+    CHECK(count_fds() == fds);
+}
+
+static void test_close_deadline_lingers(void) { deadline_case(true); }
+static void test_hard_deadline_resets(void) { deadline_case(false); }
+
 static void test_config(void)
 {
     piocp_config cfg;
@@ -213,6 +277,8 @@ static const test_case cases[] = {
     {"peer_closes_first", test_peer_closes_first},
     {"stop_while_lingering", test_stop_while_lingering},
     {"stop_while_lingering_after_recv", test_stop_while_lingering_after_recv},
+    {"close_deadline_lingers", test_close_deadline_lingers},
+    {"hard_deadline_resets", test_hard_deadline_resets},
     {"config", test_config},
     {NULL, NULL},
 };
