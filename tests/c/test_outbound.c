@@ -415,6 +415,71 @@ static void test_connect_errors(void)
     CHECK(count_fds() == fds);
 }
 
+/* Both from a callback on a worker (a proxy connects upstream from its
+ * handler): the adopted and the connected connection echo. */
+typedef struct from_worker {
+    piocp_request req;
+    piocp_engine *engine;
+    struct sockaddr_in upstream;
+    int adopt_fd;
+    peer adopted, connected;
+    outcome o;
+    atomic_int posted;
+} from_worker;
+
+static void post_from_worker(piocp_request *req, ssize_t result)
+{
+    (void)result;
+    from_worker *f = req->user;
+    CHECK(piocp_worker_index() >= 0);
+    CHECK(piocp_connect(f->engine, (struct sockaddr *)&f->upstream, sizeof f->upstream, 5000,
+                        connect_done, &f->o) == 0);
+    piocp_conn *conn = NULL;
+    CHECK(piocp_adopt(f->engine, f->adopt_fd, &conn) == 0);
+    peer_start(&f->adopted, conn);
+    atomic_store(&f->posted, 1);
+}
+
+static void echo_once(int fd, const char *text)
+{
+    char in[16];
+    size_t len = strlen(text);
+    CHECK(write_all(fd, text, len) == 0);
+    CHECK(read_exact(fd, in, len) == 0 && memcmp(in, text, len) == 0);
+}
+
+static void test_from_a_callback(void)
+{
+    int fds = count_fds();
+    piocp_engine *e = new_engine(backend, 2);
+    CHECK(piocp_engine_start(e) == 0);
+    int port;
+    int l = plain_listener(4, &port);
+    int client, server;
+    tcp_pair(&client, &server);
+    static from_worker f;
+    f = (from_worker){.engine = e, .upstream = loopback(port), .adopt_fd = server};
+    f.o.serve = &f.connected;
+    f.req = (piocp_request){.complete = post_from_worker, .user = &f};
+    CHECK(piocp_post(e, &f.req, 0) == 0);
+    int upstream = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    CHECK(upstream >= 0);
+    wait_until(&f.posted, 1, 5000);
+    wait_until(&f.o.calls, 1, 5000);
+    CHECK(atomic_load(&f.o.calls) == 1 && atomic_load(&f.o.error) == 0);
+    echo_once(upstream, "up");
+    echo_once(client, "down");
+    close(upstream);
+    close(client);
+    wait_until(&f.connected.closed, 1, 5000);
+    wait_until(&f.adopted.closed, 1, 5000);
+    CHECK(atomic_load(&f.connected.closed) == 1 && atomic_load(&f.adopted.closed) == 1);
+    CHECK(piocp_engine_stop(e, 1000) == 0);
+    piocp_engine_free(e);
+    close(l);
+    CHECK(count_fds() == fds);
+}
+
 static const test_case cases[] = {
     {"adopt_echo", test_adopt_echo},
     {"adopt_unix", test_adopt_unix},
@@ -424,6 +489,7 @@ static const test_case cases[] = {
     {"connect_timeout", test_connect_timeout},
     {"connect_stop", test_connect_stop},
     {"connect_errors", test_connect_errors},
+    {"from_a_callback", test_from_a_callback},
     {NULL, NULL},
 };
 
