@@ -59,7 +59,9 @@ typedef enum piocp_op {
     PIOCP_OP_RECV,
     PIOCP_OP_SEND,
     PIOCP_OP_TRANSMIT,
-    PIOCP_OP_USER
+    PIOCP_OP_USER,
+    PIOCP_OP_SHUTDOWN,
+    PIOCP_OP_TIMER
 } piocp_op;
 
 /* Called exactly once per posted request.  `result` is the number of bytes
@@ -88,6 +90,7 @@ struct piocp_request {
             const void *head; size_t head_len;
             piocp_file fd; uint64_t offset; uint64_t count;
         } transmit;
+        struct { int64_t due_us; uint64_t sequence; size_t index; } timer;
     } u;
 };
 
@@ -101,6 +104,12 @@ typedef struct piocp_config {
     const char *backend;      /* "auto" (or NULL), or one of piocp_backend_names() */
     int max_connections;      /* 0 = default (10000); also the pool size */
     int idle_timeout_ms;      /* 0 = never; otherwise peers silent this long are dropped */
+    /* How long a graceful close (piocp_close, a close deadline) waits, after
+     * its FIN, for the peer to close its side before closing the socket
+     * anyway, in order (no reset) with on_closed reporting 0; 0 = default
+     * (5000).  Meanwhile what the peer sends is read and dropped, so that
+     * unread bytes do not make the kernel reset the connection. */
+    int linger_ms;
     /* Called on a worker after it has handled one batch of completions and
      * before it waits again: lets a binding dispatch the batch at once (one
      * GIL acquisition per batch instead of one per completion). */
@@ -190,6 +199,19 @@ int piocp_worker_index(void);
  * worker.  Used for wake-ups and cross-thread hand-offs. */
 int piocp_post(piocp_engine *engine, piocp_request *req, ssize_t result);
 
+/* A timer: `req->complete(req, 0)` runs once on a worker, at least
+ * `delay_ms` from now (0: as soon as a worker looks; a few ms late at
+ * most while the workers keep up).  Timers due at the same time fire in
+ * posting order.  Pending timers complete with -ECANCELED when the engine
+ * stops (after the drain, before the workers quit).  Errors: -EINVAL,
+ * -ENOMEM, -ESHUTDOWN (the engine has stopped). */
+int piocp_post_after(piocp_engine *engine, piocp_request *req, int64_t delay_ms);
+/* Cancels a pending timer: it completes with -ECANCELED instead (on a
+ * worker, soon) and this returns 0.  -ENOENT if it is not pending: it
+ * fired or is firing, was cancelled, or was never posted.  Either way it
+ * completes exactly once. */
+int piocp_timer_cancel(piocp_engine *engine, piocp_request *req);
+
 /* --------------------------------------------------------- listeners -- */
 
 typedef struct piocp_listener_callbacks {
@@ -263,6 +285,35 @@ int piocp_conn_set_deadline(piocp_conn *conn, int timeout_ms);
 /* The same, but closing gracefully (pending recv cancelled, sends finished,
  * FIN, lingering close) instead of a reset: for idle keep-alive timeouts. */
 int piocp_conn_set_close_deadline(piocp_conn *conn, int timeout_ms);
+/* Adopts an already connected stream socket (TCP, or a Unix stream socket
+ * from socketpair): the engine owns `fd` from then on, makes it
+ * non-blocking (and sets TCP_NODELAY on TCP), and `*out` is a connection
+ * like an accepted one, with the same reference rules.  It stays claimed,
+ * as during on_connection, until the caller's piocp_conn_set_callbacks:
+ * nothing runs on it and nothing closes it (a stop waits) before that, so
+ * call it at once, then post.  Callable from any thread.  Errors, after
+ * which the caller still owns `fd` (possibly made non-blocking): -EINVAL
+ * (not a socket, not a stream, not connected), -ENOSPC (max_connections
+ * are open), -ESHUTDOWN (the engine is stopping). */
+int piocp_adopt(piocp_engine *engine, piocp_socket fd, piocp_conn **out);
+
+/* How an outbound connect ended: `conn` is the new connection (error 0),
+ * or NULL with -errno: -ECONNREFUSED, -ETIMEDOUT (timeout_ms passed), or
+ * -ECANCELED (the engine stopped first), or what connect(2) reported. */
+typedef void (*piocp_connect_fn)(piocp_conn *conn, int error, void *user);
+
+/* Connects to `addr` (a numeric address: no name lookup here) without
+ * blocking; `done` then runs exactly once on a worker.  With a connection
+ * it is that connection's first callback, as on_connection is: the callee
+ * sets its callbacks and posts, and the engine holds the only reference.
+ * `timeout_ms` 0: no limit but the kernel's (checked a few times a second,
+ * like deadlines).  The connection counts against max_connections from
+ * the start.  Returns 0 (`done` will run), or -errno and `done` never runs:
+ * -EINVAL, -ENOSPC (max_connections are open), -ESHUTDOWN (stopping), or
+ * socket(2)'s error (-EAFNOSUPPORT, -EMFILE...). */
+int piocp_connect(piocp_engine *engine, const struct sockaddr *addr, socklen_t addrlen,
+                  int timeout_ms, piocp_connect_fn done, void *user);
+
 /* Extra references keep the connection's memory valid (not its socket). */
 void piocp_conn_retain(piocp_conn *conn);
 void piocp_conn_release(piocp_conn *conn);
@@ -278,8 +329,17 @@ int piocp_send(piocp_conn *conn, piocp_request *req, const void *buf, size_t len
  * request completes with -EIO.  The engine does not close `fd`. */
 int piocp_transmit(piocp_conn *conn, piocp_request *req, const void *head, size_t head_len,
                    piocp_file fd, uint64_t offset, uint64_t count);
+/* Half-close: once every send and transmit posted before it has been
+ * handed to the kernel, sends the FIN (shutdown(SHUT_WR)) and completes once
+ * with 0 or -errno.  Receiving goes on: the peer may keep sending until it
+ * closes its side (a recv then completes with 0).  A send, transmit or
+ * shutdown posted after it fails at once with -EPIPE (a closed connection
+ * still says -ENOTCONN). */
+int piocp_shutdown(piocp_conn *conn, piocp_request *req);
 /* Graceful close: a pending recv is cancelled, queued sends are finished,
- * then the socket is closed and on_closed runs. */
+ * then the FIN goes out and what the peer still sends is read and dropped
+ * until it closes too, or for at most piocp_config.linger_ms; then the
+ * socket is closed (in order: on_closed gets 0) and on_closed runs. */
 int piocp_close(piocp_conn *conn);
 /* Immediate close: every pending request completes with -ECANCELED. */
 int piocp_abort(piocp_conn *conn);

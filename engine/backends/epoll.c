@@ -251,7 +251,13 @@ static int epoll_add_conn(piocp_worker *w, piocp_conn *c)
     ec->readable = true;
     ec->writable = true;
     ec->watched_events = CONN_EVENTS;
-    return watch_conn(owner_of(c), c, CONN_EVENTS, EPOLL_CTL_ADD);
+    if (c->connecting) {
+        /* an outbound connect ends with the socket turning writable (or
+         * failing: EPOLLERR/EPOLLHUP, always reported) */
+        ec->writable = false;
+        ec->watched_events |= EPOLLOUT;
+    }
+    return watch_conn(owner_of(c), c, ec->watched_events, EPOLL_CTL_ADD);
 }
 
 /* Two epoll_ctl calls, against a wake-up of the owner (a context switch

@@ -428,6 +428,9 @@ static int uring_park(piocp_worker *w, piocp_conn *c)
     uring_conn *uc = piocp_conn_backend(c);
     if (c->lingering && !uc->poll_submitted && !submit_poll(w->backend, c, uc, OP_POLLIN))
         return -EBUSY;
+    /* an outbound connect ends with the socket turning writable (or failing) */
+    if (c->connecting && !uc->send_submitted && !submit_poll(w->backend, c, uc, OP_POLLOUT))
+        return -EBUSY;
     return 0;
 }
 
@@ -460,6 +463,8 @@ static void on_conn_cqe(piocp_engine *e, uint64_t data, int res)
     uring_conn *uc = piocp_conn_backend(c);
     piocp_done_list done = {0};
     c->in_kernel--;
+    if (c->in_kernel == 0)
+        uc->cancel_submitted = false; /* what is submitted later needs a cancel of its own */
     bool retry = res == -EAGAIN || res == -EINTR; /* rare: punted to io-wq on O_NONBLOCK */
     if (op == OP_RECV) {
         uc->recv_submitted = false;
@@ -548,9 +553,16 @@ static int uring_poll(piocp_worker *w, int timeout_ms)
 {
     piocp_engine *e = w->engine;
     uring_worker *uw = w->backend;
-    if (timeout_ms > 0)
-        arm_timer(uw, timeout_ms);
-    int rc = piocp_uring_submit_and_wait(&uw->ring, timeout_ms == 0 ? 0 : 1);
+    int rc;
+    if (timeout_ms > 0 && (uw->ring.features & IORING_FEAT_EXT_ARG)) {
+        /* The wait's own timeout (5.11+): a shorter one can be asked on
+         * every call, when a user timer comes before the next sweep. */
+        rc = piocp_uring_submit_and_wait_timeout(&uw->ring, 1, timeout_ms);
+    } else {
+        if (timeout_ms > 0)
+            arm_timer(uw, timeout_ms); /* timers may then fire as late as the next sweep */
+        rc = piocp_uring_submit_and_wait(&uw->ring, timeout_ms == 0 ? 0 : 1);
+    }
     if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN)
         return rc;
     struct io_uring_cqe *cqes[MAX_CQES];

@@ -38,6 +38,7 @@ typedef struct scripted_backend {
 typedef struct scripted_conn {
     size_t input_len, output_len;
     bool input_eof;
+    bool output_shut;              /* the connection half-closed: the peer saw its FIN */
     int input_error, send_error;
     size_t send_limit;
     char input[PIOCP_SCRIPTED_BUFFER];
@@ -211,6 +212,13 @@ static ssize_t scripted_step(piocp_conn *c, piocp_request *r)
     return n;
 }
 
+static int scripted_shutdown_write(piocp_conn *c)
+{
+    scripted_conn *sc = piocp_conn_backend(c);
+    sc->output_shut = true;
+    return 0;
+}
+
 static void read_input_locked(piocp_conn *c, scripted_conn *sc, piocp_done_list *done)
 {
     piocp_request *r = c->recv_req;
@@ -253,6 +261,7 @@ const piocp_backend_ops piocp_backend_scripted = {
     .add_listener = scripted_add_listener,
     .add_conn = scripted_add_conn,
     .run = scripted_run,
+    .shutdown_write = scripted_shutdown_write,
 };
 
 /* ---------------------------------------------------- the test's side -- */
@@ -349,6 +358,14 @@ size_t piocp_scripted_output_pending(piocp_conn *c)
     size_t n = ((scripted_conn *)piocp_conn_backend(c))->output_len;
     pthread_mutex_unlock(&c->lock);
     return n;
+}
+
+bool piocp_scripted_output_shut(piocp_conn *c)
+{
+    pthread_mutex_lock(&c->lock);
+    bool shut = ((scripted_conn *)piocp_conn_backend(c))->output_shut;
+    pthread_mutex_unlock(&c->lock);
+    return shut;
 }
 
 size_t piocp_scripted_output(piocp_conn *c, void *buf, size_t cap)

@@ -39,6 +39,9 @@ void piocp_scripted_send_limit(piocp_conn *conn, size_t limit);
 void piocp_scripted_send_error(piocp_conn *conn, int error);
 /* Bytes sent and not yet taken. */
 size_t piocp_scripted_output_pending(piocp_conn *conn);
+/* Whether the connection sent its FIN (piocp_shutdown reached the head of
+ * its send queue). */
+bool piocp_scripted_output_shut(piocp_conn *conn);
 /* Takes up to `cap` bytes the connection sent (the peer reads them, making
  * room for more).  Returns the count. */
 size_t piocp_scripted_output(piocp_conn *conn, void *buf, size_t cap);

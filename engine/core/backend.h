@@ -94,6 +94,10 @@ struct piocp_backend_ops {
      * hear of it (epoll: the writable edge once a send met a full buffer;
      * io_uring: a poll while lingering).  -errno aborts it.  May be NULL. */
     int (*park)(piocp_worker *worker, piocp_conn *conn);
+    /* A queued shutdown reached the head of the send queue: send the FIN
+     * now, returning 0 or -errno.  NULL: shutdown(2) on conn->fd (a
+     * backend whose sockets are not the kernel's plays it itself). */
+    int (*shutdown_write)(piocp_conn *conn);
 };
 
 /* The backend's private per-connection state (ops->conn_size bytes). */

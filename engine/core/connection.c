@@ -52,6 +52,10 @@ piocp_conn *piocp_pool_acquire(piocp_engine *e, piocp_socket fd, const struct so
     c->state = CONN_OPEN;
     c->owner = -1; /* a backend with per-worker queues sets it in add_conn */
     c->fd = fd;
+    /* Claimed like a turn from the start: a stop that began meanwhile
+     * finds it open and kicks it, and its turn must not run (and close it)
+     * before the caller has set it up and handed it over. */
+    c->busy = true;
     if (peer_len > sizeof c->peer)
         peer_len = sizeof c->peer;
     memcpy(&c->peer, peer, peer_len);
@@ -94,6 +98,10 @@ void piocp_conn_set_callbacks(piocp_conn *c, piocp_closed_fn on_closed, void *us
     pthread_mutex_lock(&c->lock);
     c->on_closed = on_closed;
     c->user = user;
+    if (c->held) {
+        c->held = false; /* adopted: handed over now (piocp_adopt) */
+        piocp_conn_let_go_locked(c);
+    }
     pthread_mutex_unlock(&c->lock);
 }
 
@@ -188,6 +196,16 @@ void piocp_schedule_locked(piocp_conn *c) { schedule(c, true); }
 
 void piocp_schedule_on_owner_locked(piocp_conn *c) { schedule(c, false); }
 
+void piocp_conn_let_go_locked(piocp_conn *c)
+{
+    c->busy = false;
+    /* a stop that began meanwhile may not have kicked it: its turn closes it */
+    if (c->again || atomic_load(&c->engine->draining)) {
+        c->again = false;
+        piocp_schedule_locked(c);
+    }
+}
+
 void piocp_take_global(piocp_worker *w)
 {
     piocp_engine *e = w->engine;
@@ -271,8 +289,7 @@ void piocp_close_socket_locked(piocp_conn *c, int error)
 void piocp_finish_closed(piocp_conn *c)
 {
     piocp_engine *e = c->engine;
-    if (c->on_closed)
-        c->on_closed(c, c->closed_error);
+    piocp_report_closed(c);
     pthread_mutex_lock(&e->pool_lock);
     if (atomic_fetch_sub(&e->open_conns, 1) == 1)
         pthread_cond_broadcast(&e->idle_cond);
@@ -316,7 +333,11 @@ static int queue_send(piocp_conn *c, piocp_request *req)
 {
     pthread_mutex_lock(&c->lock);
     int rc = post_check_locked(c);
+    if (rc == 0 && c->write_shut)
+        rc = -EPIPE; /* after our FIN, as send(2) says */
     if (rc == 0) {
+        if (req->op == PIOCP_OP_SHUTDOWN)
+            c->write_shut = true;
         req->conn = c;
         req->next = NULL;
         req->done = 0;
@@ -359,6 +380,14 @@ int piocp_transmit(piocp_conn *c, piocp_request *req, const void *head, size_t h
     req->u.transmit.fd = fd;
     req->u.transmit.offset = offset;
     req->u.transmit.count = count;
+    return queue_send(c, req);
+}
+
+int piocp_shutdown(piocp_conn *c, piocp_request *req)
+{
+    if (!req || !req->complete)
+        return -EINVAL;
+    req->op = PIOCP_OP_SHUTDOWN;
     return queue_send(c, req);
 }
 
@@ -435,7 +464,15 @@ void piocp_scan_idle(piocp_engine *e)
         if (!expired(c, now, limit))
             continue;
         pthread_mutex_lock(&c->lock);
-        if (c->state == CONN_OPEN && !c->abort_error && expired(c, now, limit)) {
+        if (c->state == CONN_OPEN && c->lingering) {
+            /* closing already: only its linger time counts, and its turn
+             * closes it in order (an idle peer is what lingering waits out) */
+            long long deadline = atomic_load_explicit(&c->deadline_ms, memory_order_relaxed);
+            if (deadline && now >= deadline) {
+                atomic_store_explicit(&c->deadline_ms, 0, memory_order_relaxed);
+                piocp_schedule_locked(c);
+            }
+        } else if (c->state == CONN_OPEN && !c->abort_error && expired(c, now, limit)) {
             long long deadline = atomic_load_explicit(&c->deadline_ms, memory_order_relaxed);
             bool graceful = deadline && now >= deadline &&
                             atomic_load_explicit(&c->deadline_graceful, memory_order_relaxed);

@@ -17,6 +17,8 @@
 #include <time.h>
 
 #define DEFAULT_MAX_CONNECTIONS 10000
+/* How long a closing connection waits for the peer to close its side. */
+#define DEFAULT_LINGER_MS 5000
 
 /* Every backend this build has, in order of preference for "auto": true
  * completions first, readiness turned into completions where io_uring is
@@ -110,6 +112,7 @@ void piocp_config_init(piocp_config *config)
     memset(config, 0, sizeof *config);
     config->backend = "auto";
     config->max_connections = DEFAULT_MAX_CONNECTIONS;
+    config->linger_ms = DEFAULT_LINGER_MS;
 }
 
 static void init_locks(piocp_engine *e)
@@ -122,6 +125,7 @@ static void init_locks(piocp_engine *e)
     pthread_mutex_init(&e->stop_lock, NULL);
     pthread_mutex_init(&e->start_lock, NULL);
     pthread_cond_init(&e->start_cond, NULL);
+    piocp_timers_init(e);
     for (int i = 0; i < e->threads; i++) {
         e->workers[i].engine = e;
         e->workers[i].index = i;
@@ -139,6 +143,7 @@ static void destroy_locks(piocp_engine *e)
     pthread_mutex_destroy(&e->stop_lock);
     pthread_mutex_destroy(&e->start_lock);
     pthread_cond_destroy(&e->start_cond);
+    piocp_timers_destroy(e);
     for (int i = 0; i < e->threads; i++)
         pthread_mutex_destroy(&e->workers[i].remote_lock);
 }
@@ -158,12 +163,14 @@ int piocp_engine_new(piocp_engine **out, const piocp_config *config)
     if (config)
         cfg = *config;
     if (cfg.threads < 0 || cfg.threads > PIOCP_MAX_THREADS || cfg.max_connections < 0 ||
-        cfg.idle_timeout_ms < 0)
+        cfg.idle_timeout_ms < 0 || cfg.linger_ms < 0)
         return -EINVAL;
     if (cfg.threads == 0)
         cfg.threads = piocp_default_threads();
     if (cfg.max_connections == 0)
         cfg.max_connections = DEFAULT_MAX_CONNECTIONS;
+    if (cfg.linger_ms == 0)
+        cfg.linger_ms = DEFAULT_LINGER_MS;
 
     const piocp_backend_ops *backend = NULL;
     char note[256];
@@ -312,13 +319,16 @@ int piocp_engine_stop(piocp_engine *e, int drain_ms)
             for_each_open(e, abort_conn);
             wait_idle(e, piocp_now_ms() + 10000);
         }
+        piocp_timers_cancel_all(e); /* completed by the workers, or just below */
         atomic_store(&e->quit, true);
         e->backend->post_quit(e);
         join_workers(e);
-        /* user completions posted after the workers left still complete once */
-        piocp_run_user_completions(e);
     }
+    piocp_timers_cancel_all(e); /* an engine that never ran has its timers too */
     atomic_store(&e->quit, true);
+    /* user completions posted after the workers left (or with no worker
+     * ever) still complete once */
+    piocp_run_user_completions(e);
     /* no worker can touch a listening socket any more: its number may go */
     piocp_listeners_close_sockets(e);
     pthread_mutex_unlock(&e->stop_lock);
@@ -339,8 +349,8 @@ static void close_unserved(piocp_engine *e)
         }
         pthread_mutex_unlock(&c->lock);
         piocp_complete_list(done.head);
-        if (open && c->on_closed)
-            c->on_closed(c, c->closed_error);
+        if (open)
+            piocp_report_closed(c);
         pthread_mutex_destroy(&c->lock);
     }
 }

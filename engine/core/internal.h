@@ -61,6 +61,12 @@ struct piocp_conn {
     bool queued;               /* sits in a ready list (holds a reference) */
     bool close_requested;      /* graceful close: finish sends, then close */
     bool lingering;            /* FIN sent; reading until the peer closes */
+    long long linger_until_ms; /* ... or until then: closed in order anyway */
+    bool write_shut;           /* a shutdown is queued or done: sends fail (-EPIPE) */
+    bool held;                 /* adopted: claimed until its callbacks are set */
+    bool connecting;           /* outbound: connect(2) not finished yet */
+    piocp_connect_fn connect_done; /* outbound: runs once, connected or not */
+    void *connect_user;
     int abort_error;           /* != 0: fail everything with this and close */
     int closed_error;          /* what on_closed reports */
 
@@ -107,6 +113,18 @@ struct piocp_worker {
     long long next_sweep_ms;   /* the sweeping worker's next idle sweep */
 };
 
+/* Pending user timers (core/timers.c): a min-heap by due time. */
+typedef struct piocp_timer_heap {
+    pthread_mutex_t lock;
+    piocp_request **items;
+    size_t count, capacity;
+    uint64_t sequence;         /* posting order, for timers due together */
+    /* The nearest due time (LLONG_MAX: none), readable without the lock:
+     * worker 0 looks at it on every round of its loop. */
+    atomic_llong nearest_us;
+    bool closed;               /* stopping: they were cancelled, no new ones */
+} piocp_timer_heap;
+
 typedef struct engine_counters {
     atomic_uint_fast64_t accepted, refused, accept_errors, accept_pauses;
 } engine_counters;
@@ -141,6 +159,7 @@ struct piocp_engine {
     ready_list ready;          /* posts from non-worker threads */
     pthread_mutex_t user_lock;
     piocp_request *user_head, *user_tail; /* posted user completions */
+    piocp_timer_heap timers;
 
     piocp_worker *workers;
     int threads_joinable;      /* worker threads created and not yet joined */
@@ -161,8 +180,13 @@ static inline piocp_conn *piocp_conn_at(const piocp_engine *e, uint32_t slot)
 {
     return (piocp_conn *)(e->conn_area + (size_t)slot * e->conn_stride);
 }
+/* A free slot for `fd`, counted open and claimed (busy) for the caller,
+ * who sets it up and hands it over (on_connection...) before letting go
+ * with piocp_conn_let_go_locked.  NULL: max_connections are open. */
 piocp_conn *piocp_pool_acquire(piocp_engine *engine, piocp_socket fd,
                                const struct sockaddr *peer, socklen_t peer_len);
+/* Ends the claim: what was posted or asked meanwhile (a stop) runs now. */
+void piocp_conn_let_go_locked(piocp_conn *conn);
 void piocp_take_global(piocp_worker *worker);
 void piocp_take_remote(piocp_worker *worker);
 void piocp_run_local(piocp_worker *worker);
@@ -180,6 +204,28 @@ void piocp_batch_end(piocp_engine *engine);
 void piocp_conn_process(piocp_worker *worker, piocp_conn *conn);
 /* A worker thread's body: started by piocp_engine_start. */
 void *piocp_worker_main(void *worker);
+
+/* --------------------------------------------------- core/outbound.c -- */
+
+/* A connecting connection's turn: looks whether connect(2) finished.
+ * true: it is connected, and `done` must run (outside the lock, still
+ * claimed); a failure sets abort_error (the close reports it to `done`). */
+bool piocp_connect_step_locked(piocp_conn *conn);
+/* The connection's last callback: on_closed, or for a connect that never
+ * finished, its `done` with the error. */
+void piocp_report_closed(piocp_conn *conn);
+
+/* ----------------------------------------------------- core/timers.c -- */
+
+/* How long worker 0 may wait before the nearest timer is due: -1 none. */
+int piocp_timers_wait_ms(piocp_engine *engine);
+/* Completes the timers that are due (worker 0, each turn of its loop). */
+void piocp_timers_fire_due(piocp_engine *engine);
+/* Stopping: every pending timer completes with -ECANCELED (as a user
+ * completion), and no new one is taken. */
+void piocp_timers_cancel_all(piocp_engine *engine);
+void piocp_timers_init(piocp_engine *engine);
+void piocp_timers_destroy(piocp_engine *engine);
 
 /* --------------------------------------------------- core/listener.c -- */
 

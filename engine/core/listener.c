@@ -189,14 +189,13 @@ void piocp_accepted(piocp_listener *l, piocp_socket fd, const struct sockaddr *p
     }
     piocp_socket_set_nodelay(fd);
     pthread_mutex_lock(&c->lock);
+    /* on_connection is the connection's first callback: no turn may run
+     * (and close it) alongside it, so it stays claimed like a turn (see
+     * piocp_pool_acquire).  What is posted or asked meanwhile (a stop, a
+     * deadline) runs after it. */
     int rc = e->backend->add_conn(piocp_current_worker(), c);
     if (rc < 0)
         piocp_close_socket_locked(c, rc);
-    else
-        /* on_connection is the connection's first callback: no turn may run
-         * (and close it) alongside it, so it is claimed like a turn.  What
-         * is posted or asked meanwhile (a stop, a deadline) runs after it. */
-        c->busy = true;
     pthread_mutex_unlock(&c->lock);
     if (rc < 0) {
         piocp_finish_closed(c);
@@ -205,12 +204,7 @@ void piocp_accepted(piocp_listener *l, piocp_socket fd, const struct sockaddr *p
     atomic_fetch_add_explicit(&e->counters.accepted, 1, memory_order_relaxed);
     l->callbacks.on_connection(l, c, l->user);
     pthread_mutex_lock(&c->lock);
-    c->busy = false;
-    /* a stop that began meanwhile may not have kicked it: its turn closes it */
-    if (c->again || atomic_load(&e->draining)) {
-        c->again = false;
-        piocp_schedule_locked(c);
-    }
+    piocp_conn_let_go_locked(c);
     pthread_mutex_unlock(&c->lock);
 }
 

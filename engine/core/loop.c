@@ -27,9 +27,6 @@
  * fast reader of a 100 MiB file must not keep a worker to itself. */
 #define TURN_BUDGET (4u << 20)
 
-/* How long a closing connection waits for the peer to close its side. */
-#define LINGER_MS 5000
-
 static _Thread_local piocp_worker *current_worker;
 
 piocp_worker *piocp_current_worker(void) { return current_worker; }
@@ -50,6 +47,18 @@ piocp_sends piocp_run_sends_locked(piocp_conn *c, piocp_done_list *done, size_t 
         if (c->abort_error)
             return PIOCP_SENDS_BROKEN;
         piocp_request *r = c->send_head;
+        if (r->op == PIOCP_OP_SHUTDOWN) {
+            /* every byte posted before it is the kernel's now: the FIN
+             * follows them */
+            const piocp_backend_ops *ops = c->engine->backend;
+            int rc = ops->shutdown_write ? ops->shutdown_write(c)
+                                         : piocp_socket_shutdown_write(c->fd);
+            c->send_head = r->next;
+            if (!c->send_head)
+                c->send_tail = NULL;
+            piocp_done_push(done, r, rc);
+            continue;
+        }
         if (transmits_only && r->op == PIOCP_OP_SEND && r->done < r->u.send.len)
             return PIOCP_SENDS_HANDOFF;
         if (*budget == 0)
@@ -88,18 +97,29 @@ piocp_sends piocp_run_sends_locked(piocp_conn *c, piocp_done_list *done, size_t 
  * answer is still in the send buffer, so a client that wrote anything after
  * its last request (a pipelined request, a stray CRLF) would get a cut
  * answer.  Send the FIN after the data, then read and drop until the peer
- * closes too, or the deadline. */
+ * closes too, or linger_ms.
+ *
+ * A peer still there at the end is not an error: every byte was handed to
+ * the kernel, which goes on delivering it after an ordinary close(2) (a
+ * reset would throw away what is still queued).  So the socket is closed
+ * in order and on_closed says 0.  Emptied right before, the receive queue
+ * holds nothing that would make the kernel reset it anyway. */
 static bool linger_locked(piocp_conn *c)
 {
+    piocp_engine *e = c->engine;
     if (!c->lingering) {
         c->lingering = true;
-        piocp_socket_shutdown_write(c->fd);
-        bool stopping = atomic_load_explicit(&c->engine->draining, memory_order_relaxed);
-        piocp_conn_set_deadline(c, stopping ? 0 : LINGER_MS);
-        if (stopping)
-            return true; /* no waiting while the engine stops */
+        (void)piocp_socket_shutdown_write(c->fd); /* a failure shows in the drain */
+        c->linger_until_ms = piocp_now_ms() + e->config.linger_ms;
     }
-    return piocp_socket_drain(c->fd);
+    bool peer_closed = piocp_socket_drain(c->fd);
+    /* no waiting while the engine stops, also for a connection that began
+     * lingering before the stop */
+    bool over = peer_closed || atomic_load_explicit(&e->draining, memory_order_relaxed) ||
+                piocp_now_ms() >= c->linger_until_ms;
+    if (!over) /* the sweep brings the connection back then (piocp_scan_idle) */
+        atomic_store_explicit(&c->deadline_ms, c->linger_until_ms, memory_order_relaxed);
+    return over;
 }
 
 static bool closing_locked(const piocp_conn *c)
@@ -155,10 +175,17 @@ void piocp_conn_process(piocp_worker *w, piocp_conn *c)
     do {
         c->again = false;
         piocp_done_list done = {0};
+        bool connected = false;
         if (atomic_load_explicit(&c->engine->draining, memory_order_relaxed))
             stop_reading_locked(w, c, &done);
+        if (c->connecting && c->close_requested && !c->abort_error)
+            c->abort_error = -ECANCELED; /* stopping: a connect is not waited for */
         if (closing_locked(c)) {
             closed = close_step_locked(w, c, &done);
+        } else if (c->connecting) {
+            connected = piocp_connect_step_locked(c);
+            if (c->abort_error)
+                c->again = true; /* failed: close it, and tell `done` */
         } else {
             more = ops->run(w, c, &done, &budget);
             /* a send that just finished may have been the last thing a
@@ -168,8 +195,12 @@ void piocp_conn_process(piocp_worker *w, piocp_conn *c)
             if (closing_locked(c))
                 c->again = true; /* broken, or the last send before a close is out */
         }
+        piocp_connect_fn connect_done = c->connect_done;
+        void *connect_user = c->connect_user;
         pthread_mutex_unlock(&c->lock);
         piocp_complete_list(done.head);
+        if (connected) /* its first callback, in its turn as on_connection is */
+            connect_done(c, 0, connect_user);
         pthread_mutex_lock(&c->lock);
     } while (!closed && more && c->again);
     c->busy = false;
@@ -217,7 +248,8 @@ static void worker_loop(piocp_worker *w)
 {
     piocp_engine *e = w->engine;
     const piocp_backend_ops *ops = e->backend;
-    bool sweeper = w->index == 0; /* idle timeouts and deadlines, a few times a second */
+    /* idle timeouts and deadlines a few times a second, and user timers */
+    bool sweeper = w->index == 0;
     int period = piocp_sweep_period_ms(e);
     w->next_sweep_ms = piocp_now_ms() + period;
     while (!atomic_load(&e->quit)) {
@@ -227,6 +259,9 @@ static void worker_loop(piocp_worker *w)
         } else if (sweeper) {
             long long left = w->next_sweep_ms - piocp_now_ms();
             timeout = left > 0 ? (int)left : 0;
+            int timer = piocp_timers_wait_ms(e); /* the nearest timer may come first */
+            if (timer >= 0 && timer < timeout)
+                timeout = timer;
         }
         int events = ops->poll(w, timeout);
         if (events < 0) {
@@ -239,6 +274,8 @@ static void worker_loop(piocp_worker *w)
             piocp_run_user_completions(e);
         }
         piocp_take_remote(w);
+        if (sweeper)
+            piocp_timers_fire_due(e);
         if (sweeper && piocp_now_ms() >= w->next_sweep_ms) {
             w->next_sweep_ms = piocp_now_ms() + period;
             piocp_scan_idle(e);

@@ -17,6 +17,9 @@
 /* Milliseconds of a monotonic clock, cheap enough to stamp every
  * completion (coarse: a few ms of resolution). */
 long long piocp_now_ms(void);
+/* Microseconds of the precise monotonic clock: for timers, which must not
+ * fire before they are due (the coarse clock lags by a few ms). */
+long long piocp_monotonic_us(void);
 /* CPUs online. */
 int piocp_online_cpus(void);
 /* CPUs in the calling thread's affinity mask (a process's threads inherit
@@ -39,8 +42,20 @@ int piocp_thread_start(pthread_t *thread, void *(*body)(void *), void *arg);
 void piocp_socket_close(piocp_socket fd, bool reset);
 /* Small replies and echoes must not wait for Nagle + delayed ACK. */
 void piocp_socket_set_nodelay(piocp_socket fd);
-/* Sends the FIN after what is queued. */
-void piocp_socket_shutdown_write(piocp_socket fd);
+/* Sends the FIN after what is queued.  Returns 0 or -errno. */
+int piocp_socket_shutdown_write(piocp_socket fd);
+/* Whether `fd` is a connected stream socket: 0 and its peer, or -EINVAL. */
+int piocp_socket_check_connected_stream(piocp_socket fd, struct sockaddr_storage *peer,
+                                        socklen_t *peer_len);
+/* Non-blocking and close-on-exec, as accepted sockets are.  0 or -errno. */
+int piocp_socket_make_nonblocking(piocp_socket fd);
+/* A non-blocking stream socket for `addr`, and its connect(2) started:
+ * 0 (connected at once), -EINPROGRESS, or connect's -errno, with the socket
+ * in `*out` in all three cases; socket(2)'s -errno with no socket. */
+int piocp_socket_connect_start(const struct sockaddr *addr, socklen_t addrlen, piocp_socket *out);
+/* How a started connect is going: 0 connected, -EINPROGRESS not yet,
+ * else its -errno (-ECONNREFUSED...). */
+int piocp_socket_connect_result(piocp_socket fd);
 /* Ends a listening socket's pending accepts without closing it (its
  * descriptor number must not be reused while workers may still use it). */
 void piocp_socket_shutdown_listener(piocp_socket fd);

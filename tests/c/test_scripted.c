@@ -218,6 +218,44 @@ static void test_sends_in_order(void)
     close(file_fd);
 }
 
+/* ---------------------------------------------------------- half-close -- */
+
+static void post_send_and_shutdown(recorder *r, piocp_conn *conn)
+{
+    memset(big_b, 'b', sizeof big_b);
+    post_recv(r, conn); /* reqs[0] */
+    CHECK(piocp_send(conn, &r->reqs[1], big_b, sizeof big_b) == 0);
+    CHECK(piocp_shutdown(conn, &r->reqs[2]) == 0);
+}
+
+/* The FIN waits for the send before it, held up by a full socket; reading
+ * goes on after it; later sends are refused. */
+static void test_shutdown_after_send(void)
+{
+    fixture f;
+    recorder r = {.on_accept = post_send_and_shutdown};
+    piocp_conn *conn = open_one(&f, &r);
+    long long deadline = now_ms() + 5000;
+    while (piocp_scripted_output_pending(conn) < PIOCP_SCRIPTED_BUFFER && now_ms() < deadline)
+        sched_yield();
+    CHECK(!piocp_scripted_output_shut(conn));
+    CHECK(atomic_load(&r.completed) == 0);
+    static char out[sizeof big_b];
+    collect(conn, out, sizeof out);
+    wait_for(&r.completions[2], 1);
+    CHECK(piocp_scripted_output_shut(conn));
+    CHECK(r.results[1] == (ssize_t)sizeof big_b && r.results[2] == 0);
+    CHECK(atomic_load(&r.order[1]) == 0 && atomic_load(&r.order[2]) == 1);
+    CHECK(piocp_send(conn, &r.reqs[3], "x", 1) == -EPIPE);
+    CHECK(piocp_scripted_input(conn, "more", 4) == 4);
+    wait_for(&r.completions[0], 1);
+    CHECK(r.results[0] == 4 && memcmp(r.recv_buf, "more", 4) == 0);
+    CHECK(piocp_close(conn) == 0);
+    wait_for(&r.closed, 1);
+    CHECK(r.closed_error == 0);
+    finish(&f, &r, 3);
+}
+
 /* ------------------------------------------------------------ failures -- */
 
 static void post_three_sends(recorder *r, piocp_conn *conn)
@@ -311,6 +349,7 @@ static const test_case cases[] = {
     {"recv_and_eof", test_recv_and_eof},
     {"sends_in_order", test_sends_in_order},
     {"send_error_aborts", test_send_error_aborts},
+    {"shutdown_after_send", test_shutdown_after_send},
     {"recv_error", test_recv_error},
     {"transmit_short_file", test_transmit_short_file},
     {"stop_drains_then_aborts", test_stop_drains_then_aborts},

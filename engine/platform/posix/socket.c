@@ -7,6 +7,7 @@
 #include "platform/platform.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -28,7 +29,7 @@ void piocp_socket_set_nodelay(piocp_socket fd)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-void piocp_socket_shutdown_write(piocp_socket fd) { shutdown(fd, SHUT_WR); }
+int piocp_socket_shutdown_write(piocp_socket fd) { return shutdown(fd, SHUT_WR) < 0 ? -errno : 0; }
 
 void piocp_socket_shutdown_listener(piocp_socket fd)
 {
@@ -49,6 +50,59 @@ bool piocp_socket_drain(piocp_socket fd)
         /* EAGAIN: more may come (or the FIN); 0 or an error: done */
         return !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
     }
+}
+
+int piocp_socket_check_connected_stream(piocp_socket fd, struct sockaddr_storage *peer,
+                                        socklen_t *peer_len)
+{
+    int type = 0;
+    socklen_t len = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM)
+        return -EINVAL; /* not a socket (ENOTSOCK, EBADF), or datagrams */
+    *peer_len = sizeof *peer;
+    if (getpeername(fd, (struct sockaddr *)peer, peer_len) < 0)
+        return -EINVAL; /* listening, or not connected (yet) */
+    return 0;
+}
+
+int piocp_socket_make_nonblocking(piocp_socket fd)
+{
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+        return -errno;
+    int fd_flags = fcntl(fd, F_GETFD);
+    if (fd_flags < 0 || fcntl(fd, F_SETFD, fd_flags | FD_CLOEXEC) < 0)
+        return -errno;
+    return 0;
+}
+
+int piocp_socket_connect_start(const struct sockaddr *addr, socklen_t addrlen, piocp_socket *out)
+{
+    *out = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (*out < 0) {
+        *out = PIOCP_INVALID_SOCKET;
+        return -errno;
+    }
+    if (connect(*out, addr, addrlen) == 0)
+        return 0;
+    /* interrupted, a non-blocking connect still goes on in the background */
+    return errno == EINTR ? -EINPROGRESS : -errno;
+}
+
+int piocp_socket_connect_result(piocp_socket fd)
+{
+    int error = 0;
+    socklen_t len = sizeof error;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) < 0)
+        return -errno;
+    if (error)
+        return -error;
+    /* SO_ERROR is 0 both while connecting and once connected */
+    struct sockaddr_storage peer;
+    len = sizeof peer;
+    if (getpeername(fd, (struct sockaddr *)&peer, &len) == 0)
+        return 0;
+    return errno == ENOTCONN ? -EINPROGRESS : -errno;
 }
 
 int piocp_file_size(piocp_file fd, uint64_t *size)

@@ -20,6 +20,13 @@ long long piocp_now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+long long piocp_monotonic_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 int piocp_online_cpus(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
