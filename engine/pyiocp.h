@@ -277,6 +277,8 @@ void piocp_conn_set_callbacks(piocp_conn *conn, piocp_closed_fn on_closed, void 
 void *piocp_conn_user(const piocp_conn *conn);
 piocp_engine *piocp_conn_engine(const piocp_conn *conn);
 int piocp_conn_peer(const piocp_conn *conn, struct sockaddr_storage *addr, socklen_t *addrlen);
+/* The connection's own address (getsockname); -ENOTCONN once it is closed. */
+int piocp_conn_sockname(piocp_conn *conn, struct sockaddr_storage *addr, socklen_t *addrlen);
 /* Drops the connection (on_closed gets -ETIMEDOUT) if it is still open
  * `timeout_ms` from now; 0 clears the deadline.  Checked a few times a
  * second: for request-head and keep-alive timeouts, which the idle timeout

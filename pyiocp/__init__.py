@@ -40,7 +40,8 @@ class Engine(_core.Engine):
     max_connections: beyond this, new connections are closed at once;
     idle_timeout: seconds without progress before a peer is dropped;
     max_write_buffer: bytes held in memory for sends across all
-    connections, past which send() raises BufferError.
+    connections, past which send() raises BufferError; linger_timeout:
+    seconds a graceful close waits for the peer to close its side too.
     The defaults are EngineConfig's, which reads the engine's from C.
     """
 
@@ -49,11 +50,13 @@ class Engine(_core.Engine):
                  recv_buffer_size: int = _DEFAULTS.recv_buffer_size,
                  max_connections: int = _DEFAULTS.max_connections,
                  idle_timeout: Optional[float] = _DEFAULTS.idle_timeout,
-                 max_write_buffer: int = _DEFAULTS.max_write_buffer) -> None:
+                 max_write_buffer: int = _DEFAULTS.max_write_buffer,
+                 linger_timeout: float = _DEFAULTS.linger_timeout) -> None:
         super().__init__(EngineConfig(threads=threads, backend=backend, backlog=backlog,
                                       recv_buffer_size=recv_buffer_size,
                                       max_connections=max_connections, idle_timeout=idle_timeout,
-                                      max_write_buffer=max_write_buffer))
+                                      max_write_buffer=max_write_buffer,
+                                      linger_timeout=linger_timeout))
 
     def __repr__(self) -> str:
         return f"<pyiocp.Engine backend={self.backend} threads={self.threads}>"

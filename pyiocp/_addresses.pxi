@@ -24,10 +24,18 @@ cdef socklen_t tuple_to_sockaddr(object address, sockaddr_storage *out) except 0
         raise ValueError(f"port must be an integer in 0..65535, not {port!r}")
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, _, _, _, sockaddr = infos[0]
-    ip = sockaddr[0].encode()
+    return ip_to_sockaddr(family, sockaddr[0], port, out)
+
+
+cdef socklen_t ip_to_sockaddr(object family, str host, int port,
+                              sockaddr_storage *out) except 0:
+    """A numeric IPv4/IPv6 address (as getaddrinfo returns it) in C form."""
+    ip = host.encode()
     cdef sockaddr_in *v4 = <sockaddr_in *>out
     cdef sockaddr_in6 *v6 = <sockaddr_in6 *>out
     memset(out, 0, sizeof(sockaddr_storage))
+    if family != socket.AF_INET and family != socket.AF_INET6:
+        raise ValueError(f"not an IPv4 or IPv6 address: {host!r}")
     if family == socket.AF_INET:
         v4.sin_family = AF_INET
         v4.sin_port = htons(port)

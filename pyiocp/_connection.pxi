@@ -33,6 +33,8 @@ cdef class Connection:
     cdef size_t _write_high, _write_low
     cdef bint _writing_paused
     cdef bint _closed_flag
+    cdef bint _eof_written
+    cdef object _sockname
 
     def __cinit__(self):
         self._conn = NULL
@@ -179,6 +181,9 @@ cdef class Connection:
             return False
         # memory held for it: the payload or the head (file bytes are read
         # as they go)
+        if self._eof_written:
+            free_send_request(sr)
+            raise RuntimeError(f"{'transmit_file' if transmit else 'send'}() after write_eof()")
         sr.held = length + head_len
         if not write_budget_take(&self._engine._shared.budget, sr.held):
             free_send_request(sr)
@@ -282,6 +287,77 @@ cdef class Connection:
         except BaseException:
             self._handler_failed("resume_writing")
 
+    @property
+    def sockname(self):
+        """(host, port) of this end (remembered once read; None if first
+        asked after the connection closed)."""
+        cdef sockaddr_storage addr
+        cdef socklen_t length
+        if self._sockname is None and self._open():
+            if piocp_conn_sockname(self._conn, &addr, &length) == 0:
+                self._sockname = sockaddr_to_tuple(&addr)
+        return self._sockname
+
+    def get_extra_info(self, name, default=None):
+        """asyncio's transport.get_extra_info: "peername" and "sockname";
+        anything else is `default`."""
+        if name == "peername":
+            return self.peername
+        if name == "sockname":
+            value = self.sockname
+            return default if value is None else value
+        return default
+
+    def write_eof(self):
+        """Half-close: once every send posted before it is handed to the
+        kernel, the peer sees the end of the stream (FIN); reading goes on.
+        A send or transmit_file afterwards raises RuntimeError, as asyncio's
+        write() after write_eof() does.  Returns False on a closed
+        connection."""
+        cdef send_request *sr
+        cdef int rc
+        if not self._open():
+            return False
+        if self._eof_written:
+            return True
+        sr = <send_request *>calloc(1, sizeof(send_request))
+        if sr == NULL:
+            raise MemoryError()
+        dispatch_node_init(&sr.node, ITEM_SEND, sr)
+        sr.req.complete = on_send_done   # frees it: no payload, nobody to tell
+        sr.shared = &self._engine._shared
+        sr.cs = self._state
+        sr.file_fd = -1
+        rc = piocp_shutdown(self._conn, &sr.req)
+        if rc < 0:
+            free(sr)
+            if rc == -ENOTCONN:
+                return False
+            raise os_error(rc, "write_eof")
+        self._eof_written = True
+        return True
+
+    def can_write_eof(self):
+        """True: write_eof() is supported (asyncio's transport method)."""
+        return True
+
+    def set_deadline(self, seconds, graceful=True):
+        """Ends the connection if it is still open `seconds` from now:
+        gracefully (pending recv cancelled, sends finished, FIN; then
+        connection_lost(None)) or, with graceful=False, with a reset and
+        connection_lost(TimeoutError).  None or 0 clears the deadline.
+        For request and keep-alive timeouts that the engine's idle_timeout
+        (no progress at all) cannot express.  Checked a few times a
+        second."""
+        cdef int ms = 0 if seconds is None else _milliseconds(seconds, "seconds")
+        if not self._open():
+            return False
+        if graceful:
+            piocp_conn_set_close_deadline(self._conn, ms)
+        else:
+            piocp_conn_set_deadline(self._conn, ms)
+        return True
+
     def close(self):
         """Graceful close: pending sends finish first, then connection_lost."""
         if self._open():
@@ -293,6 +369,24 @@ cdef class Connection:
             piocp_abort(self._conn)
 
     # -- dispatch (GIL held) --
+
+    cdef _attach(self, handler):
+        try:
+            self.handler = handler
+            self._on_data = handler.data_received
+            self._on_eof = handler.eof_received
+            self._on_sent = handler.send_done
+            self._on_transmitted = handler.transmit_done
+            self._on_lost = handler.connection_lost
+            self._on_pause = handler.pause_writing
+            self._on_resume = handler.resume_writing
+            kind = type(handler)
+            self._notify_send = _overrides(kind, "send_done")
+            self._notify_transmit = _overrides(kind, "transmit_done")
+            self._notify_stopping = _overrides(kind, "stopping")
+            handler.connection_made(self)
+        except BaseException:
+            self._handler_failed("connection_made")
 
     cdef _handler_failed(self, str where):
         log.exception("pyiocp: exception in %s of %r; closing the connection", where,
@@ -313,9 +407,14 @@ cdef class Connection:
         self._recv_outstanding = False   # the handler may post the next one now
         if result == 0:
             try:
-                self._on_eof(self)
+                keep_open = self._on_eof(self)
             except BaseException:
                 self._handler_failed("eof_received")
+                return
+            if not keep_open:
+                # asyncio's rule: a false value (None) closes, once the
+                # pending sends are done; a true one leaves it to the handler
+                self.close()
         elif result == -ECANCELED:
             # the engine is stopping (or the connection closing): read no more
             self.close()
@@ -387,32 +486,40 @@ cdef class Listener:
 
     cdef _accept(self, size_t state_address):
         cdef conn_state *cs = <conn_state *>state_address
-        cdef Connection conn = Connection.__new__(Connection)
-        conn._conn = cs.conn          # takes over the reference from on_connection
-        conn._state = cs
-        conn._engine = self._engine
-        cdef socklen_t length
-        piocp_conn_peer(cs.conn, &conn._peer_address, &length)
-        cs.connection = <PyObject *>conn
-        Py_INCREF(conn)               # the engine's, dropped when it closes
+        cdef Connection conn = new_connection(self._engine, cs)
         try:
             handler = self.handler_factory()
-            conn.handler = handler
-            conn._on_data = handler.data_received
-            conn._on_eof = handler.eof_received
-            conn._on_sent = handler.send_done
-            conn._on_transmitted = handler.transmit_done
-            conn._on_lost = handler.connection_lost
-            conn._on_pause = handler.pause_writing
-            conn._on_resume = handler.resume_writing
-            kind = type(handler)
-            conn._notify_send = _overrides(kind, "send_done")
-            conn._notify_transmit = _overrides(kind, "transmit_done")
-            conn._notify_stopping = _overrides(kind, "stopping")
-            self._engine._open_connections.add(conn)
-            handler.connection_made(conn)
         except BaseException:
-            conn._handler_failed("connection_made")
+            conn._handler_failed("the handler factory")
+            return
+        conn._attach(handler)
+
+
+cdef Connection new_connection(Engine engine, conn_state *cs):
+    """The Connection of a connection accepted, connected or adopted in C
+    (dispatch, GIL held)."""
+    cdef Connection conn = Connection.__new__(Connection)
+    cdef socklen_t length
+    conn._conn = cs.conn          # takes over the reference from on_connection
+    conn._state = cs
+    conn._engine = engine
+    piocp_conn_peer(cs.conn, &conn._peer_address, &length)
+    cs.connection = <PyObject *>conn
+    Py_INCREF(conn)               # the engine's, dropped when it closes
+    engine._open_connections.add(conn)
+    return conn
+
+
+cdef start_connection(Engine engine, conn_state *cs, object handler):
+    """connect() and adopt(): the handler was made before the connection."""
+    new_connection(engine, cs)._attach(handler)
+
+
+cdef connection_failed(object handler, object exc):
+    try:
+        handler.connection_failed(exc)
+    except BaseException:
+        log.exception("pyiocp: exception in connection_failed of %r", handler)
 
 
 def _overrides(kind, name):

@@ -14,11 +14,11 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
-from libc.errno cimport errno, ENOTCONN, EINVAL, EISDIR
+from libc.errno cimport errno, ENOTCONN, EINVAL, EISDIR, ENOMEM, ETIMEDOUT
 
 cdef extern from "<errno.h>":
     int ECANCELED
-from libc.stdint cimport uint64_t
+from libc.stdint cimport uint64_t, int64_t
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy, memset, strlen
 from posix.fcntl cimport open as c_open, O_RDONLY, O_CLOEXEC
@@ -34,6 +34,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import weakref
 
 log = logging.getLogger("pyiocp")
@@ -91,6 +92,8 @@ cdef enum ItemKind:
     ITEM_CLOSED = 4
     ITEM_CALL = 5
     ITEM_RESUME = 6
+    ITEM_CONNECT_FAILED = 7
+    ITEM_TIMER = 8
 
 
 cdef object os_error(ssize_t rc, str context=None, object filename=None):
@@ -110,5 +113,6 @@ cdef object os_error(ssize_t rc, str context=None, object filename=None):
 include "_dispatch.pxi"
 include "_addresses.pxi"
 include "_connection.pxi"
+include "_timers.pxi"
 include "_natives.pxi"
 include "_engine.pxi"

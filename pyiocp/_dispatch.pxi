@@ -11,7 +11,8 @@ cdef struct engine_shared:
 
 cdef struct listener_state:
     engine_shared *shared
-    PyObject *listener        # borrowed: the Engine keeps its Listeners
+    PyObject *listener        # borrowed: the Engine keeps its Listeners; NULL
+                              # for the engine's own (connect, adopt)
     size_t recv_size
 
 cdef struct conn_state:
@@ -21,6 +22,7 @@ cdef struct conn_state:
     piocp_conn *conn
     listener_state *listener
     PyObject *connection      # strong while the connection is open in C
+    PyObject *handler         # strong until dispatched: connect/adopt made it first
     write_flow flow           # bytes queued for sending (flow control)
     # A node per completion that can wait in the queue at the same time as
     # the others: the recv behind the accept, the close behind both, and
@@ -51,6 +53,17 @@ cdef struct call_request:
     engine_shared *shared
     PyObject *callback
 
+cdef struct connect_request:
+    dispatch_node node        # queued only when the connect failed
+    listener_state *ls        # the engine's own
+    PyObject *handler         # strong: told connection_made or connection_failed
+
+cdef struct timer_request:
+    piocp_request req
+    dispatch_node node
+    engine_shared *shared
+    PyObject *handle          # strong: the TimerHandle, until dispatched
+
 
 cdef conn_state *new_conn_state(listener_state *ls, piocp_conn *conn) noexcept nogil:
     """The binding's state of an accepted connection, or NULL (no memory)."""
@@ -70,6 +83,7 @@ cdef conn_state *new_conn_state(listener_state *ls, piocp_conn *conn) noexcept n
     dispatch_node_init(&cs.recv_node, ITEM_RECV, cs)
     dispatch_node_init(&cs.closed_node, ITEM_CLOSED, cs)
     dispatch_node_init(&cs.resume_node, ITEM_RESUME, cs)
+    cs.handler = NULL
     write_flow_init(&cs.flow, DEFAULT_WRITE_LOW)
     return cs
 
@@ -88,6 +102,28 @@ cdef void on_connection(piocp_listener *listener, piocp_conn *conn, void *user) 
     piocp_conn_retain(conn)   # handed to the Connection object
     piocp_conn_set_callbacks(conn, on_closed, cs)
     dispatch_queue_push(&ls.shared.queue, &cs.accept_node, 0)
+
+
+cdef void on_connect_done(piocp_conn *conn, int error, void *user) noexcept nogil:
+    cdef connect_request *cr = <connect_request *>user
+    cdef conn_state *cs
+    if conn != NULL:
+        cs = new_conn_state(cr.ls, conn)
+        if cs != NULL:
+            piocp_conn_retain(conn)   # handed to the Connection object
+            piocp_conn_set_callbacks(conn, on_closed, cs)
+            cs.handler = cr.handler   # its reference moves with it
+            free(cr)
+            dispatch_queue_push(&cs.listener.shared.queue, &cs.accept_node, 0)
+            return
+        piocp_abort(conn)
+        error = -ENOMEM
+    dispatch_queue_push(&cr.ls.shared.queue, &cr.node, error)
+
+
+cdef void on_timer_done(piocp_request *req, ssize_t result) noexcept nogil:
+    cdef timer_request *tr = <timer_request *>req
+    dispatch_queue_push(&tr.shared.queue, &tr.node, result)
 
 
 cdef void on_recv_done(piocp_request *req, ssize_t result) noexcept nogil:
@@ -192,6 +228,9 @@ cdef dispatch_one(int kind, void *ptr, ssize_t result, bint run_handlers):
     cdef conn_state *cs
     cdef send_request *sr
     cdef call_request *cr
+    cdef connect_request *ccr
+    cdef timer_request *tr
+    cdef TimerHandle timer
     cdef Connection conn
     if kind == ITEM_RECV:
         cs = <conn_state *>ptr
@@ -210,10 +249,36 @@ cdef dispatch_one(int kind, void *ptr, ssize_t result, bint run_handlers):
         free_send_request(sr)
     elif kind == ITEM_ACCEPT:
         cs = <conn_state *>ptr
-        if run_handlers:
+        if cs.handler != NULL:
+            # connect() or adopt() made its handler before the connection
+            handler = <object>cs.handler
+            cs.handler = NULL
+            Py_DECREF(handler)
+            if run_handlers:
+                start_connection((<Engine>cs.listener.shared.engine), cs, handler)
+            else:
+                piocp_conn_release(cs.conn)
+        elif run_handlers:
             (<Listener>cs.listener.listener)._accept(<size_t>cs)
         else:
             piocp_conn_release(cs.conn)
+    elif kind == ITEM_CONNECT_FAILED:
+        ccr = <connect_request *>ptr
+        handler = <object>ccr.handler
+        Py_DECREF(handler)
+        free(ccr)
+        if run_handlers:
+            connection_failed(handler, os_error(result, "connect"))
+    elif kind == ITEM_TIMER:
+        tr = <timer_request *>ptr
+        timer = <TimerHandle>tr.handle
+        timer._req = NULL
+        free(tr)
+        try:
+            if result == 0 and run_handlers:
+                timer._run()
+        finally:
+            Py_DECREF(timer)
     elif kind == ITEM_CLOSED:
         cs = <conn_state *>ptr
         if cs.connection == NULL:

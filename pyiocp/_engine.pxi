@@ -163,6 +163,8 @@ cdef class Engine:
     # A run() is polling the wake pipe: stop() from another thread must
     # leave the pipe to it (run() closes it on its way out).
     cdef bint _in_run
+    # The listener state of connections no listener made (connect, adopt).
+    cdef listener_state _outbound
     cdef bint _stop_thread_started
 
     def __cinit__(self, *args, **kwargs):
@@ -186,6 +188,9 @@ cdef class Engine:
         self._queue_ready = 1
         self._shared.engine = <PyObject *>self
         write_budget_init(&self._shared.budget, config.max_write_buffer)
+        self._outbound.shared = &self._shared
+        self._outbound.listener = NULL
+        self._outbound.recv_size = config.recv_buffer_size
         backend = config.backend.encode()
         piocp_config_init(&c)
         c.threads = config.threads or 0
@@ -193,6 +198,7 @@ cdef class Engine:
         c.max_connections = config.max_connections
         # rounded up: a timeout under 1 ms must not become 0, "never"
         c.idle_timeout_ms = _milliseconds(config.idle_timeout) if config.idle_timeout else 0
+        c.linger_ms = max(1, _milliseconds(config.linger_timeout, "linger_timeout"))
         c.batch_end = batch_end
         c.worker_start = worker_start
         c.worker_stop = worker_stop
@@ -283,6 +289,150 @@ cdef class Engine:
         cr = new_call_request(&self._shared, _nothing)
         if piocp_post(self._c, &cr.req, 0) < 0:
             free_call_request(cr)
+
+    # -- connections the engine did not accept --
+
+    def connect(self, address, factory, *, timeout=None):
+        """Connects to (host, port) without blocking and returns the handler
+        `factory()` made for it: its connection_made(conn) follows once
+        connected, or connection_failed(exc) with the OSError
+        (ConnectionRefusedError, TimeoutError after `timeout` seconds...).
+        A numeric address is posted at once; a name is resolved in a helper
+        thread (never on a worker), and `timeout` covers the lookup too."""
+        self._check_process()
+        if self._c == NULL or self._stopped:
+            raise RuntimeError("the engine is stopped")
+        if not isinstance(address, tuple) or len(address) < 2:
+            raise TypeError(f"address must be a (host, port) tuple, not {address!r}")
+        host, port = address[0], address[1]
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port <= 65535:
+            raise ValueError(f"port must be an integer in 1..65535, not {port!r}")
+        if not isinstance(host, str):
+            raise TypeError(f"host must be a str, not {host!r}")
+        timeout_ms = 0 if timeout is None else max(1, _milliseconds(timeout, "timeout"))
+        handler = factory()
+        try:
+            numeric = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                         flags=socket.AI_NUMERICHOST)
+        except socket.gaierror:
+            numeric = None
+        if numeric is not None:
+            self._connect_resolved(numeric[0], timeout_ms, handler)
+            return handler
+        deadline = None if timeout is None else time.monotonic() + timeout
+        threading.Thread(target=self._resolve_and_connect, name="pyiocp-resolve",
+                         args=(host, port, deadline, handler), daemon=True).start()
+        return handler
+
+    def _resolve_and_connect(self, host, port, deadline, handler):
+        """In a helper thread: getaddrinfo may block for seconds."""
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            if not infos:
+                raise OSError(EINVAL, f"no address for {host!r}")
+            timeout_ms = 0
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(ETIMEDOUT, f"connect: resolving {host!r} timed out")
+                timeout_ms = max(1, _milliseconds(left))
+            self._connect_resolved(infos[0], timeout_ms, handler)
+        except BaseException as exc:
+            self._tell_failed(handler, exc)
+
+    def _tell_failed(self, handler, exc):
+        """connection_failed on a worker, in order with the other callbacks
+        (here, if the workers are gone)."""
+        try:
+            self.post(lambda: connection_failed(handler, exc))
+        except (OSError, RuntimeError):
+            connection_failed(handler, exc)
+
+    def _connect_resolved(self, info, int timeout_ms, handler):
+        cdef sockaddr_storage addr
+        cdef socklen_t length
+        cdef connect_request *cr
+        cdef int rc
+        family, _, _, _, ip_port = info
+        length = ip_to_sockaddr(family, ip_port[0], ip_port[1], &addr)
+        if self._c == NULL:
+            raise RuntimeError("the engine is stopped")
+        cr = <connect_request *>calloc(1, sizeof(connect_request))
+        if cr == NULL:
+            raise MemoryError()
+        dispatch_node_init(&cr.node, ITEM_CONNECT_FAILED, cr)
+        cr.ls = &self._outbound
+        cr.handler = <PyObject *>handler
+        Py_INCREF(handler)
+        rc = piocp_connect(self._c, <sockaddr *>&addr, length, timeout_ms, on_connect_done, cr)
+        if rc < 0:
+            Py_DECREF(handler)
+            free(cr)
+            raise os_error(rc, f"connect to {ip_port[0]!r} port {ip_port[1]}")
+
+    def adopt(self, sock, factory):
+        """Serves a connected stream socket made elsewhere (a socketpair, a
+        connection handed over by another process): the engine takes it
+        over (sock is detached, as asyncio's transports own theirs) and
+        returns the handler factory() made, whose connection_made follows
+        on a worker."""
+        cdef piocp_conn *conn
+        cdef conn_state *cs
+        cdef int rc, fd
+        self._check_process()
+        if self._c == NULL or self._stopped:
+            raise RuntimeError("the engine is stopped")
+        if not isinstance(sock, socket.socket):
+            raise TypeError(f"sock must be a socket.socket, not {sock!r}")
+        if sock.fileno() < 0:
+            raise ValueError("sock is closed")
+        if sock.type != socket.SOCK_STREAM:
+            raise ValueError(f"sock must be a stream socket, not {sock.type!r}")
+        try:
+            sock.getpeername()
+        except OSError:
+            raise ValueError("sock is not connected") from None
+        handler = factory()
+        fd = sock.detach()
+        rc = piocp_adopt(self._c, fd, &conn)
+        if rc < 0:
+            c_close(fd)
+            raise os_error(rc, "adopt")
+        cs = new_conn_state(&self._outbound, conn)
+        if cs == NULL:
+            piocp_conn_set_callbacks(conn, NULL, NULL)
+            piocp_abort(conn)
+            raise MemoryError()
+        piocp_conn_retain(conn)
+        piocp_conn_set_callbacks(conn, on_closed, cs)   # ends the claim: it may run now
+        cs.handler = <PyObject *>handler
+        Py_INCREF(handler)
+        dispatch_queue_push(&self._shared.queue, &cs.accept_node, 0)
+        self._wake_dispatch()
+        return handler
+
+    # -- timers --
+
+    def time(self):
+        """The clock of call_at: time.monotonic(), as asyncio's loop.time()."""
+        return time.monotonic()
+
+    def call_later(self, delay, callback, *args):
+        """Runs callback(*args) once on a worker, at least `delay` seconds
+        from now; returns a TimerHandle (cancel()).  Timers due together run
+        in the order they were made.  Pending ones are dropped when the
+        engine stops."""
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay != delay:
+            raise TypeError(f"delay must be a number of seconds, not {delay!r}")
+        self._check_process()
+        return schedule_timer(self, time.monotonic() + delay, callback, args)
+
+    def call_at(self, when, callback, *args):
+        """call_later, at `when` on the time() clock."""
+        if isinstance(when, bool) or not isinstance(when, (int, float)) or when != when:
+            raise TypeError(f"when must be a time.monotonic() value, not {when!r}")
+        self._check_process()
+        return schedule_timer(self, when, callback, args)
 
     def _run_stopping_hooks(self):
         """From the engine's stopping hook, on the stopping thread: runs

@@ -2,7 +2,7 @@
 # queue; no code.  Kept apart from _core.pyx as uvloop keeps includes/uv.pxd.
 # Written by hand, as Cython requires: tests/test_api_declarations.py fails
 # when a declaration here stops matching its header.
-from libc.stdint cimport uint64_t
+from libc.stdint cimport uint64_t, int64_t
 from posix.types cimport off_t
 
 cdef extern from "<sys/types.h>":
@@ -41,6 +41,7 @@ cdef extern from "pyiocp.h" nogil:
         const char *backend
         int max_connections
         int idle_timeout_ms
+        int linger_ms
         void (*batch_end)(void *user) noexcept nogil
         void (*worker_start)(void *user) noexcept nogil
         void (*worker_stop)(void *user) noexcept nogil
@@ -69,6 +70,8 @@ cdef extern from "pyiocp.h" nogil:
     int piocp_backend_names(const char **names, int max)
     int piocp_worker_index()
     int piocp_post(piocp_engine *engine, piocp_request *req, ssize_t result)
+    int piocp_post_after(piocp_engine *engine, piocp_request *req, int64_t delay_ms)
+    int piocp_timer_cancel(piocp_engine *engine, piocp_request *req)
 
     ctypedef struct piocp_listener_callbacks:
         void (*on_connection)(piocp_listener *listener, piocp_conn *conn, void *user) noexcept nogil
@@ -93,6 +96,14 @@ cdef extern from "pyiocp.h" nogil:
     void piocp_conn_set_callbacks(piocp_conn *conn, piocp_closed_fn on_closed, void *user)
     void *piocp_conn_user(const piocp_conn *conn)
     int piocp_conn_peer(const piocp_conn *conn, sockaddr_storage *addr, socklen_t *addrlen)
+    int piocp_conn_sockname(piocp_conn *conn, sockaddr_storage *addr, socklen_t *addrlen)
+    int piocp_conn_set_deadline(piocp_conn *conn, int timeout_ms)
+    int piocp_conn_set_close_deadline(piocp_conn *conn, int timeout_ms)
+    int piocp_adopt(piocp_engine *engine, piocp_socket fd, piocp_conn **out)
+    ctypedef void (*piocp_connect_fn)(piocp_conn *conn, int error, void *user) noexcept nogil
+    int piocp_connect(piocp_engine *engine, const sockaddr *addr, socklen_t addrlen,
+                      int timeout_ms, piocp_connect_fn done, void *user)
+    int piocp_shutdown(piocp_conn *conn, piocp_request *req)
     void piocp_conn_retain(piocp_conn *conn)
     void piocp_conn_release(piocp_conn *conn)
     int piocp_recv(piocp_conn *conn, piocp_request *req, void *buf, size_t len)

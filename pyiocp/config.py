@@ -45,6 +45,8 @@ class EngineConfig:
     # bytes held in memory for sends, all connections together: send()
     # raises BufferError past it (the binding's own)
     max_write_buffer: int = 256 * 1024 * 1024
+    # seconds a graceful close waits, after its FIN, for the peer to close
+    linger_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         _check_int("threads", self.threads, 1, MAX_THREADS, optional=True)
@@ -54,6 +56,11 @@ class EngineConfig:
         _check_int("recv_buffer_size", self.recv_buffer_size, 1, MAX_RECV_BUFFER)
         _check_int("max_connections", self.max_connections, 1, MAX_CONNECTIONS)
         _check_int("max_write_buffer", self.max_write_buffer, 1, MAX_WRITE_BUFFER)
+        if isinstance(self.linger_timeout, bool) or not isinstance(self.linger_timeout, (int, float)):
+            raise TypeError(f"linger_timeout must be a number of seconds, not {self.linger_timeout!r}")
+        if not 0 < self.linger_timeout <= MAX_IDLE_TIMEOUT:
+            raise ValueError(f"linger_timeout must be in (0, {MAX_IDLE_TIMEOUT:.0f}] seconds, "
+                             f"not {self.linger_timeout!r}")
         if self.idle_timeout is not None:
             if isinstance(self.idle_timeout, bool) or not isinstance(self.idle_timeout, (int, float)):
                 raise TypeError(f"idle_timeout must be a number of seconds or None, not {self.idle_timeout!r}")

@@ -1,6 +1,7 @@
 """The base class of Python connection handlers."""
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -25,10 +26,18 @@ class Handler:
     def data_received(self, conn: "Connection", data: bytes) -> None:
         """A recv completed with data.  Post conn.recv() to read more."""
 
-    def eof_received(self, conn: "Connection") -> None:
-        """The peer closed its side.  The default closes the connection once
+    def eof_received(self, conn: "Connection") -> Optional[bool]:
+        """The peer closed its side.  As in asyncio: return a true value to
+        keep the connection open (to send more, then close() or
+        write_eof()); a false one (the default, None) closes it once
         pending sends have finished."""
-        conn.close()
+        return None
+
+    def connection_failed(self, exc: OSError) -> None:
+        """Engine.connect() could not connect (ConnectionRefusedError,
+        TimeoutError, a name that does not resolve...).  The default logs
+        it."""
+        logging.getLogger("pyiocp").warning("pyiocp: connect failed for %r: %s", self, exc)
 
     def send_done(self, conn: "Connection", nbytes: int) -> None:
         """A send completed (only called if a subclass defines it)."""

@@ -115,6 +115,19 @@ int piocp_conn_peer(const piocp_conn *c, struct sockaddr_storage *addr, socklen_
     return 0;
 }
 
+int piocp_conn_sockname(piocp_conn *c, struct sockaddr_storage *addr, socklen_t *addrlen)
+{
+    /* under the lock: the socket may be closing on a worker right now */
+    pthread_mutex_lock(&c->lock);
+    int rc = -ENOTCONN;
+    if (c->state == CONN_OPEN && c->fd != PIOCP_INVALID_SOCKET) {
+        *addrlen = sizeof *addr;
+        rc = getsockname(c->fd, (struct sockaddr *)addr, addrlen) == 0 ? 0 : -errno;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
 /* ---------------------------------------------------- ready lists -- */
 
 static void ready_push(ready_list *l, piocp_conn *c)
