@@ -10,7 +10,7 @@ from typing import Optional
 
 from . import _core
 from ._core import (Connection, Listener, NativeHandler, RawFileServer, StaticFiles,
-                    available_backends, backend_names)
+                    TimerHandle, available_backends, backend_names)
 from .config import EngineConfig, cpu_info, default_threads
 from .handler import Handler
 from .workers import serve_workers
@@ -18,8 +18,8 @@ from .workers import serve_workers
 __version__ = _core.__version__
 __all__ = [
     "Engine", "EngineConfig", "Handler", "Connection", "Listener", "NativeHandler",
-    "RawFileServer", "StaticFiles", "available_backends", "backend_names", "cpu_info",
-    "default_threads", "serve_workers", "__version__",
+    "RawFileServer", "StaticFiles", "TimerHandle", "available_backends", "backend_names",
+    "cpu_info", "default_threads", "serve_workers", "__version__",
 ]
 
 
