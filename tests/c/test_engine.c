@@ -533,7 +533,7 @@ static void test_worker_hooks(void)
 /* --------------------------------------------------- stopping hook -- */
 
 /* The connection the stopping hook says goodbye on. */
-static piocp_conn *bye_conn;
+static _Atomic(piocp_conn *) bye_conn; /* published by the worker, read by main */
 static piocp_request bye_recv_req, bye_send_req;
 static char bye_buf[64];
 static atomic_int bye_hook_calls, bye_hook_misplaced, bye_recv_result, bye_closed;
@@ -565,7 +565,7 @@ static void bye_on_connection(piocp_listener *l, piocp_conn *conn, void *user)
     piocp_conn_set_callbacks(conn, bye_on_closed, NULL);
     bye_recv_req.complete = bye_recv_done;
     CHECK(piocp_recv(conn, &bye_recv_req, bye_buf, sizeof bye_buf) == 0);
-    bye_conn = conn;
+    atomic_store(&bye_conn, conn);
 }
 
 static const piocp_listener_callbacks bye_callbacks = {.on_connection = bye_on_connection};
@@ -579,7 +579,7 @@ static void bye_stopping(void *user)
         atomic_fetch_add(&bye_hook_misplaced, 1);
     atomic_fetch_add(&bye_hook_calls, 1);
     bye_send_req.complete = bye_send_done;
-    CHECK(piocp_send(bye_conn, &bye_send_req, "bye", 3) == 0);
+    CHECK(piocp_send(atomic_load(&bye_conn), &bye_send_req, "bye", 3) == 0);
 }
 
 static void test_stopping_hook(void)
@@ -597,9 +597,9 @@ static void test_stopping_hook(void)
     int port = listen_on(e, &bye_callbacks, NULL);
     CHECK(piocp_engine_start(e) == 0);
     int client = connect_loopback(port);
-    for (int i = 0; i < 500 && !bye_conn; i++)
+    for (int i = 0; i < 500 && !atomic_load(&bye_conn); i++)
         usleep(10000);
-    CHECK(bye_conn != NULL);
+    CHECK(atomic_load(&bye_conn) != NULL);
     CHECK(piocp_engine_stop(e, 2000) == 0);
     CHECK(atomic_load(&bye_hook_calls) == 1);
     CHECK(atomic_load(&bye_hook_misplaced) == 0);
@@ -609,7 +609,7 @@ static void test_stopping_hook(void)
     CHECK(read(client, got, sizeof got) == 3 && memcmp(got, "bye", 3) == 0);
     CHECK(read(client, got, sizeof got) == 0); /* then an orderly close */
     close(client);
-    piocp_conn_release(bye_conn);
+    piocp_conn_release(atomic_load(&bye_conn));
     piocp_engine_free(e);
     CHECK(count_fds() == fds);
 }
