@@ -110,6 +110,14 @@ typedef struct piocp_config {
      * (5000).  Meanwhile what the peer sends is read and dropped, so that
      * unread bytes do not make the kernel reset the connection. */
     int linger_ms;
+    /* How long a stop keeps reading a connection that has not been answered
+     * yet (accepted, nothing sent on it): its first request may already be
+     * on the wire, sent by a client that connected just before the stop (a
+     * reload racing its clients).  Such a connection is served as usual
+     * until it sends, then drains like the others; one whose request does
+     * not come within this time is closed in order.  0 = default (1000);
+     * the drain's own limit still applies. */
+    int drain_first_request_ms;
     /* Called on a worker after it has handled one batch of completions and
      * before it waits again: lets a binding dispatch the batch at once (one
      * GIL acquisition per batch instead of one per completion). */
@@ -161,8 +169,9 @@ int piocp_engine_new(piocp_engine **out, const piocp_config *config);
 /* Starts the worker threads. */
 int piocp_engine_start(piocp_engine *engine);
 /* Graceful stop: close listeners, cancel pending recvs (no new requests are
- * read), let sends and transmits finish for up to `drain_ms`, then abort what
- * is left, post the quit completion that wakes every worker, and join them.
+ * read; a connection not answered yet still reads its first request, see
+ * drain_first_request_ms), let sends and transmits finish for up to
+ * `drain_ms`, then abort what is left, post the quit completion that wakes every worker, and join them.
  * Must not be called from a worker thread (-EDEADLK).  Idempotent. */
 int piocp_engine_stop(piocp_engine *engine, int drain_ms);
 /* Frees a stopped (or never started) engine. */

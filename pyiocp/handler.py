@@ -57,7 +57,9 @@ class Handler:
 
     def stopping(self, conn: "Connection") -> None:
         """The engine is stopping: it accepts no more connections, and this
-        one's pending recv is about to be cancelled.  Finish what was
+        one's pending recv is about to be cancelled (unless nothing has been
+        sent on it yet: then its first request is still read, for up to a
+        second, and answered as usual).  Finish what was
         started (send a last answer, close()); called once per open
         connection, only if a subclass defines it.  What is still open
         afterwards is drained and closed by the engine."""

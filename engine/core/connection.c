@@ -351,6 +351,7 @@ static int queue_send(piocp_conn *c, piocp_request *req)
     if (rc == 0) {
         if (req->op == PIOCP_OP_SHUTDOWN)
             c->write_shut = true;
+        c->unanswered = false;
         req->conn = c;
         req->next = NULL;
         req->done = 0;

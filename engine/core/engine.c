@@ -19,6 +19,7 @@
 #define DEFAULT_MAX_CONNECTIONS 10000
 /* How long a closing connection waits for the peer to close its side. */
 #define DEFAULT_LINGER_MS 5000
+#define DEFAULT_DRAIN_FIRST_REQUEST_MS 1000
 
 /* Every backend this build has, in order of preference for "auto": true
  * completions first, readiness turned into completions where io_uring is
@@ -113,6 +114,7 @@ void piocp_config_init(piocp_config *config)
     config->backend = "auto";
     config->max_connections = DEFAULT_MAX_CONNECTIONS;
     config->linger_ms = DEFAULT_LINGER_MS;
+    config->drain_first_request_ms = DEFAULT_DRAIN_FIRST_REQUEST_MS;
 }
 
 static void init_locks(piocp_engine *e)
@@ -163,7 +165,8 @@ int piocp_engine_new(piocp_engine **out, const piocp_config *config)
     if (config)
         cfg = *config;
     if (cfg.threads < 0 || cfg.threads > PIOCP_MAX_THREADS || cfg.max_connections < 0 ||
-        cfg.idle_timeout_ms < 0 || cfg.linger_ms < 0)
+        cfg.idle_timeout_ms < 0 || cfg.linger_ms < 0 ||
+        cfg.drain_first_request_ms < 0)
         return -EINVAL;
     if (cfg.threads == 0)
         cfg.threads = piocp_default_threads();
@@ -171,6 +174,8 @@ int piocp_engine_new(piocp_engine **out, const piocp_config *config)
         cfg.max_connections = DEFAULT_MAX_CONNECTIONS;
     if (cfg.linger_ms == 0)
         cfg.linger_ms = DEFAULT_LINGER_MS;
+    if (cfg.drain_first_request_ms == 0)
+        cfg.drain_first_request_ms = DEFAULT_DRAIN_FIRST_REQUEST_MS;
 
     const piocp_backend_ops *backend = NULL;
     char note[256];

@@ -63,6 +63,9 @@ struct piocp_conn {
     bool lingering;            /* FIN sent; reading until the peer closes */
     long long linger_until_ms; /* ... or until then: closed in order anyway */
     bool write_shut;           /* a shutdown is queued or done: sends fail (-EPIPE) */
+    bool unanswered;           /* accepted, nothing posted to send yet: a stop
+                                  still reads its first request */
+    long long first_request_until_ms; /* stopping: ... until then (0: not yet set) */
     bool held;                 /* adopted: claimed until its callbacks are set */
     bool connecting;           /* outbound: connect(2) not finished yet */
     piocp_connect_fn connect_done; /* outbound: runs once, connected or not */

@@ -189,6 +189,7 @@ void piocp_accepted(piocp_listener *l, piocp_socket fd, const struct sockaddr *p
     }
     piocp_socket_set_nodelay(fd);
     pthread_mutex_lock(&c->lock);
+    c->unanswered = true;
     /* on_connection is the connection's first callback: no turn may run
      * (and close it) alongside it, so it stays claimed like a turn (see
      * piocp_pool_acquire).  What is posted or asked meanwhile (a stop, a

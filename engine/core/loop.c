@@ -144,11 +144,37 @@ static bool close_step_locked(piocp_worker *w, piocp_conn *c, piocp_done_list *d
     return false; /* lingering: park arranges to hear from the peer */
 }
 
+/* Stopping, on a connection not answered yet: true while it may still read
+ * its first request.  A client that connected just before the stop (or a
+ * reload) has sent it, or is about to, and would otherwise get a closed
+ * connection for a request it cannot know was never read; nginx serves a
+ * connection's first request through a graceful shutdown for the same
+ * reason.  The wait is bounded: a close deadline ends it in order. */
+static bool first_request_may_come_locked(piocp_conn *c)
+{
+    long long now = piocp_now_ms();
+    if (!c->first_request_until_ms) {
+        long long until = now + c->engine->config.drain_first_request_ms;
+        c->first_request_until_ms = until;
+        long long deadline = atomic_load_explicit(&c->deadline_ms, memory_order_relaxed);
+        if (!deadline || deadline > until) {
+            atomic_store_explicit(&c->deadline_graceful, true, memory_order_relaxed);
+            atomic_store_explicit(&c->deadline_ms, until, memory_order_relaxed);
+        }
+    }
+    if (now < c->first_request_until_ms)
+        return true;
+    c->unanswered = false;
+    return false;
+}
+
 /* Stopping: read no new request; a connection with nothing left to send is
  * not a running transfer and closes now. */
 static void stop_reading_locked(piocp_worker *w, piocp_conn *c, piocp_done_list *done)
 {
     const piocp_backend_ops *ops = w->engine->backend;
+    if (c->unanswered && first_request_may_come_locked(c))
+        return;
     if (c->recv_req && !(ops->cancel_recv && ops->cancel_recv(w, c))) {
         piocp_done_push(done, c->recv_req, -ECANCELED);
         c->recv_req = NULL;

@@ -363,6 +363,8 @@ static void test_config_errors(void)
     CHECK(piocp_engine_new(&e, &bad_threads) == -EINVAL);
     piocp_config bad_backend = {.backend = "no-such-backend"};
     CHECK(piocp_engine_new(&e, &bad_backend) == -ENOENT);
+    piocp_config bad_first_request = {.drain_first_request_ms = -1};
+    CHECK(piocp_engine_new(&e, &bad_first_request) == -EINVAL);
     e = start_engine(1, 0, 0);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     CHECK(piocp_listen(e, (struct sockaddr *)&addr, sizeof addr, 0, &echo_callbacks, NULL, NULL) == -EINVAL);
@@ -610,6 +612,135 @@ static void test_stopping_hook(void)
     CHECK(read(client, got, sizeof got) == 0); /* then an orderly close */
     close(client);
     piocp_conn_release(atomic_load(&bye_conn));
+    piocp_engine_free(e);
+    CHECK(count_fds() == fds);
+}
+
+/* ------------------------------------------- first request at a stop -- */
+
+/* A connection accepted just before a stop whose request arrives after it
+ * began (a reload racing a client): it is read and answered, then closed in
+ * order.  One that never sends is closed in order once
+ * drain_first_request_ms has passed, without waiting out the drain. */
+static piocp_request first_recv_req, first_send_req;
+static char first_buf[64];
+static atomic_int first_made, first_recv_result, first_closed, first_close_error;
+static atomic_int first_stopping;
+
+static void first_send_done(piocp_request *req, ssize_t result)
+{
+    (void)req;
+    CHECK(result == 3);
+}
+
+static void first_recv_done(piocp_request *req, ssize_t result)
+{
+    atomic_store(&first_recv_result, (int)result);
+    if (result > 0) {
+        first_send_req.complete = first_send_done;
+        CHECK(piocp_send(req->conn, &first_send_req, "ok\n", 3) == 0);
+    }
+    piocp_close(req->conn);
+}
+
+static void first_on_closed(piocp_conn *conn, int error)
+{
+    (void)conn;
+    atomic_store(&first_close_error, error);
+    atomic_fetch_add(&first_closed, 1);
+}
+
+static void first_on_connection(piocp_listener *l, piocp_conn *conn, void *user)
+{
+    (void)l;
+    (void)user;
+    piocp_conn_set_callbacks(conn, first_on_closed, NULL);
+    first_recv_req.complete = first_recv_done;
+    CHECK(piocp_recv(conn, &first_recv_req, first_buf, sizeof first_buf) == 0);
+    atomic_fetch_add(&first_made, 1);
+}
+
+static const piocp_listener_callbacks first_callbacks = {.on_connection = first_on_connection};
+
+static void first_stopping_hook(void *user)
+{
+    (void)user;
+    atomic_store(&first_stopping, 1);
+}
+
+typedef struct stop_args {
+    piocp_engine *e;
+    int drain_ms;
+    long long took_ms;
+} stop_args;
+
+static void *stop_thread(void *arg)
+{
+    stop_args *a = arg;
+    long long t0 = now_ms();
+    CHECK(piocp_engine_stop(a->e, a->drain_ms) == 0);
+    a->took_ms = now_ms() - t0;
+    return NULL;
+}
+
+static piocp_engine *first_request_engine(int first_request_ms, int *port)
+{
+    piocp_config cfg;
+    piocp_config_init(&cfg);
+    cfg.threads = 2;
+    cfg.backend = backend;
+    cfg.drain_first_request_ms = first_request_ms;
+    cfg.stopping = first_stopping_hook;
+    piocp_engine *e = NULL;
+    CHECK(piocp_engine_new(&e, &cfg) == 0);
+    *port = listen_on(e, &first_callbacks, NULL);
+    CHECK(piocp_engine_start(e) == 0);
+    return e;
+}
+
+static void test_stop_reads_first_request(void)
+{
+    int fds = count_fds(), port;
+    piocp_engine *e = first_request_engine(0 /* the default */, &port);
+    int client = connect_loopback(port);
+    wait_until(&first_made, 1, 5000);
+    stop_args stop = {.e = e, .drain_ms = 5000};
+    pthread_t thread;
+    pthread_create(&thread, NULL, stop_thread, &stop);
+    wait_until(&first_stopping, 1, 5000);
+    usleep(50000); /* the stop's kick has run this connection's turn */
+    CHECK(atomic_load(&first_closed) == 0);
+    CHECK(write_all(client, "hi\n", 3) == 0);
+    char got[8] = {0};
+    CHECK(read_exact(client, got, 3) == 0 && memcmp(got, "ok\n", 3) == 0);
+    CHECK(read(client, got, sizeof got) == 0); /* then an orderly close */
+    pthread_join(thread, NULL);
+    fprintf(stderr, "%s: stop took %lld ms\n", backend, stop.took_ms);
+    CHECK(atomic_load(&first_recv_result) == 3);
+    CHECK(atomic_load(&first_closed) == 1 && atomic_load(&first_close_error) == 0);
+    CHECK(stop.took_ms < 1000); /* answered: no waiting for the first-request time */
+    close(client);
+    piocp_engine_free(e);
+    CHECK(count_fds() == fds);
+}
+
+static void test_stop_closes_silent_connection(void)
+{
+    int fds = count_fds(), port;
+    piocp_engine *e = first_request_engine(300, &port);
+    int client = connect_loopback(port);
+    wait_until(&first_made, 1, 5000);
+    stop_args stop = {.e = e, .drain_ms = 10000};
+    pthread_t thread;
+    pthread_create(&thread, NULL, stop_thread, &stop);
+    char c;
+    CHECK(read(client, &c, 1) == 0); /* closed in order, not reset */
+    pthread_join(thread, NULL);
+    fprintf(stderr, "%s: stop took %lld ms\n", backend, stop.took_ms);
+    CHECK(stop.took_ms >= 250 && stop.took_ms < 3000); /* 300 ms + a sweep, not the drain */
+    CHECK(atomic_load(&first_recv_result) == -ECANCELED);
+    CHECK(atomic_load(&first_closed) == 1 && atomic_load(&first_close_error) == 0);
+    close(client);
     piocp_engine_free(e);
     CHECK(count_fds() == fds);
 }
@@ -920,6 +1051,8 @@ static const test_case cases[] = {
     {"worker_hooks", test_worker_hooks},
     {"move_between_workers", test_move_between_workers},
     {"stopping_hook", test_stopping_hook},
+    {"stop_reads_first_request", test_stop_reads_first_request},
+    {"stop_closes_silent_connection", test_stop_closes_silent_connection},
     {NULL, NULL},
 };
 
