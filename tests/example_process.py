@@ -23,10 +23,16 @@ class ExampleProcess:
     """`python examples/NAME ARGS...`; its first line on stdout must say
     where it listens ("... on HOST:PORT ...")."""
 
-    def __init__(self, name: str, *args: str, stderr_path: str, start_timeout: float = 20.0):
+    def __init__(self, name: str, *args: str, stderr_path: str, start_timeout: float = 20.0,
+                 measure_memory: bool = False):
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             [PACKAGE_PARENT] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        if measure_memory and "ASAN_OPTIONS" in env:
+            # AddressSanitizer keeps freed memory in quarantine (256 MiB by
+            # default) to catch late uses: resident, it would hide what the
+            # server itself holds from rss_kib()
+            env["ASAN_OPTIONS"] += ":quarantine_size_mb=0"
         self.stderr_path = stderr_path
         self._stderr = open(stderr_path, "wb")
         self.proc = subprocess.Popen([sys.executable, os.path.join(EXAMPLES, name), *args],

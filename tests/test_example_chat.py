@@ -19,10 +19,11 @@ MAX_BACKLOG = 256 * 1024
 def start_chat(backend, tmp_path):
     servers = []
 
-    def start(*args: str) -> ExampleProcess:
+    def start(*args: str, measure_memory: bool = False) -> ExampleProcess:
         server = ExampleProcess("chat_server.py", "--port", "0", "--threads", "2",
                                 "--backend", backend, *args,
-                                stderr_path=str(tmp_path / f"chat{len(servers)}.err"))
+                                stderr_path=str(tmp_path / f"chat{len(servers)}.err"),
+                                measure_memory=measure_memory)
         servers.append(server)
         return server
 
@@ -140,7 +141,8 @@ def test_a_client_that_never_reads_is_dropped_and_memory_stays_bounded(start_cha
     queue reaches --max-backlog, instead of keeping 48 MiB for it, and goes
     on serving the other two; its resident memory grows by a few MiB at
     most (a server that queued for the stalled client would grow by tens)."""
-    server = start_chat("--max-backlog", str(MAX_BACKLOG), "--slow-timeout", "60")
+    server = start_chat("--max-backlog", str(MAX_BACKLOG), "--slow-timeout", "60",
+                        measure_memory=True)
     stalled = join(server, clients, rcvbuf=4096)
     reader = join(server, clients)
     writer = join(server, clients)

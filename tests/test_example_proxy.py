@@ -58,8 +58,8 @@ class Upstream:
             except BaseException as exc:
                 self.errors.append(exc)
         thread = threading.Thread(target=run, daemon=True)
+        self.threads.append(thread)   # before it runs: check() must see it
         thread.start()
-        self.threads.append(thread)
 
     def check(self) -> None:
         """Every connection served to its end, without an error."""
@@ -77,11 +77,12 @@ class Upstream:
 def start_proxy(backend, tmp_path):
     made = []
 
-    def start(upstream_address, *args: str) -> ExampleProcess:
+    def start(upstream_address, *args: str, measure_memory: bool = False) -> ExampleProcess:
         proxy = ExampleProcess("tcp_proxy.py", "--listen", "127.0.0.1:0",
                                "--upstream", "%s:%d" % upstream_address[:2],
                                "--threads", "2", "--backend", backend, *args,
-                               stderr_path=str(tmp_path / f"proxy{len(made)}.err"))
+                               stderr_path=str(tmp_path / f"proxy{len(made)}.err"),
+                               measure_memory=measure_memory)
         made.append(proxy)
         return proxy
 
@@ -282,7 +283,7 @@ def test_data_sent_before_the_upstream_is_connected_is_kept_bounded(start_proxy,
     try:
         # the kernel retries the connection request after 1, 3, 7, 15 s
         proxy = start_proxy(upstream.address, "--buffer", str(64 * 1024),
-                            "--connect-timeout", "60")
+                            "--connect-timeout", "60", measure_memory=True)
         baseline = proxy.rss_kib()
         with connect(proxy) as client:
             sent = [0]
@@ -332,7 +333,7 @@ def test_a_client_that_does_not_read_holds_the_upstream_back(start_proxy, upstre
         recv_until_eof(sock)
 
     upstream = upstreams(serve).start()
-    proxy = start_proxy(upstream.address)
+    proxy = start_proxy(upstream.address, measure_memory=True)
     baseline = proxy.rss_kib()
     with connect(proxy, rcvbuf=4096) as client:
         assert stalled(lambda: sent[0]), "the upstream's sends never stalled"
