@@ -12,9 +12,9 @@ UPSTREAM", so port 0 works).
   (--buffer, 256 KiB) the engine calls pause_writing, and no recv is posted
   on the other side until resume_writing: a fast sender facing a slow
   reader waits in the kernel's socket buffers, not in the proxy's memory.
-- What a client sends before its upstream is connected is kept, up to
-  --buffer bytes (the client is not read beyond that), and forwarded
-  first once connected.
+- What a client sends before its upstream is connected is kept (the
+  client is no longer read once --buffer bytes are), and forwarded first
+  once connected.
 - Half-close travels: an end of stream from one side (eof_received, which
   returns True to keep the connection open) becomes write_eof() on the
   other, after everything read before it; the pair is closed once both
