@@ -137,6 +137,11 @@ def test_echo_through_the_proxy(start_proxy, upstreams):
     upstream.check()
 
 
+def send_then_end(sock: socket.socket, data: bytes) -> None:
+    sock.sendall(data)
+    sock.shutdown(socket.SHUT_WR)
+
+
 def test_20_mib_each_way_byte_exact(start_proxy, upstreams):
     """20 MiB up while the upstream sends 20 MiB of its own down, at the
     same time; each side checks every byte."""
@@ -144,8 +149,7 @@ def test_20_mib_each_way_byte_exact(start_proxy, upstreams):
     received_up = []
 
     def serve(sock: socket.socket) -> None:
-        sender = threading.Thread(target=lambda: (sock.sendall(down_data),
-                                                  sock.shutdown(socket.SHUT_WR)))
+        sender = threading.Thread(target=send_then_end, args=(sock, down_data))
         sender.start()
         received_up.append(recv_until_eof(sock))
         sender.join(TIMEOUT)
@@ -153,8 +157,7 @@ def test_20_mib_each_way_byte_exact(start_proxy, upstreams):
     upstream = upstreams(serve).start()
     proxy = start_proxy(upstream.address)
     with connect(proxy) as client:
-        sender = threading.Thread(target=lambda: (client.sendall(up_data),
-                                                  client.shutdown(socket.SHUT_WR)))
+        sender = threading.Thread(target=send_then_end, args=(client, up_data))
         sender.start()
         got = recv_until_eof(client)
         sender.join(TIMEOUT)
