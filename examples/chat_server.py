@@ -8,7 +8,7 @@ A client is greeted with "* you are NAME\\n" once it is in the room.
     nc 127.0.0.1 7000
 
 The first line on stdout says where it listens ("chat server on HOST:PORT",
-so --port 0 works); then one line per join, leave and drop.
+so --port 0 works); then one line per join, leave, drop and refusal.
 
 Slow readers.  A broadcast must never wait for its slowest listener, and a
 listener that stops reading must not make the server hold an ever-growing
