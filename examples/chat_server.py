@@ -28,7 +28,9 @@ their "SendQ":
 
 So the server holds at most --max-backlog bytes plus one message (the
 lines of one 16 KiB read) for each of at most --max-clients clients,
-whatever they do, and a stalled reader delays no one.  A line longer than --max-line bytes gets
+whatever they do, and a stalled reader delays no one.
+
+A line longer than --max-line bytes (4096) gets
 "ERROR: line too long (over N bytes)\\n", and the connection is closed.
 
 Callbacks of one engine run one at a time (README, "Threads"), so the room
@@ -154,7 +156,11 @@ class ChatClient(pyiocp.Handler):
         """Says why, then closes.  A hard deadline bounds the close: a
         client that does not read would otherwise keep its queue."""
         self.leave(conn, f"refused: {reason}")
-        conn.send(f"ERROR: {reason}\n".encode())
+        try:
+            conn.send(f"ERROR: {reason}\n".encode())
+        except BufferError:         # the engine's cap: no room even for that
+            conn.abort()
+            return
         conn.close()
         conn.set_deadline(self.room.slow_timeout, graceful=False)
 
