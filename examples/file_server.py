@@ -14,10 +14,13 @@ receive's worth of names and a few descriptors, not one per name.
     python examples/file_server.py ROOT [--port 8182] [--threads N]
     printf 'a.bin\\n' | nc -N 127.0.0.1 8182 > a.bin
 """
+from __future__ import annotations
+
 import argparse
 import collections
 import os
 import stat
+from typing import Deque, List, Optional
 
 import pyiocp
 
@@ -44,23 +47,24 @@ class FileServer(pyiocp.Handler):
     root = ""
     root_fd = -1
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.pending = b""
-        self.names = collections.deque()   # received, not answered yet
-        self.open_files = []   # descriptors being transmitted, in order
+        # received, not answered yet (None: a name too long to keep)
+        self.names: Deque[Optional[bytes]] = collections.deque()
+        self.open_files: List[int] = []   # descriptors being transmitted, in order
         self.paused = False    # between pause_writing and resume_writing
         self.reading = False   # a recv is posted
         self.eof = False
 
-    def connection_made(self, conn):
+    def connection_made(self, conn: pyiocp.Connection) -> None:
         self.read(conn)
 
-    def read(self, conn):
+    def read(self, conn: pyiocp.Connection) -> None:
         if not self.reading and not self.eof:
             self.reading = True
             conn.recv()
 
-    def data_received(self, conn, data):
+    def data_received(self, conn: pyiocp.Connection, data: bytes) -> None:
         self.reading = False
         *lines, self.pending = (self.pending + data).split(b"\n")
         self.names.extend(line.rstrip(b"\r") for line in lines)
@@ -69,12 +73,15 @@ class FileServer(pyiocp.Handler):
             self.names.append(None)        # answered in turn: name too long
         self.serve(conn)
 
-    def eof_received(self, conn):
+    def eof_received(self, conn: pyiocp.Connection) -> Optional[bool]:
         self.reading = False
         self.eof = True                    # answer what was asked, then close
         self.serve(conn)
+        # None: closed once the sends are done.  No name is waiting here:
+        # the next recv (this one) is only posted once all are answered.
+        return None
 
-    def serve(self, conn):
+    def serve(self, conn: pyiocp.Connection) -> None:
         while self.names and not self.paused:
             self.answer(conn, self.names.popleft())
         if self.paused:
@@ -84,14 +91,14 @@ class FileServer(pyiocp.Handler):
         else:
             self.read(conn)
 
-    def pause_writing(self, conn):
+    def pause_writing(self, conn: pyiocp.Connection) -> None:
         self.paused = True
 
-    def resume_writing(self, conn):
+    def resume_writing(self, conn: pyiocp.Connection) -> None:
         self.paused = False
         self.serve(conn)
 
-    def answer(self, conn, line):
+    def answer(self, conn: pyiocp.Connection, line: Optional[bytes]) -> None:
         if line is None or len(line) > MAX_NAME:
             conn.send(b"ERROR: name too long\r\n")
             return
@@ -110,17 +117,17 @@ class FileServer(pyiocp.Handler):
                 os.close(fd)
                 raise
 
-    def transmit_done(self, conn, nbytes):
+    def transmit_done(self, conn: pyiocp.Connection, nbytes: int) -> None:
         os.close(self.open_files.pop(0))   # transmits complete in posting order
 
-    def connection_lost(self, conn, exc):
+    def connection_lost(self, conn: pyiocp.Connection, exc: Optional[OSError]) -> None:
         for fd in self.open_files:         # cut short: close what is left
             os.close(fd)
         self.open_files.clear()
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("root")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8182)

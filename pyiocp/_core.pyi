@@ -43,8 +43,10 @@ class _CpuInfo(TypedDict):
     quota_cpus: Optional[float]
     usable: int
 
-def cpu_info(cgroup_root: Union[str, bytes, PathLike, None] = None,
-             proc_self_cgroup: Union[str, bytes, PathLike, None] = None) -> _CpuInfo: ...
+_Path = Union[str, bytes, PathLike[str], PathLike[bytes]]
+
+def cpu_info(cgroup_root: Optional[_Path] = None,
+             proc_self_cgroup: Optional[_Path] = None) -> _CpuInfo: ...
 MAX_THREADS: int
 def describe_backend(name: str) -> str: ...
 
@@ -63,7 +65,7 @@ class Connection:
     def handler(self) -> Handler: ...
     def recv(self) -> bool: ...
     def send(self, data: _Buffer) -> bool: ...
-    def transmit_file(self, file: Union[int, str, bytes, PathLike], offset: int = 0,
+    def transmit_file(self, file: Union[int, _Path], offset: int = 0,
                       count: Optional[int] = None, head: _Buffer = b"") -> bool: ...
     @property
     def sockname(self) -> Optional[_Address]: ...
@@ -96,7 +98,7 @@ class NativeHandler:
 @final
 class RawFileServer(NativeHandler):
     root: str
-    def __init__(self, root: Union[str, PathLike], *, access_log: Any = None,
+    def __init__(self, root: Union[str, PathLike[str]], *, access_log: Any = None,
                  max_name: int = ...) -> None: ...
     @property
     def max_name(self) -> int: ...
@@ -106,7 +108,7 @@ class RawFileServer(NativeHandler):
 @final
 class StaticFiles(NativeHandler):
     root: str
-    def __init__(self, root: Union[str, PathLike], *, listing: bool = ...,
+    def __init__(self, root: Union[str, PathLike[str]], *, listing: bool = ...,
                  access_log: Any = None, header_timeout: float = ...,
                  keepalive_timeout: float = ..., max_head: int = ...,
                  max_discard: int = ..., cache_valid: float = ...) -> None: ...

@@ -73,7 +73,7 @@ class EngineConfig:
         return self.threads if self.threads is not None else default_threads()
 
 
-def _check_int(name, value, low, high, optional=False):
+def _check_int(name: str, value: object, low: int, high: int, optional: bool = False) -> None:
     if value is None and optional:
         return
     if isinstance(value, bool) or not isinstance(value, int):

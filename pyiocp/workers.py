@@ -23,7 +23,8 @@ import socket
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Tuple
+from types import FrameType
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 from . import _core
 
@@ -42,13 +43,14 @@ RELOAD_TIMEOUT = 30.0
 SUPERVISOR_SIGNALS = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
 
 Setup = Callable[[socket.socket], "_core.Engine"]
+Address = Tuple[Any, ...]    # (host, port), or IPv6's (host, port, flowinfo, scope_id)
 
 
-def serve_workers(workers: int, setup: Setup, *, address: Optional[Tuple] = None,
+def serve_workers(workers: int, setup: Setup, *, address: Optional[Address] = None,
                   sock: Optional[socket.socket] = None, reuse_port: bool = False,
                   backlog: int = 1024, drain_timeout: float = 5.0,
                   stop_timeout: Optional[float] = None,
-                  on_ready: Optional[Callable[[Tuple], None]] = None) -> int:
+                  on_ready: Optional[Callable[[Address], None]] = None) -> int:
     """Serves with `workers` processes until SIGTERM or SIGINT; returns 0,
     or 1 if the first workers could not start (setup() failed).
 
@@ -81,12 +83,13 @@ def serve_workers(workers: int, setup: Setup, *, address: Optional[Tuple] = None
         raise ValueError("serve_workers() takes an address or sock, exactly one")
     if reuse_port and sock is not None:
         raise ValueError("reuse_port binds a socket per worker: give an address, not sock")
-    supervisor = _Supervisor(workers, setup, drain_timeout,
-                             drain_timeout + 5.0 if stop_timeout is None else stop_timeout)
     owned = sock is None
-    sock = sock if sock is not None else _bind(address, backlog, reuse_port)
+    if sock is None:
+        assert address is not None   # exactly one of the two, checked above
+        sock = _bind(address, backlog, reuse_port)
     try:
-        supervisor.socket = sock
+        supervisor = _Supervisor(sock, workers, setup, drain_timeout,
+                                 drain_timeout + 5.0 if stop_timeout is None else stop_timeout)
         if reuse_port:
             supervisor.worker_address = sock.getsockname()
             supervisor.backlog = backlog
@@ -96,7 +99,7 @@ def serve_workers(workers: int, setup: Setup, *, address: Optional[Tuple] = None
             sock.close()
 
 
-def _bind(address, backlog: int, reuse_port: bool) -> socket.socket:
+def _bind(address: Address, backlog: int, reuse_port: bool) -> socket.socket:
     """The supervisor's socket.  With reuse_port it is bound but does not
     listen: it only holds the port (resolving port 0) for the workers'
     sockets; the kernel hands connections to listening sockets only."""
@@ -113,7 +116,7 @@ def _bind(address, backlog: int, reuse_port: bool) -> socket.socket:
     return sock
 
 
-def _family(address) -> int:
+def _family(address: Address) -> int:
     host = address[0]
     return socket.AF_INET6 if isinstance(host, str) and ":" in host else socket.AF_INET
 
@@ -134,13 +137,14 @@ class _Worker:
 
 
 class _Supervisor:
-    def __init__(self, count: int, setup: Setup, drain_timeout: float, stop_timeout: float):
+    def __init__(self, sock: socket.socket, count: int, setup: Setup, drain_timeout: float,
+                 stop_timeout: float) -> None:
+        self.socket = sock
         self.count = count
         self.setup = setup
         self.drain_timeout = drain_timeout
         self.stop_timeout = stop_timeout
-        self.socket: Optional[socket.socket] = None
-        self.worker_address = None      # reuse_port: each worker binds this
+        self.worker_address: Optional[Address] = None   # reuse_port: each worker binds this
         self.backlog = 1024
         self.slots: Dict[int, Optional[_Worker]] = {slot: None for slot in range(count)}
         self.retiring: Dict[int, _Worker] = {}      # pid -> old worker, draining
@@ -152,7 +156,7 @@ class _Supervisor:
 
     # ------------------------------------------------------------ loop --
 
-    def run(self, on_ready) -> int:
+    def run(self, on_ready: Optional[Callable[[Address], None]]) -> int:
         self.ready_read, self.ready_write = os.pipe()
         os.set_blocking(self.ready_read, False)
         # Signals are taken with sigtimedwait, never by a handler running
@@ -196,13 +200,13 @@ class _Supervisor:
 
     # ------------------------------------------------- starting workers --
 
-    def _start_due(self):
+    def _start_due(self) -> None:
         now = time.monotonic()
         for slot, worker in self.slots.items():
             if worker is None and now >= self.restart_at[slot]:
                 self._spawn(slot)
 
-    def _spawn(self, slot: int):
+    def _spawn(self, slot: int) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
@@ -210,7 +214,7 @@ class _Supervisor:
             _worker_main(self, slot)   # never returns
         self.slots[slot] = _Worker(pid, slot, time.monotonic())
 
-    def _read_ready(self):
+    def _read_ready(self) -> None:
         try:
             data = os.read(self.ready_read, 4096)
         except BlockingIOError:
@@ -250,7 +254,7 @@ class _Supervisor:
                     continue
             self._schedule_restart(worker, status)
 
-    def _schedule_restart(self, worker: _Worker, status: int):
+    def _schedule_restart(self, worker: _Worker, status: int) -> None:
         slot = worker.slot
         uptime = time.monotonic() - worker.started
         self.failures[slot] = self.failures[slot] + 1 if uptime < MIN_UPTIME else 0
@@ -264,7 +268,7 @@ class _Supervisor:
 
     # ---------------------------------------------------------- reload --
 
-    def _begin_reload(self):
+    def _begin_reload(self) -> None:
         if self.reload is not None:
             log.info("pyiocp: SIGHUP: a reload is already under way")
             return
@@ -279,7 +283,7 @@ class _Supervisor:
             self.failures[slot] = 0
             self.restart_at[slot] = 0.0
 
-    def _advance_reload(self):
+    def _advance_reload(self) -> None:
         if self.reload is None:
             return
         deadline, old = self.reload
@@ -290,8 +294,9 @@ class _Supervisor:
         elif time.monotonic() > deadline:
             self._abort_reload(f"the new workers were not ready within {RELOAD_TIMEOUT:.0f} s")
 
-    def _abort_reload(self, reason: str):
+    def _abort_reload(self, reason: str) -> None:
         """Keeps the old workers (those still alive) and stops the new."""
+        assert self.reload is not None   # called while one is under way
         _, old = self.reload
         self.reload = None
         log.error("pyiocp: reload failed (%s); keeping the running workers", reason)
@@ -306,14 +311,14 @@ class _Supervisor:
 
     # ------------------------------------------------------------ stop --
 
-    def _terminate(self, workers):
+    def _terminate(self, workers: Iterable[_Worker]) -> None:
         for worker in workers:
             try:
                 os.kill(worker.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
 
-    def _stop_all(self):
+    def _stop_all(self) -> None:
         everyone = {w.pid: w for w in self.slots.values() if w is not None}
         everyone.update(self.retiring)
         self._terminate(everyone.values())
@@ -342,7 +347,7 @@ class _Supervisor:
 
 # ---------------------------------------------------------------- worker --
 
-def _worker_main(supervisor: _Supervisor, slot: int):
+def _worker_main(supervisor: _Supervisor, slot: int) -> None:
     """The child after fork: serves and leaves with os._exit, so that
     nothing of the supervisor (atexit hooks, finally blocks up its stack)
     runs twice."""
@@ -363,7 +368,7 @@ def _serve_in_worker(supervisor: _Supervisor) -> int:
     engine = None
     stop_requested = False
 
-    def on_sigterm(signum, frame):
+    def on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
         nonlocal stop_requested
         stop_requested = True
         if engine is not None:
@@ -397,6 +402,6 @@ def _serve_in_worker(supervisor: _Supervisor) -> int:
     return 0
 
 
-def _listen_reuse_port(address, backlog: int) -> socket.socket:
+def _listen_reuse_port(address: Address, backlog: int) -> socket.socket:
     return socket.create_server(address, family=_family(address), backlog=backlog,
                                 reuse_port=True)

@@ -67,3 +67,21 @@ def test_pipelined_names_without_reading_hold_few_descriptors(file_server):
         assert held <= 4, held
         for _ in range(500):
             assert recv_exactly(sock, len(expected)) == expected
+
+
+def test_names_then_half_close_are_all_answered(file_server):
+    """The client pipelines 20 names of a 1 MiB file and half-closes at
+    once, before the server could answer them (it pauses at its high mark):
+    every answer still comes, then the end of stream."""
+    address, root = file_server
+    expected = (root / "big.bin").read_bytes()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(30)
+    sock.connect(address)
+    with sock:
+        sock.sendall(b"big.bin\n" * 20)
+        sock.shutdown(socket.SHUT_WR)
+        for index in range(20):
+            assert recv_exactly(sock, len(expected)) == expected, f"answer {index}"
+        assert sock.recv(1) == b""
