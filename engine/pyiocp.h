@@ -199,6 +199,9 @@ typedef struct piocp_engine_stats {
     uint64_t accept_errors;   /* accepts that failed (EMFILE, ECONNABORTED...) */
     uint64_t accept_pauses;   /* times accepting paused for want of descriptors */
     uint64_t connections;     /* open now */
+    /* File bytes handed to the kernel by transmits (the zero-copy path),
+     * on every connection: a head is not counted here. */
+    uint64_t transmit_file_bytes;
 } piocp_engine_stats;
 void piocp_engine_get_stats(const piocp_engine *engine, piocp_engine_stats *out);
 /* Index of the calling worker thread in [0, threads), or -1 elsewhere. */

@@ -441,8 +441,7 @@ static void on_send_cqe(piocp_conn *c, int res, bool retry, piocp_done_list *don
         if (!c->abort_error)
             c->abort_error = res;
     } else if (r && res > 0) {
-        r->done += (size_t)res;
-        piocp_touch(c);
+        piocp_sent_locked(c, r, (size_t)res);
         if (r->op == PIOCP_OP_SEND && r->done == r->u.send.len) {
             c->send_head = r->next;
             if (!c->send_head)

@@ -123,6 +123,10 @@ void piocp_done_push(piocp_done_list *done, piocp_request *req, ssize_t result);
 void piocp_complete_list(piocp_request *list);
 /* Progress for the idle timeout. */
 void piocp_touch(piocp_conn *conn);
+/* `n` more bytes of `req`, the head of the send queue, were handed to the
+ * kernel: advances req->done, the idle clock and the engine's counters.
+ * Every backend reports a send's progress through here. */
+void piocp_sent_locked(piocp_conn *conn, piocp_request *req, size_t n);
 
 typedef enum piocp_sends {
     PIOCP_SENDS_IDLE,     /* nothing left to send */

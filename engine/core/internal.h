@@ -130,6 +130,7 @@ typedef struct piocp_timer_heap {
 
 typedef struct engine_counters {
     atomic_uint_fast64_t accepted, refused, accept_errors, accept_pauses;
+    atomic_uint_fast64_t transmit_file_bytes; /* file bytes handed to the kernel */
 } engine_counters;
 
 struct piocp_engine {

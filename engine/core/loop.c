@@ -40,6 +40,17 @@ void piocp_touch(piocp_conn *c)
 
 /* ------------------------------------------------------------- sends -- */
 
+void piocp_sent_locked(piocp_conn *c, piocp_request *r, size_t n)
+{
+    engine_counters *counters = &c->engine->counters;
+    /* one step moves head bytes or file bytes, never both (send_step): the
+     * bytes are the file's if the head was out before it */
+    if (r->op == PIOCP_OP_TRANSMIT && r->done >= r->u.transmit.head_len)
+        atomic_fetch_add_explicit(&counters->transmit_file_bytes, n, memory_order_relaxed);
+    r->done += n;
+    piocp_touch(c);
+}
+
 piocp_sends piocp_run_sends_locked(piocp_conn *c, piocp_done_list *done, size_t *budget,
                                    piocp_send_step_fn step, bool transmits_only)
 {
@@ -74,9 +85,8 @@ piocp_sends piocp_run_sends_locked(piocp_conn *c, piocp_done_list *done, size_t 
             return PIOCP_SENDS_BROKEN;
         }
         if (n > 0) {
-            r->done += (size_t)n;
+            piocp_sent_locked(c, r, (size_t)n);
             *budget = (size_t)n >= *budget ? 0 : *budget - (size_t)n;
-            piocp_touch(c);
             continue;
         }
         c->send_head = r->next;
