@@ -23,7 +23,8 @@
  *    callback of the same connection runs; it runs after every completion;
  *  - piocp_abort is allowed after piocp_close (it cuts the graceful close);
  *  - a failed send or transmit aborts the connection (the byte stream can
- *    no longer keep its order); `req->done` then says how far it got;
+ *    no longer keep its order); `req->done` then says how far it got (one
+ *    ended by piocp_cancel does not: the connection stays open);
  *  - an aborted connection is reset (RST), a closed one gets a FIN;
  *  - a transmit of 0 bytes without head completes at once with 0.
  */
@@ -83,6 +84,7 @@ struct piocp_request {
     piocp_request *next;
     size_t done;    /* bytes moved so far (send/transmit) */
     ssize_t result; /* set just before `complete` runs */
+    unsigned char cancelling; /* piocp_cancel asked for it to end */
     union {
         struct { void *buf; size_t len; } recv;
         struct { const void *buf; size_t len; } send;
@@ -357,6 +359,29 @@ int piocp_shutdown(piocp_conn *conn, piocp_request *req);
 int piocp_close(piocp_conn *conn);
 /* Immediate close: every pending request completes with -ECANCELED. */
 int piocp_abort(piocp_conn *conn);
+/* Ends one pending request of `conn` early and leaves the connection open
+ * (any connection: accepted, adopted, connected or borrowed).  Callable
+ * from any thread, also from a completion callback.  Returns 0 when the
+ * cancel is taken; the request then completes exactly once, on a worker,
+ * as soon as it has stopped:
+ *  - not started yet (a queued send, transmit or shutdown; a recv): with
+ *    -ECANCELED and `req->done` 0;
+ *  - a send or transmit under way: it stops where it is and completes with
+ *    -ECANCELED, `req->done` counting the bytes (head, then file) handed
+ *    to the kernel, which the peer will get: the file's next byte to send
+ *    is offset + done - head_len;
+ *  - one the kernel holds (an io_uring send, a wait for room in the
+ *    socket): the kernel is asked to give it back, and it completes when
+ *    it has, `done` counting what the kernel took;
+ *  - one that finished first completes as it would have: with success.
+ * It may complete before requests posted earlier; the requests after it go
+ * on.  A send or transmit cancelled halfway leaves the peer with part of a
+ * message, and the next bytes follow straight after: making sense of the
+ * stream (closing it, or sending the rest) is the caller's business.  A
+ * shutdown cancelled before it ran sends no FIN, and sends may follow.
+ * Errors: -ENOENT, `req` is not pending on `conn` (it completed, is
+ * completing, or was never posted on it); -EINVAL, a NULL argument. */
+int piocp_cancel(piocp_conn *conn, piocp_request *req);
 
 
 /* ------------------------------------------ native raw file protocol -- */

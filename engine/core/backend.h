@@ -75,10 +75,19 @@ struct piocp_backend_ops {
      * broke.  Returns false when `budget` (bytes this turn may still move)
      * ran out with work left: the connection goes to the back of the line. */
     bool (*run)(piocp_worker *worker, piocp_conn *conn, piocp_done_list *done, size_t *budget);
-    /* Stopping: the pending recv must end.  true if the kernel holds it and
-     * its cancellation is on its way (it completes through the backend);
-     * false if it does not (the core completes it now).  May be NULL. */
+    /* Stopping, or piocp_cancel: the pending recv must end.  true if the
+     * kernel holds it and its cancellation is on its way (it completes
+     * through the backend); false if it does not (the core completes it
+     * now).  May be NULL. */
     bool (*cancel_recv)(piocp_worker *worker, piocp_conn *conn);
+    /* piocp_cancel reached the head of the send queue: true if the kernel
+     * holds it (a ring send, a ring wait for room) and the backend has
+     * asked for it back (once; its completion reschedules the connection,
+     * and a turn after that ends it); false if the kernel does not (the
+     * core completes it now, with req->done as sent).  A completion that
+     * comes back with bytes advances req->done first; one that finishes the
+     * request completes it as usual.  May be NULL: nothing is held. */
+    bool (*cancel_send)(piocp_worker *worker, piocp_conn *conn);
     /* Closing while conn->in_kernel > 0: have the kernel give those
      * operations back; their completions reschedule the connection and the
      * core closes it at 0.  Called on every turn until then: start it once.

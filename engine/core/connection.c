@@ -273,9 +273,23 @@ void piocp_done_push(piocp_done_list *done, piocp_request *r, ssize_t result)
     done->tail = r;
 }
 
-/* Fails every pending request with `error`, in posting order. */
+void piocp_done_take(piocp_done_list *done, piocp_done_list *from)
+{
+    if (!from->head)
+        return;
+    if (done->tail)
+        done->tail->next = from->head;
+    else
+        done->head = from->head;
+    done->tail = from->tail;
+    from->head = from->tail = NULL;
+}
+
+/* Fails every pending request with `error`, in posting order (those
+ * cancelled already keep their -ECANCELED). */
 void piocp_fail_all_locked(piocp_conn *c, int error, piocp_done_list *done)
 {
+    piocp_done_take(done, &c->cancelled);
     if (c->recv_req) {
         piocp_done_push(done, c->recv_req, error);
         c->recv_req = NULL;
@@ -333,6 +347,7 @@ int piocp_recv(piocp_conn *c, piocp_request *req, void *buf, size_t len)
         req->conn = c;
         req->next = NULL;
         req->done = 0;
+        req->cancelling = 0;
         req->u.recv.buf = buf;
         req->u.recv.len = len;
         c->recv_req = req;
@@ -355,6 +370,7 @@ static int queue_send(piocp_conn *c, piocp_request *req)
         req->conn = c;
         req->next = NULL;
         req->done = 0;
+        req->cancelling = 0;
         if (c->send_tail)
             c->send_tail->next = req;
         else
@@ -426,6 +442,63 @@ int piocp_abort(piocp_conn *c)
             c->abort_error = -ECANCELED;
         piocp_schedule_locked(c);
     }
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
+/* --------------------------------------------------------- cancel -- */
+
+/* Takes `req` out of the send queue if it waits there behind the head (so
+ * has not started: only the head moves).  true if it did. */
+static bool unlink_queued_locked(piocp_conn *c, piocp_request *req)
+{
+    for (piocp_request *prev = c->send_head; prev && prev->next; prev = prev->next) {
+        if (prev->next != req)
+            continue;
+        prev->next = req->next;
+        if (c->send_tail == req)
+            c->send_tail = prev;
+        return true;
+    }
+    return false;
+}
+
+static bool listed(const piocp_done_list *list, const piocp_request *req)
+{
+    for (const piocp_request *r = list->head; r; r = r->next)
+        if (r == req)
+            return true;
+    return false;
+}
+
+/* Whether a request is pending is decided here, under the lock, where every
+ * completion is decided too: a request is in exactly one of the
+ * connection's lists until a turn or a kernel completion takes it out to
+ * complete it.  Completing always happens on a worker in the connection's
+ * turn (or its kernel completion), never here: callbacks stay serialised,
+ * and a cancel from any thread cannot race a turn that is running. */
+int piocp_cancel(piocp_conn *c, piocp_request *req)
+{
+    if (!c || !req)
+        return -EINVAL;
+    pthread_mutex_lock(&c->lock);
+    int rc = 0;
+    if (c->state != CONN_OPEN) {
+        rc = -ENOENT; /* closed: everything it had has completed */
+    } else if (req == c->recv_req || req == c->send_head) {
+        /* may be under way, or held by the kernel: the turn decides (see
+         * resolve_cancels_locked in loop.c) */
+        req->cancelling = 1;
+    } else if (unlink_queued_locked(c, req)) {
+        req->cancelling = 1;
+        if (req->op == PIOCP_OP_SHUTDOWN)
+            c->write_shut = false; /* its FIN will not go out */
+        piocp_done_push(&c->cancelled, req, -ECANCELED);
+    } else if (!listed(&c->cancelled, req)) {
+        rc = -ENOENT;
+    }
+    if (rc == 0)
+        piocp_schedule_locked(c);
     pthread_mutex_unlock(&c->lock);
     return rc;
 }

@@ -75,6 +75,9 @@ struct piocp_conn {
 
     piocp_request *recv_req;
     piocp_request *send_head, *send_tail;
+    /* Cancelled before they started (piocp_cancel), results set: the next
+     * turn completes them. */
+    piocp_done_list cancelled;
 
     piocp_closed_fn on_closed;
     void *user;
@@ -195,6 +198,8 @@ void piocp_take_global(piocp_worker *worker);
 void piocp_take_remote(piocp_worker *worker);
 void piocp_run_local(piocp_worker *worker);
 void piocp_run_user_completions(piocp_engine *engine);
+/* Moves every request of `from` to the end of `done`. */
+void piocp_done_take(piocp_done_list *done, piocp_done_list *from);
 void piocp_fail_all_locked(piocp_conn *conn, int error, piocp_done_list *done);
 void piocp_close_socket_locked(piocp_conn *conn, int error);
 void piocp_finish_closed(piocp_conn *conn);

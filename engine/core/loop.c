@@ -193,6 +193,35 @@ static void stop_reading_locked(piocp_worker *w, piocp_conn *c, piocp_done_list 
         c->close_requested = true;
 }
 
+/* ----------------------------------------------------------- cancel -- */
+
+/* Ends what piocp_cancel asked to end (connection.c decides what is
+ * pending).  Requests that never started were set aside and complete now.
+ * The recv and the send queue's head may be held by the kernel: the
+ * backend then asks for them back and they end on a later turn (or in the
+ * recv's own completion); otherwise they end here, a send or transmit with
+ * req->done as sent.  Runs before `run` in the same locked stretch, so a
+ * cancelled head is never stepped again. */
+static void resolve_cancels_locked(piocp_worker *w, piocp_conn *c, piocp_done_list *done)
+{
+    const piocp_backend_ops *ops = w->engine->backend;
+    piocp_done_take(done, &c->cancelled);
+    piocp_request *r = c->recv_req;
+    if (r && r->cancelling && !(ops->cancel_recv && ops->cancel_recv(w, c))) {
+        c->recv_req = NULL;
+        piocp_done_push(done, r, -ECANCELED);
+    }
+    r = c->send_head;
+    if (r && r->cancelling && !(ops->cancel_send && ops->cancel_send(w, c))) {
+        c->send_head = r->next;
+        if (!c->send_head)
+            c->send_tail = NULL;
+        if (r->op == PIOCP_OP_SHUTDOWN)
+            c->write_shut = false; /* its FIN did not go out */
+        piocp_done_push(done, r, -ECANCELED);
+    }
+}
+
 /* -------------------------------------------------------------- turn -- */
 
 void piocp_conn_process(piocp_worker *w, piocp_conn *c)
@@ -223,6 +252,7 @@ void piocp_conn_process(piocp_worker *w, piocp_conn *c)
             if (c->abort_error)
                 c->again = true; /* failed: close it, and tell `done` */
         } else {
+            resolve_cancels_locked(w, c, &done);
             more = ops->run(w, c, &done, &budget);
             /* a send that just finished may have been the last thing a
              * stop was waiting for: nothing else would bring us back */
