@@ -93,6 +93,10 @@ struct piocp_backend_ops {
      * core closes it at 0.  Called on every turn until then: start it once.
      * May be NULL only if in_kernel is always 0. */
     void (*cancel)(piocp_worker *worker, piocp_conn *conn);
+    /* A borrowed connection's socket goes back to its owner, open: forget
+     * it (epoll: out of the set), so that nothing of ours is left on it.
+     * conn->in_kernel is 0.  May be NULL: nothing to forget. */
+    void (*remove_conn)(piocp_conn *conn);
     /* conn (owned by another worker, conn->in_kernel == 0, not running)
      * is about to move to `to`, the worker that posts on it: true if the
      * backend moved what it keeps per worker (epoll: the descriptor to

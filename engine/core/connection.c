@@ -301,15 +301,30 @@ void piocp_fail_all_locked(piocp_conn *c, int error, piocp_done_list *done)
     c->send_head = c->send_tail = NULL;
 }
 
+/* A borrowed socket goes back to its owner open and as it came: no close,
+ * no shutdown, no SO_LINGER.  Only the backend's watch on it ends; the
+ * kernel holds nothing of ours on it any more (in_kernel is 0). */
+static void hand_back_locked(piocp_conn *c)
+{
+    const piocp_backend_ops *ops = c->engine->backend;
+    if (c->fd != PIOCP_INVALID_SOCKET && ops->remove_conn)
+        ops->remove_conn(c);
+}
+
 void piocp_close_socket_locked(piocp_conn *c, int error)
 {
-    /* an aborted connection ends with a reset, not a FIN: a client must not
-     * take a cut-off file for a whole one */
-    if (c->fd != PIOCP_INVALID_SOCKET)
+    if (c->borrowed)
+        hand_back_locked(c);
+    else if (c->fd != PIOCP_INVALID_SOCKET)
+        /* an aborted connection ends with a reset, not a FIN: a client must
+         * not take a cut-off file for a whole one */
         piocp_socket_close(c->fd, error != 0);
     c->fd = PIOCP_INVALID_SOCKET;
     c->state = CONN_CLOSED;
-    c->closed_error = error == -ECANCELED ? 0 : error;
+    /* A cancelled connection of our own closed as asked: 0.  A borrowed
+     * socket's owner is told it came back cut short (its stream may end
+     * mid-message), since it goes on using it. */
+    c->closed_error = error == -ECANCELED && !c->borrowed ? 0 : error;
 }
 
 /* After the socket is closed and every request has completed. */
@@ -339,7 +354,7 @@ int piocp_recv(piocp_conn *c, piocp_request *req, void *buf, size_t len)
     if (!req || !req->complete || (!buf && len))
         return -EINVAL;
     pthread_mutex_lock(&c->lock);
-    int rc = post_check_locked(c);
+    int rc = c->borrowed ? -EINVAL : post_check_locked(c); /* its owner reads it */
     if (rc == 0 && c->recv_req)
         rc = -EBUSY;
     if (rc == 0) {
@@ -361,6 +376,8 @@ static int queue_send(piocp_conn *c, piocp_request *req)
 {
     pthread_mutex_lock(&c->lock);
     int rc = post_check_locked(c);
+    if (req->op == PIOCP_OP_SHUTDOWN && c->borrowed)
+        rc = -EINVAL; /* a FIN is its owner's to send */
     if (rc == 0 && c->write_shut)
         rc = -EPIPE; /* after our FIN, as send(2) says */
     if (rc == 0) {
@@ -559,7 +576,9 @@ void piocp_scan_idle(piocp_engine *e)
                 atomic_store_explicit(&c->deadline_ms, 0, memory_order_relaxed);
                 piocp_schedule_locked(c);
             }
-        } else if (c->state == CONN_OPEN && !c->abort_error && expired(c, now, limit)) {
+        } else if (c->state == CONN_OPEN && !c->abort_error &&
+                   /* a borrowed socket's owner keeps its own timeouts */
+                   expired(c, now, c->borrowed ? 0 : limit)) {
             long long deadline = atomic_load_explicit(&c->deadline_ms, memory_order_relaxed);
             bool graceful = deadline && now >= deadline &&
                             atomic_load_explicit(&c->deadline_graceful, memory_order_relaxed);

@@ -47,6 +47,8 @@ void piocp_sent_locked(piocp_conn *c, piocp_request *r, size_t n)
      * bytes are the file's if the head was out before it */
     if (r->op == PIOCP_OP_TRANSMIT && r->done >= r->u.transmit.head_len)
         atomic_fetch_add_explicit(&counters->transmit_file_bytes, n, memory_order_relaxed);
+    if (c->borrowed)
+        atomic_fetch_add_explicit(&counters->borrowed_bytes, n, memory_order_relaxed);
     r->done += n;
     piocp_touch(c);
 }
@@ -147,7 +149,8 @@ static bool close_step_locked(piocp_worker *w, piocp_conn *c, piocp_done_list *d
         return false;
     }
     piocp_fail_all_locked(c, c->abort_error ? c->abort_error : -ECANCELED, done);
-    if (c->abort_error || linger_locked(c)) {
+    /* a borrowed socket goes back as it is: no FIN, nothing read */
+    if (c->abort_error || c->borrowed || linger_locked(c)) {
         piocp_close_socket_locked(c, c->abort_error);
         return true;
     }
