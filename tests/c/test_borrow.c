@@ -1034,6 +1034,165 @@ static void test_borrow_abort(void)
     CHECK(count_fds() == fds);
 }
 
+/* ------------------------------------------- scripted: exact counts -- */
+
+/* On the scripted backend the test is the kernel: a socket takes at most
+ * `STEP` bytes a step and holds PIOCP_SCRIPTED_BUFFER until the test reads
+ * (piocp_scripted_output), so a transmit stops at an exact byte.  The
+ * borrowed socket is a real Unix pair: the engine must leave it alone. */
+enum { STEP = 1000, FULL = PIOCP_SCRIPTED_BUFFER };
+
+static void wait_pending(piocp_conn *conn, size_t want)
+{
+    long long deadline = now_ms() + 5000;
+    while (piocp_scripted_output_pending(conn) < want && now_ms() < deadline)
+        sched_yield();
+    CHECK(piocp_scripted_output_pending(conn) == want);
+}
+
+/* Takes exactly `len` bytes the connection sent and compares them. */
+static void collect_bytes(piocp_conn *conn, const char *want, size_t len)
+{
+    char *got = malloc(len ? len : 1);
+    size_t n = 0;
+    long long deadline = now_ms() + 5000;
+    while (n < len && now_ms() < deadline) {
+        size_t k = piocp_scripted_output(conn, got + n, len - n);
+        if (k == 0)
+            sched_yield();
+        n += k;
+    }
+    CHECK(n == len && memcmp(got, want, len) == 0);
+    free(got);
+}
+
+typedef struct scripted_case {
+    int fds;
+    piocp_engine *engine;
+    test_file file;
+    char *want;   /* what the transmit sends: HEAD, then the whole file */
+    lent l;
+    op t, queued;
+    piocp_engine_stats st0;
+} scripted_case;
+
+/* A borrowed socket with a transmit that filled the socket (FULL bytes
+ * out) and a send queued behind it. */
+static void scripted_start(scripted_case *c)
+{
+    c->fds = count_fds();
+    c->file = make_file(200000);
+    c->want = transmit_bytes(HEAD, &c->file, 0, c->file.len);
+    c->engine = new_engine("scripted", 2);
+    CHECK(piocp_engine_start(c->engine) == 0);
+    c->st0 = stats_of(c->engine);
+    lend(c->engine, false, &c->l);
+    piocp_scripted_send_limit(c->l.conn, STEP);
+    op_init(&c->t, &c->l.s);
+    op_init(&c->queued, &c->l.s);
+    CHECK(piocp_transmit(c->l.conn, &c->t.req, HEAD, strlen(HEAD), c->file.fd, 0,
+                         c->file.len) == 0);
+    CHECK(piocp_send(c->l.conn, &c->queued.req, "queued", 6) == 0);
+    wait_pending(c->l.conn, FULL);
+}
+
+/* The real socket saw nothing of it all, and is the owner's again. */
+static void scripted_finish(scripted_case *c)
+{
+    expect_quiet(c->l.peer, 20);
+    usable_both_ways(&c->l);
+    CHECK(piocp_engine_stop(c->engine, 1000) == 0);
+    let_go(&c->l);
+    piocp_engine_free(c->engine);
+    unlend(&c->l);
+    drop_file(&c->file);
+    free(c->want);
+    CHECK(count_fds() == c->fds);
+}
+
+/* The peer reads 10000 bytes and stops; the socket fills again; cancel:
+ * done is exactly what went out, the queued send follows the cut, the
+ * counters agree. */
+static void test_scripted_cancel(void)
+{
+    scripted_case c;
+    scripted_start(&c);
+    collect_bytes(c.l.conn, c.want, 10000);
+    wait_pending(c.l.conn, FULL);
+    CHECK(cancel_from_thread(c.l.conn, &c.t.req) == 0);
+    op_wait(&c.t);
+    CHECK(atomic_load(&c.t.result) == -ECANCELED);
+    CHECK(atomic_load(&c.t.done) == 10000 + FULL);
+    collect_bytes(c.l.conn, c.want + 10000, FULL);
+    collect_bytes(c.l.conn, "queued", 6);
+    op_wait(&c.queued);
+    CHECK(atomic_load(&c.queued.result) == 6);
+    CHECK(piocp_scripted_output_pending(c.l.conn) == 0);
+    CHECK(piocp_close(c.l.conn) == 0);
+    handed_back(&c.l, 0, -1);
+    piocp_engine_stats st1 = stats_of(c.engine);
+    CHECK(st1.borrowed - c.st0.borrowed == 1);
+    CHECK(st1.borrowed_bytes - c.st0.borrowed_bytes == 10000 + FULL + 6);
+    CHECK(st1.transmit_file_bytes - c.st0.transmit_file_bytes == 10000 + FULL - strlen(HEAD));
+    scripted_finish(&c);
+}
+
+/* The queued send is cancelled first (nothing sent), then the transmit;
+ * a cancelled request is -ENOENT afterwards. */
+static void test_scripted_cancel_queued(void)
+{
+    scripted_case c;
+    scripted_start(&c);
+    CHECK(piocp_cancel(c.l.conn, &c.queued.req) == 0);
+    int again = piocp_cancel(c.l.conn, &c.queued.req); /* taken still, or completing */
+    CHECK(again == 0 || again == -ENOENT);
+    op_wait(&c.queued);
+    CHECK(atomic_load(&c.queued.result) == -ECANCELED && atomic_load(&c.queued.done) == 0);
+    CHECK(piocp_cancel(c.l.conn, &c.queued.req) == -ENOENT);
+    CHECK(atomic_load(&c.t.completions) == 0);
+    CHECK(piocp_cancel(c.l.conn, &c.t.req) == 0);
+    op_wait(&c.t);
+    CHECK(atomic_load(&c.t.result) == -ECANCELED && atomic_load(&c.t.done) == FULL);
+    collect_bytes(c.l.conn, c.want, FULL);
+    sleep_ms(20);
+    CHECK(piocp_scripted_output_pending(c.l.conn) == 0);
+    CHECK(piocp_close(c.l.conn) == 0);
+    handed_back(&c.l, 0, -1);
+    scripted_finish(&c);
+}
+
+/* The next step fails (the peer is gone): the transmit says how far it
+ * got, the queued send fails too, on_closed reports the error, and the
+ * socket comes back open. */
+static void test_scripted_peer_error(void)
+{
+    scripted_case c;
+    scripted_start(&c);
+    piocp_scripted_send_error(c.l.conn, -EPIPE);
+    collect_bytes(c.l.conn, c.want, STEP); /* room: the next step runs, and fails */
+    op_wait(&c.t);
+    op_wait(&c.queued);
+    CHECK(atomic_load(&c.t.result) == -EPIPE && atomic_load(&c.t.done) == FULL);
+    CHECK(atomic_load(&c.queued.result) == -EPIPE);
+    handed_back(&c.l, -EPIPE, -1);
+    scripted_finish(&c);
+}
+
+/* A stop whose drain runs out: aborted, -ECANCELED, handed back. */
+static void test_scripted_stop(void)
+{
+    scripted_case c;
+    scripted_start(&c);
+    long long t0 = now_ms();
+    CHECK(piocp_engine_stop(c.engine, 200) == 0);
+    CHECK(now_ms() - t0 >= 150);
+    CHECK(atomic_load(&c.t.completions) == 1 && atomic_load(&c.queued.completions) == 1);
+    CHECK(atomic_load(&c.t.result) == -ECANCELED && atomic_load(&c.t.done) == FULL);
+    CHECK(atomic_load(&c.queued.result) == -ECANCELED);
+    handed_back(&c.l, -ECANCELED, -1);
+    scripted_finish(&c);
+}
+
 static const test_case cases[] = {
     {"conn_cancel_recv", test_conn_cancel_recv},
     {"conn_cancel_send", test_conn_cancel_send},
@@ -1047,6 +1206,10 @@ static const test_case cases[] = {
     {"borrow_deadline", test_borrow_deadline},
     {"borrow_errors", test_borrow_errors},
     {"borrow_abort", test_borrow_abort},
+    {"scripted_cancel", test_scripted_cancel},
+    {"scripted_cancel_queued", test_scripted_cancel_queued},
+    {"scripted_peer_error", test_scripted_peer_error},
+    {"scripted_stop", test_scripted_stop},
     {NULL, NULL},
 };
 
