@@ -14,7 +14,8 @@
  * on the owner thread (measured fastest, see BENCHMARKS.md), with a ring
  * POLLOUT when the socket is full.  Closing cancels what is on the ring
  * (ASYNC_CANCEL by descriptor); the core closes the socket only once every
- * CQE came back (conn->in_kernel).
+ * CQE came back (conn->in_kernel).  piocp_cancel cancels one SQE (the recv,
+ * or the head's send or POLLOUT) by its user_data.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE

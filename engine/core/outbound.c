@@ -2,8 +2,8 @@
  * outbound.c - connections the engine did not accept: sockets handed over
  * already connected (piocp_adopt), sockets lent for a while (piocp_borrow),
  * and outbound connects (piocp_connect).
- * Both take a pool slot claimed (core/connection.c), register the socket
- * with the backend and hand it over, like piocp_accepted.  Backend-neutral:
+ * Each takes a pool slot claimed (core/connection.c), registers the socket
+ * with the backend and hands it over, like piocp_accepted.  Backend-neutral:
  * a connect's turn looks at the socket (platform), and a backend only has
  * to wake it when the socket turns writable, as for a full send buffer.
  */
