@@ -23,8 +23,10 @@
  *    callback of the same connection runs; it runs after every completion;
  *  - piocp_abort is allowed after piocp_close (it cuts the graceful close);
  *  - a failed send or transmit aborts the connection (the byte stream can
- *    no longer keep its order); `req->done` then says how far it got;
- *  - an aborted connection is reset (RST), a closed one gets a FIN;
+ *    no longer keep its order); `req->done` then says how far it got (one
+ *    ended by piocp_cancel does not: the connection stays open);
+ *  - an aborted connection is reset (RST), a closed one gets a FIN (a
+ *    borrowed one neither: it goes back to its owner, see piocp_borrow);
  *  - a transmit of 0 bytes without head completes at once with 0.
  */
 #ifndef PYIOCP_H
@@ -83,6 +85,7 @@ struct piocp_request {
     piocp_request *next;
     size_t done;    /* bytes moved so far (send/transmit) */
     ssize_t result; /* set just before `complete` runs */
+    unsigned char cancelling; /* piocp_cancel asked for it to end */
     union {
         struct { void *buf; size_t len; } recv;
         struct { const void *buf; size_t len; } send;
@@ -199,6 +202,11 @@ typedef struct piocp_engine_stats {
     uint64_t accept_errors;   /* accepts that failed (EMFILE, ECONNABORTED...) */
     uint64_t accept_pauses;   /* times accepting paused for want of descriptors */
     uint64_t connections;     /* open now */
+    /* File bytes handed to the kernel by transmits (the zero-copy path),
+     * on every connection: a head is not counted here. */
+    uint64_t transmit_file_bytes;
+    uint64_t borrowed;        /* connections borrowed so far (piocp_borrow) */
+    uint64_t borrowed_bytes;  /* bytes sent on them: heads, buffers and file bytes */
 } piocp_engine_stats;
 void piocp_engine_get_stats(const piocp_engine *engine, piocp_engine_stats *out);
 /* Index of the calling worker thread in [0, threads), or -1 elsewhere. */
@@ -277,9 +285,10 @@ uint64_t piocp_listener_refused(const piocp_listener *listener);
 
 /* ------------------------------------------------------- connections -- */
 
-/* Runs once per connection, after its socket is closed and every request
- * on it has completed.  `error` is 0 for an orderly close, or -errno for the
- * error that broke the connection (-ETIMEDOUT for an idle timeout). */
+/* Runs once per connection, after its socket is closed (a borrowed one:
+ * handed back) and every request on it has completed.  `error` is 0 for an
+ * orderly close, or -errno for the error that broke the connection
+ * (-ETIMEDOUT for an idle timeout). */
 typedef void (*piocp_closed_fn)(piocp_conn *conn, int error);
 
 void piocp_conn_set_callbacks(piocp_conn *conn, piocp_closed_fn on_closed, void *user);
@@ -307,6 +316,38 @@ int piocp_conn_set_close_deadline(piocp_conn *conn, int timeout_ms);
  * (not a socket, not a stream, not connected), -ENOSPC (max_connections
  * are open), -ESHUTDOWN (the engine is stopping). */
 int piocp_adopt(piocp_engine *engine, piocp_socket fd, piocp_conn **out);
+/* Borrows a connected stream socket from its owner (an asyncio event loop
+ * lending a transport's socket for a zero-copy file transmission) and
+ * gives it back untouched.  The engine changes no socket option and no
+ * file flag: `fd` must be non-blocking already.  It never reads from it,
+ * shuts it down, resets or closes it, and sets no SO_LINGER.  Only
+ * piocp_send and piocp_transmit may be posted on it (piocp_recv and
+ * piocp_shutdown fail with -EINVAL); piocp_cancel works as anywhere.  As
+ * with piocp_adopt, `*out` is claimed until piocp_conn_set_callbacks and
+ * counts against max_connections; callable from any thread.
+ *
+ * The socket goes back to its owner, open, as on_closed(conn, error) runs:
+ * nothing of the engine is left on it by then (epoll: out of the engine's
+ * set; io_uring: no request of ours in a ring), and the owner has it again
+ * from then on.  It goes back:
+ *  - at piocp_close, once every request posted has completed: error 0 (no
+ *    FIN, no lingering);
+ *  - at piocp_abort: the pending requests complete with -ECANCELED, and so
+ *    does on_closed (the owner's stream may end mid-message);
+ *  - when a send fails (the peer reset: -ECONNRESET, -EPIPE): the pending
+ *    requests fail with that error, and so does on_closed;
+ *  - at a deadline: piocp_conn_set_deadline's with -ETIMEDOUT, the close
+ *    deadline's as piocp_close.  The engine's idle_timeout does not apply:
+ *    the owner keeps its own timeouts;
+ *  - at engine stop: with nothing to send at once (0); otherwise its sends
+ *    drain like any, and what is left at the drain deadline is aborted as
+ *    above (-ECANCELED).
+ * Meanwhile the owner may keep the socket in its own epoll set (that is
+ * another registration) and may read from it, but must not write to it,
+ * shut it down or close it.  Errors, after which `fd` is the caller's as it
+ * was: -EINVAL (not a socket, not a stream, not connected, blocking),
+ * -ENOSPC (max_connections are open), -ESHUTDOWN (the engine is stopping). */
+int piocp_borrow(piocp_engine *engine, piocp_socket fd, piocp_conn **out);
 
 /* How an outbound connect ended: `conn` is the new connection (error 0),
  * or NULL with -errno: -ECONNREFUSED, -ETIMEDOUT (timeout_ms passed), or
@@ -354,6 +395,29 @@ int piocp_shutdown(piocp_conn *conn, piocp_request *req);
 int piocp_close(piocp_conn *conn);
 /* Immediate close: every pending request completes with -ECANCELED. */
 int piocp_abort(piocp_conn *conn);
+/* Ends one pending request of `conn` early and leaves the connection open
+ * (any connection: accepted, adopted, connected or borrowed).  Callable
+ * from any thread, also from a completion callback.  Returns 0 when the
+ * cancel is taken; the request then completes exactly once, on a worker,
+ * as soon as it has stopped:
+ *  - not started yet (a queued send, transmit or shutdown; a recv): with
+ *    -ECANCELED and `req->done` 0;
+ *  - a send or transmit under way: it stops where it is and completes with
+ *    -ECANCELED, `req->done` counting the bytes (head, then file) handed
+ *    to the kernel, which the peer will get: the file's next byte to send
+ *    is offset + done - head_len;
+ *  - one the kernel holds (an io_uring send, a wait for room in the
+ *    socket): the kernel is asked to give it back, and it completes when
+ *    it has, `done` counting what the kernel took;
+ *  - one that finished first completes as it would have: with success.
+ * It may complete before requests posted earlier; the requests after it go
+ * on.  A send or transmit cancelled halfway leaves the peer with part of a
+ * message, and the next bytes follow straight after: making sense of the
+ * stream (closing it, or sending the rest) is the caller's business.  A
+ * shutdown cancelled before it ran sends no FIN, and sends may follow.
+ * Errors: -ENOENT, `req` is not pending on `conn` (it completed, is
+ * completing, or was never posted on it); -EINVAL, a NULL argument. */
+int piocp_cancel(piocp_conn *conn, piocp_request *req);
 
 
 /* ------------------------------------------ native raw file protocol -- */

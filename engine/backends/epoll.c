@@ -78,6 +78,10 @@ static uint64_t conn_tag(const piocp_conn *c)
  * it at once would wake a worker for every new connection for nothing. */
 #define CONN_EVENTS (EPOLLIN | EPOLLRDHUP | EPOLLET)
 
+/* A borrowed socket is read by its owner, never by us: its arriving bytes
+ * must not wake a worker.  Errors and hang-ups are reported anyway. */
+static uint32_t base_events(const piocp_conn *c) { return c->borrowed ? EPOLLET : CONN_EVENTS; }
+
 static epoll_worker *owner_of(piocp_conn *c)
 {
     epoll_backend *b = c->engine->backend_data;
@@ -250,7 +254,7 @@ static int epoll_add_conn(piocp_worker *w, piocp_conn *c)
     /* optimistic: a client usually sends its request right after connecting */
     ec->readable = true;
     ec->writable = true;
-    ec->watched_events = CONN_EVENTS;
+    ec->watched_events = base_events(c);
     if (c->connecting) {
         /* an outbound connect ends with the socket turning writable (or
          * failing: EPOLLERR/EPOLLHUP, always reported) */
@@ -277,6 +281,14 @@ static bool epoll_move(piocp_worker *to, piocp_conn *c)
     if (rc < 0 && !c->abort_error)
         c->abort_error = rc; /* watched by no set: fail it rather than hang */
     return false;
+}
+
+/* A borrowed socket goes back to its owner: out of our set, since the
+ * descriptor stays open (the owner may watch it in an epoll set of its
+ * own; that registration is another, and stays). */
+static void epoll_remove_conn(piocp_conn *c)
+{
+    (void)epoll_ctl(owner_of(c)->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 }
 
 static ssize_t send_step(piocp_conn *c, piocp_request *r) { return piocp_socket_send_step(c->fd, r); }
@@ -330,7 +342,7 @@ static int epoll_park(piocp_worker *w, piocp_conn *c)
     if (!c->send_head || ec->writable || (ec->watched_events & EPOLLOUT))
         return 0;
     (void)w;
-    int rc = watch_conn(owner_of(c), c, CONN_EVENTS | EPOLLOUT, EPOLL_CTL_MOD);
+    int rc = watch_conn(owner_of(c), c, base_events(c) | EPOLLOUT, EPOLL_CTL_MOD);
     if (rc == 0)
         ec->watched_events |= EPOLLOUT;
     return rc;
@@ -404,6 +416,7 @@ const piocp_backend_ops piocp_backend_epoll = {
     .resume_listener = epoll_resume_listener,
     .stop_listener = epoll_stop_listener,
     .add_conn = epoll_add_conn,
+    .remove_conn = epoll_remove_conn,
     .move = epoll_move,
     .run = epoll_run,
     .park = epoll_park,

@@ -14,7 +14,8 @@
  * on the owner thread (measured fastest, see BENCHMARKS.md), with a ring
  * POLLOUT when the socket is full.  Closing cancels what is on the ring
  * (ASYNC_CANCEL by descriptor); the core closes the socket only once every
- * CQE came back (conn->in_kernel).
+ * CQE came back (conn->in_kernel).  piocp_cancel cancels one SQE (the recv,
+ * or the head's send or POLLOUT) by its user_data.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -70,6 +71,8 @@ typedef struct uring_backend {
 typedef struct uring_conn {
     bool recv_submitted, send_submitted, poll_submitted;
     bool cancel_submitted, recv_cancel_submitted;
+    bool send_cancel_submitted;  /* piocp_cancel's, for the head's SQE */
+    unsigned send_op;            /* with send_submitted: OP_SEND or OP_POLLOUT */
 } uring_conn;
 
 static uint64_t conn_data(const piocp_conn *c, unsigned op)
@@ -347,6 +350,7 @@ static bool submit_send(uring_worker *uw, piocp_conn *c, uring_conn *uc)
     piocp_uring_prep_send(sqe, c->fd, (const char *)r->u.send.buf + r->done,
                           r->u.send.len - r->done, MSG_NOSIGNAL, conn_data(c, OP_SEND));
     uc->send_submitted = true;
+    uc->send_op = OP_SEND;
     return true;
 }
 
@@ -358,10 +362,12 @@ static bool submit_poll(uring_worker *uw, piocp_conn *c, uring_conn *uc, unsigne
     if (!submit_conn_op(uw, c, &sqe))
         return false;
     piocp_uring_prep_poll_add(sqe, c->fd, op == OP_POLLOUT ? POLLOUT : POLLIN, conn_data(c, op));
-    if (op == OP_POLLOUT)
+    if (op == OP_POLLOUT) {
         uc->send_submitted = true;
-    else
+        uc->send_op = OP_POLLOUT;
+    } else {
         uc->poll_submitted = true;
+    }
     return true;
 }
 
@@ -411,6 +417,25 @@ static bool uring_cancel_recv(piocp_worker *w, piocp_conn *c)
     return true;
 }
 
+/* The head of the send queue is to end (piocp_cancel).  The ring may hold
+ * its send, or the POLLOUT it waits on: cancel that one SQE by its
+ * user_data (the other requests on the socket stay), and let the turn after
+ * its CQE end the request with what was sent. */
+static bool uring_cancel_send(piocp_worker *w, piocp_conn *c)
+{
+    uring_conn *uc = piocp_conn_backend(c);
+    if (!uc->send_submitted)
+        return false;
+    if (!uc->send_cancel_submitted) {
+        struct io_uring_sqe *sqe = get_sqe(w->backend);
+        if (sqe) {
+            piocp_uring_prep_cancel(sqe, conn_data(c, uc->send_op), 0, kind_data(KIND_IGNORE, 0));
+            uc->send_cancel_submitted = true;
+        }
+    }
+    return true;
+}
+
 static void uring_cancel(piocp_worker *w, piocp_conn *c)
 {
     uring_conn *uc = piocp_conn_backend(c);
@@ -437,12 +462,13 @@ static int uring_park(piocp_worker *w, piocp_conn *c)
 static void on_send_cqe(piocp_conn *c, int res, bool retry, piocp_done_list *done)
 {
     piocp_request *r = c->send_head;
+    if (res == -ECANCELED && r && r->cancelling)
+        return; /* given back to piocp_cancel: the turn ends it, the stream is whole */
     if (res < 0 && !retry) {
         if (!c->abort_error)
             c->abort_error = res;
     } else if (r && res > 0) {
-        r->done += (size_t)res;
-        piocp_touch(c);
+        piocp_sent_locked(c, r, (size_t)res);
         if (r->op == PIOCP_OP_SEND && r->done == r->u.send.len) {
             c->send_head = r->next;
             if (!c->send_head)
@@ -480,9 +506,11 @@ static void on_conn_cqe(piocp_engine *e, uint64_t data, int res)
         }
     } else if (op == OP_SEND) {
         uc->send_submitted = false;
+        uc->send_cancel_submitted = false;
         on_send_cqe(c, res, retry, &done);
-    } else if (op == OP_POLLOUT) { /* writable again, or failed */
+    } else if (op == OP_POLLOUT) { /* writable again, failed, or cancelled */
         uc->send_submitted = false;
+        uc->send_cancel_submitted = false;
         if (res < 0 && res != -ECANCELED && !c->abort_error)
             c->abort_error = res;
     } else { /* OP_POLLIN (lingering close): the turn drains and decides */
@@ -604,6 +632,7 @@ const piocp_backend_ops piocp_backend_io_uring = {
     .add_conn = uring_add_conn,
     .run = uring_run,
     .cancel_recv = uring_cancel_recv,
+    .cancel_send = uring_cancel_send,
     .cancel = uring_cancel,
     .park = uring_park,
 };

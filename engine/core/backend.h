@@ -75,15 +75,28 @@ struct piocp_backend_ops {
      * broke.  Returns false when `budget` (bytes this turn may still move)
      * ran out with work left: the connection goes to the back of the line. */
     bool (*run)(piocp_worker *worker, piocp_conn *conn, piocp_done_list *done, size_t *budget);
-    /* Stopping: the pending recv must end.  true if the kernel holds it and
-     * its cancellation is on its way (it completes through the backend);
-     * false if it does not (the core completes it now).  May be NULL. */
+    /* Stopping, or piocp_cancel: the pending recv must end.  true if the
+     * kernel holds it and its cancellation is on its way (it completes
+     * through the backend); false if it does not (the core completes it
+     * now).  May be NULL. */
     bool (*cancel_recv)(piocp_worker *worker, piocp_conn *conn);
+    /* piocp_cancel reached the head of the send queue: true if the kernel
+     * holds it (a ring send, a ring wait for room) and the backend has
+     * asked for it back (once; its completion reschedules the connection,
+     * and a turn after that ends it); false if the kernel does not (the
+     * core completes it now, with req->done as sent).  A completion that
+     * comes back with bytes advances req->done first; one that finishes the
+     * request completes it as usual.  May be NULL: nothing is held. */
+    bool (*cancel_send)(piocp_worker *worker, piocp_conn *conn);
     /* Closing while conn->in_kernel > 0: have the kernel give those
      * operations back; their completions reschedule the connection and the
      * core closes it at 0.  Called on every turn until then: start it once.
      * May be NULL only if in_kernel is always 0. */
     void (*cancel)(piocp_worker *worker, piocp_conn *conn);
+    /* A borrowed connection's socket goes back to its owner, open: forget
+     * it (epoll: out of the set), so that nothing of ours is left on it.
+     * conn->in_kernel is 0.  May be NULL: nothing to forget. */
+    void (*remove_conn)(piocp_conn *conn);
     /* conn (owned by another worker, conn->in_kernel == 0, not running)
      * is about to move to `to`, the worker that posts on it: true if the
      * backend moved what it keeps per worker (epoll: the descriptor to
@@ -123,6 +136,10 @@ void piocp_done_push(piocp_done_list *done, piocp_request *req, ssize_t result);
 void piocp_complete_list(piocp_request *list);
 /* Progress for the idle timeout. */
 void piocp_touch(piocp_conn *conn);
+/* `n` more bytes of `req`, the head of the send queue, were handed to the
+ * kernel: advances req->done, the idle clock and the engine's counters.
+ * Every backend reports a send's progress through here. */
+void piocp_sent_locked(piocp_conn *conn, piocp_request *req, size_t n);
 
 typedef enum piocp_sends {
     PIOCP_SENDS_IDLE,     /* nothing left to send */

@@ -273,9 +273,23 @@ void piocp_done_push(piocp_done_list *done, piocp_request *r, ssize_t result)
     done->tail = r;
 }
 
-/* Fails every pending request with `error`, in posting order. */
+void piocp_done_take(piocp_done_list *done, piocp_done_list *from)
+{
+    if (!from->head)
+        return;
+    if (done->tail)
+        done->tail->next = from->head;
+    else
+        done->head = from->head;
+    done->tail = from->tail;
+    from->head = from->tail = NULL;
+}
+
+/* Fails every pending request with `error`, in posting order (those
+ * cancelled already keep their -ECANCELED). */
 void piocp_fail_all_locked(piocp_conn *c, int error, piocp_done_list *done)
 {
+    piocp_done_take(done, &c->cancelled);
     if (c->recv_req) {
         piocp_done_push(done, c->recv_req, error);
         c->recv_req = NULL;
@@ -287,15 +301,30 @@ void piocp_fail_all_locked(piocp_conn *c, int error, piocp_done_list *done)
     c->send_head = c->send_tail = NULL;
 }
 
+/* A borrowed socket goes back to its owner open and as it came: no close,
+ * no shutdown, no SO_LINGER.  Only the backend's watch on it ends; the
+ * kernel holds nothing of ours on it any more (in_kernel is 0). */
+static void hand_back_locked(piocp_conn *c)
+{
+    const piocp_backend_ops *ops = c->engine->backend;
+    if (c->fd != PIOCP_INVALID_SOCKET && ops->remove_conn)
+        ops->remove_conn(c);
+}
+
 void piocp_close_socket_locked(piocp_conn *c, int error)
 {
-    /* an aborted connection ends with a reset, not a FIN: a client must not
-     * take a cut-off file for a whole one */
-    if (c->fd != PIOCP_INVALID_SOCKET)
+    if (c->borrowed)
+        hand_back_locked(c);
+    else if (c->fd != PIOCP_INVALID_SOCKET)
+        /* an aborted connection ends with a reset, not a FIN: a client must
+         * not take a cut-off file for a whole one */
         piocp_socket_close(c->fd, error != 0);
     c->fd = PIOCP_INVALID_SOCKET;
     c->state = CONN_CLOSED;
-    c->closed_error = error == -ECANCELED ? 0 : error;
+    /* A cancelled connection of our own closed as asked: 0.  A borrowed
+     * socket's owner is told it came back cut short (its stream may end
+     * mid-message), since it goes on using it. */
+    c->closed_error = error == -ECANCELED && !c->borrowed ? 0 : error;
 }
 
 /* After the socket is closed and every request has completed. */
@@ -325,7 +354,7 @@ int piocp_recv(piocp_conn *c, piocp_request *req, void *buf, size_t len)
     if (!req || !req->complete || (!buf && len))
         return -EINVAL;
     pthread_mutex_lock(&c->lock);
-    int rc = post_check_locked(c);
+    int rc = c->borrowed ? -EINVAL : post_check_locked(c); /* its owner reads it */
     if (rc == 0 && c->recv_req)
         rc = -EBUSY;
     if (rc == 0) {
@@ -333,6 +362,7 @@ int piocp_recv(piocp_conn *c, piocp_request *req, void *buf, size_t len)
         req->conn = c;
         req->next = NULL;
         req->done = 0;
+        req->cancelling = 0;
         req->u.recv.buf = buf;
         req->u.recv.len = len;
         c->recv_req = req;
@@ -346,6 +376,8 @@ static int queue_send(piocp_conn *c, piocp_request *req)
 {
     pthread_mutex_lock(&c->lock);
     int rc = post_check_locked(c);
+    if (req->op == PIOCP_OP_SHUTDOWN && c->borrowed)
+        rc = -EINVAL; /* a FIN is its owner's to send */
     if (rc == 0 && c->write_shut)
         rc = -EPIPE; /* after our FIN, as send(2) says */
     if (rc == 0) {
@@ -355,6 +387,7 @@ static int queue_send(piocp_conn *c, piocp_request *req)
         req->conn = c;
         req->next = NULL;
         req->done = 0;
+        req->cancelling = 0;
         if (c->send_tail)
             c->send_tail->next = req;
         else
@@ -430,6 +463,63 @@ int piocp_abort(piocp_conn *c)
     return rc;
 }
 
+/* --------------------------------------------------------- cancel -- */
+
+/* Takes `req` out of the send queue if it waits there behind the head (so
+ * has not started: only the head moves).  true if it did. */
+static bool unlink_queued_locked(piocp_conn *c, piocp_request *req)
+{
+    for (piocp_request *prev = c->send_head; prev && prev->next; prev = prev->next) {
+        if (prev->next != req)
+            continue;
+        prev->next = req->next;
+        if (c->send_tail == req)
+            c->send_tail = prev;
+        return true;
+    }
+    return false;
+}
+
+static bool listed(const piocp_done_list *list, const piocp_request *req)
+{
+    for (const piocp_request *r = list->head; r; r = r->next)
+        if (r == req)
+            return true;
+    return false;
+}
+
+/* Whether a request is pending is decided here, under the lock, where every
+ * completion is decided too: a request is in exactly one of the
+ * connection's lists until a turn or a kernel completion takes it out to
+ * complete it.  Completing always happens on a worker in the connection's
+ * turn (or its kernel completion), never here: callbacks stay serialised,
+ * and a cancel from any thread cannot race a turn that is running. */
+int piocp_cancel(piocp_conn *c, piocp_request *req)
+{
+    if (!c || !req)
+        return -EINVAL;
+    pthread_mutex_lock(&c->lock);
+    int rc = 0;
+    if (c->state != CONN_OPEN) {
+        rc = -ENOENT; /* closed: everything it had has completed */
+    } else if (req == c->recv_req || req == c->send_head) {
+        /* may be under way, or held by the kernel: the turn decides (see
+         * resolve_cancels_locked in loop.c) */
+        req->cancelling = 1;
+    } else if (unlink_queued_locked(c, req)) {
+        req->cancelling = 1;
+        if (req->op == PIOCP_OP_SHUTDOWN)
+            c->write_shut = false; /* its FIN will not go out */
+        piocp_done_push(&c->cancelled, req, -ECANCELED);
+    } else if (!listed(&c->cancelled, req)) {
+        rc = -ENOENT;
+    }
+    if (rc == 0)
+        piocp_schedule_locked(c);
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
 /* ------------------------------------------------------ idle timeout -- */
 
 int piocp_sweep_period_ms(const piocp_engine *e)
@@ -486,7 +576,9 @@ void piocp_scan_idle(piocp_engine *e)
                 atomic_store_explicit(&c->deadline_ms, 0, memory_order_relaxed);
                 piocp_schedule_locked(c);
             }
-        } else if (c->state == CONN_OPEN && !c->abort_error && expired(c, now, limit)) {
+        } else if (c->state == CONN_OPEN && !c->abort_error &&
+                   /* a borrowed socket's owner keeps its own timeouts */
+                   expired(c, now, c->borrowed ? 0 : limit)) {
             long long deadline = atomic_load_explicit(&c->deadline_ms, memory_order_relaxed);
             bool graceful = deadline && now >= deadline &&
                             atomic_load_explicit(&c->deadline_graceful, memory_order_relaxed);

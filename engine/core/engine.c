@@ -388,6 +388,10 @@ void piocp_engine_get_stats(const piocp_engine *e, piocp_engine_stats *out)
     out->refused = atomic_load_explicit(&e->counters.refused, memory_order_relaxed);
     out->accept_errors = atomic_load_explicit(&e->counters.accept_errors, memory_order_relaxed);
     out->accept_pauses = atomic_load_explicit(&e->counters.accept_pauses, memory_order_relaxed);
+    out->transmit_file_bytes =
+        atomic_load_explicit(&e->counters.transmit_file_bytes, memory_order_relaxed);
+    out->borrowed = atomic_load_explicit(&e->counters.borrowed, memory_order_relaxed);
+    out->borrowed_bytes = atomic_load_explicit(&e->counters.borrowed_bytes, memory_order_relaxed);
     out->connections = (uint64_t)atomic_load(&e->open_conns);
 }
 

@@ -67,6 +67,9 @@ struct piocp_conn {
                                   still reads its first request */
     long long first_request_until_ms; /* stopping: ... until then (0: not yet set) */
     bool held;                 /* adopted: claimed until its callbacks are set */
+    /* Lent by its owner (piocp_borrow): sends only, no lingering, no idle
+     * timeout, and closing hands the socket back instead of closing it. */
+    bool borrowed;
     bool connecting;           /* outbound: connect(2) not finished yet */
     piocp_connect_fn connect_done; /* outbound: runs once, connected or not */
     void *connect_user;
@@ -75,6 +78,9 @@ struct piocp_conn {
 
     piocp_request *recv_req;
     piocp_request *send_head, *send_tail;
+    /* Cancelled before they started (piocp_cancel), results set: the next
+     * turn completes them. */
+    piocp_done_list cancelled;
 
     piocp_closed_fn on_closed;
     void *user;
@@ -130,6 +136,8 @@ typedef struct piocp_timer_heap {
 
 typedef struct engine_counters {
     atomic_uint_fast64_t accepted, refused, accept_errors, accept_pauses;
+    atomic_uint_fast64_t transmit_file_bytes; /* file bytes handed to the kernel */
+    atomic_uint_fast64_t borrowed, borrowed_bytes;
 } engine_counters;
 
 struct piocp_engine {
@@ -194,7 +202,11 @@ void piocp_take_global(piocp_worker *worker);
 void piocp_take_remote(piocp_worker *worker);
 void piocp_run_local(piocp_worker *worker);
 void piocp_run_user_completions(piocp_engine *engine);
+/* Moves every request of `from` to the end of `done`. */
+void piocp_done_take(piocp_done_list *done, piocp_done_list *from);
 void piocp_fail_all_locked(piocp_conn *conn, int error, piocp_done_list *done);
+/* Ends the connection's hold on its socket: closes it (reset if `error`),
+ * or hands a borrowed one back; on_closed will report `error`. */
 void piocp_close_socket_locked(piocp_conn *conn, int error);
 void piocp_finish_closed(piocp_conn *conn);
 void piocp_scan_idle(piocp_engine *engine);

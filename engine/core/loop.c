@@ -40,6 +40,19 @@ void piocp_touch(piocp_conn *c)
 
 /* ------------------------------------------------------------- sends -- */
 
+void piocp_sent_locked(piocp_conn *c, piocp_request *r, size_t n)
+{
+    engine_counters *counters = &c->engine->counters;
+    /* one step moves head bytes or file bytes, never both (send_step): the
+     * bytes are the file's if the head was out before it */
+    if (r->op == PIOCP_OP_TRANSMIT && r->done >= r->u.transmit.head_len)
+        atomic_fetch_add_explicit(&counters->transmit_file_bytes, n, memory_order_relaxed);
+    if (c->borrowed)
+        atomic_fetch_add_explicit(&counters->borrowed_bytes, n, memory_order_relaxed);
+    r->done += n;
+    piocp_touch(c);
+}
+
 piocp_sends piocp_run_sends_locked(piocp_conn *c, piocp_done_list *done, size_t *budget,
                                    piocp_send_step_fn step, bool transmits_only)
 {
@@ -74,9 +87,8 @@ piocp_sends piocp_run_sends_locked(piocp_conn *c, piocp_done_list *done, size_t 
             return PIOCP_SENDS_BROKEN;
         }
         if (n > 0) {
-            r->done += (size_t)n;
+            piocp_sent_locked(c, r, (size_t)n);
             *budget = (size_t)n >= *budget ? 0 : *budget - (size_t)n;
-            piocp_touch(c);
             continue;
         }
         c->send_head = r->next;
@@ -137,7 +149,8 @@ static bool close_step_locked(piocp_worker *w, piocp_conn *c, piocp_done_list *d
         return false;
     }
     piocp_fail_all_locked(c, c->abort_error ? c->abort_error : -ECANCELED, done);
-    if (c->abort_error || linger_locked(c)) {
+    /* a borrowed socket goes back as it is: no FIN, nothing read */
+    if (c->abort_error || c->borrowed || linger_locked(c)) {
         piocp_close_socket_locked(c, c->abort_error);
         return true;
     }
@@ -183,6 +196,35 @@ static void stop_reading_locked(piocp_worker *w, piocp_conn *c, piocp_done_list 
         c->close_requested = true;
 }
 
+/* ----------------------------------------------------------- cancel -- */
+
+/* Ends what piocp_cancel asked to end (connection.c decides what is
+ * pending).  Requests that never started were set aside and complete now.
+ * The recv and the send queue's head may be held by the kernel: the
+ * backend then asks for them back and they end on a later turn (or in the
+ * recv's own completion); otherwise they end here, a send or transmit with
+ * req->done as sent.  Runs before `run` in the same locked stretch, so a
+ * cancelled head is never stepped again. */
+static void resolve_cancels_locked(piocp_worker *w, piocp_conn *c, piocp_done_list *done)
+{
+    const piocp_backend_ops *ops = w->engine->backend;
+    piocp_done_take(done, &c->cancelled);
+    piocp_request *r = c->recv_req;
+    if (r && r->cancelling && !(ops->cancel_recv && ops->cancel_recv(w, c))) {
+        c->recv_req = NULL;
+        piocp_done_push(done, r, -ECANCELED);
+    }
+    r = c->send_head;
+    if (r && r->cancelling && !(ops->cancel_send && ops->cancel_send(w, c))) {
+        c->send_head = r->next;
+        if (!c->send_head)
+            c->send_tail = NULL;
+        if (r->op == PIOCP_OP_SHUTDOWN)
+            c->write_shut = false; /* its FIN did not go out */
+        piocp_done_push(done, r, -ECANCELED);
+    }
+}
+
 /* -------------------------------------------------------------- turn -- */
 
 void piocp_conn_process(piocp_worker *w, piocp_conn *c)
@@ -213,6 +255,7 @@ void piocp_conn_process(piocp_worker *w, piocp_conn *c)
             if (c->abort_error)
                 c->again = true; /* failed: close it, and tell `done` */
         } else {
+            resolve_cancels_locked(w, c, &done);
             more = ops->run(w, c, &done, &budget);
             /* a send that just finished may have been the last thing a
              * stop was waiting for: nothing else would bring us back */

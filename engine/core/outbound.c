@@ -1,8 +1,9 @@
 /*
  * outbound.c - connections the engine did not accept: sockets handed over
- * already connected (piocp_adopt), and outbound connects (piocp_connect).
- * Both take a pool slot claimed (core/connection.c), register the socket
- * with the backend and hand it over, like piocp_accepted.  Backend-neutral:
+ * already connected (piocp_adopt), sockets lent for a while (piocp_borrow),
+ * and outbound connects (piocp_connect).
+ * Each takes a pool slot claimed (core/connection.c), registers the socket
+ * with the backend and hands it over, like piocp_accepted.  Backend-neutral:
  * a connect's turn looks at the socket (platform), and a backend only has
  * to wake it when the socket turns writable, as for a full send buffer.
  */
@@ -26,15 +27,22 @@ static void give_back(piocp_conn *c, bool close_socket)
     piocp_finish_closed(c);
 }
 
-/* ------------------------------------------------------------- adopt -- */
+/* ------------------------------------------------------ adopt, borrow -- */
 
-int piocp_adopt(piocp_engine *e, piocp_socket fd, piocp_conn **out)
+/* A connected stream socket that the caller hands over (adopt) or lends
+ * (borrow): a slot, the backend's watch, held until its callbacks are set.
+ * A lent socket is only looked at: it must be non-blocking already. */
+static int take_connected(piocp_engine *e, piocp_socket fd, bool borrowed, piocp_conn **out)
 {
     if (!e || !out || fd == PIOCP_INVALID_SOCKET)
         return -EINVAL;
     struct sockaddr_storage peer;
     socklen_t peer_len;
     int rc = piocp_socket_check_connected_stream(fd, &peer, &peer_len);
+    if (rc == 0 && borrowed) {
+        rc = piocp_socket_is_nonblocking(fd);
+        rc = rc == 1 ? 0 : rc == 0 ? -EINVAL : rc;
+    }
     if (rc < 0)
         return rc;
     if (atomic_load(&e->stopping))
@@ -48,8 +56,9 @@ int piocp_adopt(piocp_engine *e, piocp_socket fd, piocp_conn **out)
         give_back(c, false);
         return -ESHUTDOWN;
     }
-    rc = piocp_socket_make_nonblocking(fd);
+    rc = borrowed ? 0 : piocp_socket_make_nonblocking(fd);
     pthread_mutex_lock(&c->lock);
+    c->borrowed = borrowed; /* before add_conn: epoll watches it differently */
     if (rc == 0)
         rc = e->backend->add_conn(piocp_current_worker(), c);
     if (rc == 0)
@@ -59,9 +68,24 @@ int piocp_adopt(piocp_engine *e, piocp_socket fd, piocp_conn **out)
         give_back(c, false);
         return rc;
     }
-    piocp_socket_set_nodelay(fd); /* fails harmlessly where it is not TCP */
     *out = c;
     return 0;
+}
+
+int piocp_adopt(piocp_engine *e, piocp_socket fd, piocp_conn **out)
+{
+    int rc = take_connected(e, fd, false, out);
+    if (rc == 0)
+        piocp_socket_set_nodelay(fd); /* fails harmlessly where it is not TCP */
+    return rc;
+}
+
+int piocp_borrow(piocp_engine *e, piocp_socket fd, piocp_conn **out)
+{
+    int rc = take_connected(e, fd, true, out);
+    if (rc == 0)
+        atomic_fetch_add_explicit(&e->counters.borrowed, 1, memory_order_relaxed);
+    return rc;
 }
 
 /* ----------------------------------------------------------- connect -- */

@@ -47,6 +47,8 @@ int piocp_socket_shutdown_write(piocp_socket fd);
 /* Whether `fd` is a connected stream socket: 0 and its peer, or -EINVAL. */
 int piocp_socket_check_connected_stream(piocp_socket fd, struct sockaddr_storage *peer,
                                         socklen_t *peer_len);
+/* 1 if `fd` is non-blocking, 0 if not, -errno if that cannot be read. */
+int piocp_socket_is_nonblocking(piocp_socket fd);
 /* Non-blocking and close-on-exec, as accepted sockets are.  0 or -errno. */
 int piocp_socket_make_nonblocking(piocp_socket fd);
 /* A non-blocking stream socket for `addr`, and its connect(2) started:

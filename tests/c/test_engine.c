@@ -314,6 +314,9 @@ static void run_transmit(uint64_t count, size_t file_size, ssize_t expect_result
     CHECK(got == expect_bytes);
     CHECK(memcmp(in, "HEAD\r\n", 6) == 0);
     CHECK(memcmp(in + 6, data + 100, got - 6) == 0);
+    piocp_engine_stats stats; /* the file's bytes, not the head's */
+    piocp_engine_get_stats(e, &stats);
+    CHECK(stats.transmit_file_bytes == got - 6);
     close(fd);
     piocp_engine_stop(e, 1000);
     piocp_engine_free(e);

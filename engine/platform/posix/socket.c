@@ -65,6 +65,14 @@ int piocp_socket_check_connected_stream(piocp_socket fd, struct sockaddr_storage
     return 0;
 }
 
+int piocp_socket_is_nonblocking(piocp_socket fd)
+{
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0)
+        return -errno;
+    return (flags & O_NONBLOCK) != 0;
+}
+
 int piocp_socket_make_nonblocking(piocp_socket fd)
 {
     int flags = fcntl(fd, F_GETFL);
