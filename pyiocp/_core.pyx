@@ -51,6 +51,8 @@ cdef extern from "<poll.h>" nogil:
 
 cdef extern from "<fcntl.h>" nogil:
     int O_NONBLOCK
+    int F_DUPFD_CLOEXEC
+    int fcntl(int fd, int cmd, ...)
 
 cdef extern from "<arpa/inet.h>" nogil:
     int inet_pton(int af, const char *src, void *dst)
@@ -94,6 +96,7 @@ cdef enum ItemKind:
     ITEM_RESUME = 6
     ITEM_CONNECT_FAILED = 7
     ITEM_TIMER = 8
+    ITEM_LEND = 9
 
 
 cdef object os_error(ssize_t rc, str context=None, object filename=None):
@@ -114,5 +117,6 @@ include "_dispatch.pxi"
 include "_addresses.pxi"
 include "_connection.pxi"
 include "_timers.pxi"
+include "_lend.pxi"
 include "_natives.pxi"
 include "_engine.pxi"

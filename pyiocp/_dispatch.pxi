@@ -296,6 +296,8 @@ cdef dispatch_one(int kind, void *ptr, ssize_t result, bint run_handlers):
         write_flow_resume_item_ran(&cs.flow)
         if cs.connection != NULL and run_handlers:
             (<Connection>cs.connection)._resume_item()
+    elif kind == ITEM_LEND:
+        dispatch_lend(<lend_request *>ptr, <int>result, run_handlers)
     elif kind == ITEM_CALL:
         cr = <call_request *>ptr
         callback = <object>cr.callback

@@ -166,6 +166,7 @@ cdef class Engine:
     # The listener state of connections no listener made (connect, adopt).
     cdef listener_state _outbound
     cdef bint _stop_thread_started
+    cdef dict _final_stats
 
     def __cinit__(self, *args, **kwargs):
         self._c = NULL
@@ -273,6 +274,21 @@ cdef class Engine:
     @property
     def listeners(self):
         return list(self._listeners)
+
+    def stats(self):
+        """The engine's counters, read from C without stopping it, as a
+        dict: accepted, refused, accept_errors, accept_pauses, connections
+        (open now), transmit_file_bytes (file bytes sent zero-copy),
+        borrowed and borrowed_bytes (sockets lent by pyiocp.aio and the
+        bytes sent on them).  After stop(): the final values."""
+        cdef piocp_engine_stats s
+        if self._c == NULL:
+            return dict(self._final_stats) if self._final_stats else {}
+        piocp_engine_get_stats(self._c, &s)
+        return {"accepted": s.accepted, "refused": s.refused,
+                "accept_errors": s.accept_errors, "accept_pauses": s.accept_pauses,
+                "connections": s.connections, "transmit_file_bytes": s.transmit_file_bytes,
+                "borrowed": s.borrowed, "borrowed_bytes": s.borrowed_bytes}
 
     @property
     def write_buffer_used(self):
@@ -410,6 +426,31 @@ cdef class Engine:
         dispatch_queue_push(&self._shared.queue, &cs.accept_node, 0)
         self._wake_dispatch()
         return handler
+
+    def lend_transmit(self, int sock_fd, int file_fd, offset=0, count=None, head=b"", *,
+                      done):
+        """Transmits `head`, then `count` bytes (None: to the end) of the
+        file `file_fd` from `offset`, zero-copy, on a connected non-blocking
+        stream socket that something else owns (an asyncio transport's),
+        and hands the socket back unchanged: the engine changes no option or
+        flag on it, and never closes, shuts down or resets it.  Returns a
+        Lending (cancel()); done(sent, error, returned_error) follows once,
+        on a worker thread, when the socket is its owner's again.  The file
+        descriptor is duplicated: the caller may close its own at once.
+        pyiocp.aio.sendfile is built on this."""
+        cdef uint64_t c_count = PIOCP_TRANSMIT_TO_EOF
+        self._check_process()
+        if self._c == NULL or self._stopped:
+            raise RuntimeError("the engine is stopped")
+        if not callable(done):
+            raise TypeError("done must be callable")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise ValueError(f"offset must be a non-negative integer, not {offset!r}")
+        if count is not None:
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise ValueError(f"count must be a non-negative integer or None, not {count!r}")
+            c_count = count
+        return lend_transmit(self, sock_fd, file_fd, offset, c_count, head, done)
 
     # -- timers --
 
@@ -596,6 +637,7 @@ cdef class Engine:
             with nogil:
                 piocp_engine_stop(self._c, drain_ms)
             dispatch_pending(&self._shared, True)   # what the workers left
+            self._final_stats = self.stats()
             self._free()
         finally:
             self._stop_done.set()

@@ -32,6 +32,7 @@ cdef extern from "pyiocp.h" nogil:
         piocp_complete_fn complete
         void *user
         piocp_conn *conn
+        size_t done
     uint64_t PIOCP_TRANSMIT_TO_EOF
     int PIOCP_MAX_THREADS
     int PIOCP_RAW_MAX_NAME
@@ -60,6 +61,16 @@ cdef extern from "pyiocp.h" nogil:
     int piocp_engine_new(piocp_engine **out, const piocp_config *config)
     int piocp_engine_start(piocp_engine *engine)
     int piocp_engine_stop(piocp_engine *engine, int drain_ms)
+    ctypedef struct piocp_engine_stats:
+        uint64_t accepted
+        uint64_t refused
+        uint64_t accept_errors
+        uint64_t accept_pauses
+        uint64_t connections
+        uint64_t transmit_file_bytes
+        uint64_t borrowed
+        uint64_t borrowed_bytes
+    void piocp_engine_get_stats(const piocp_engine *engine, piocp_engine_stats *out)
     void piocp_engine_free(piocp_engine *engine)
     const char *piocp_engine_backend(const piocp_engine *engine)
     const char *piocp_engine_backend_note(const piocp_engine *engine)
@@ -100,6 +111,8 @@ cdef extern from "pyiocp.h" nogil:
     int piocp_conn_set_deadline(piocp_conn *conn, int timeout_ms)
     int piocp_conn_set_close_deadline(piocp_conn *conn, int timeout_ms)
     int piocp_adopt(piocp_engine *engine, piocp_socket fd, piocp_conn **out)
+    int piocp_borrow(piocp_engine *engine, piocp_socket fd, piocp_conn **out)
+    int piocp_cancel(piocp_conn *conn, piocp_request *req)
     ctypedef void (*piocp_connect_fn)(piocp_conn *conn, int error, void *user) noexcept nogil
     int piocp_connect(piocp_engine *engine, const sockaddr *addr, socklen_t addrlen,
                       int timeout_ms, piocp_connect_fn done, void *user)

@@ -31,9 +31,11 @@ class Upstream:
         self.serve = serve
         self.errors: list = []
         self.threads: list = []     # one per connection
+        self.acceptor: "threading.Thread | None" = None
 
     def start(self) -> "Upstream":
-        threading.Thread(target=self._accept_loop, daemon=True).start()
+        self.acceptor = threading.Thread(target=self._accept_loop, daemon=True)
+        self.acceptor.start()
         return self
 
     def accept_one(self) -> None:
@@ -70,7 +72,16 @@ class Upstream:
             raise self.errors[0]
 
     def close(self) -> None:
+        # close() alone does not wake a thread blocked in accept(): the
+        # shutdown does, and the accept loop then ends instead of lingering
+        # into interpreter exit
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.listener.close()
+        if self.acceptor is not None:
+            self.acceptor.join(TIMEOUT)
 
 
 @pytest.fixture

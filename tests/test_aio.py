@@ -1,0 +1,419 @@
+"""pyiocp.aio: asyncio programs send files through the engine, on the
+default loop and on uvloop, on every engine backend."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import socket
+import struct
+import subprocess
+
+import aiohttp
+import pytest
+import uvloop
+from aiohttp import web
+
+import pyiocp
+import pyiocp.aio
+
+LOOPS = ["asyncio", "uvloop"]
+MiB = 1 << 20
+
+
+@pytest.fixture(scope="module", autouse=True)
+def uvloop_globals():
+    """libuv makes a process-wide signal pipe with its first loop and keeps
+    it: make it before any test counts descriptors."""
+    async def nothing():
+        pass
+    uvloop.run(nothing())
+
+
+@pytest.fixture(params=LOOPS)
+def loop_kind(request):
+    return request.param
+
+
+def run(loop_kind, main, timeout=60.0):
+    async def bounded():
+        return await asyncio.wait_for(main(), timeout)
+    if loop_kind == "uvloop":
+        return uvloop.run(bounded())
+    return asyncio.run(bounded())
+
+
+@pytest.fixture
+def engine(make_engine):
+    engine = make_engine()
+    engine.start()
+    return engine
+
+
+def pattern(size: int, seed: int = 0) -> bytes:
+    block = bytes((i * 7 + seed) & 0xFF for i in range(65536 + 256))
+    out = bytearray()
+    while len(out) < size:
+        out += block[seed % 256: seed % 256 + 65536]
+        seed += 1
+    return bytes(out[:size])
+
+
+@pytest.fixture
+def files(tmp_path):
+    sizes = {"empty.bin": 0, "1k.bin": 1024, "64k.bin": 65536, "3m.bin": 3 * MiB}
+    for name, size in sizes.items():
+        (tmp_path / name).write_bytes(pattern(size, len(name)))
+    return tmp_path
+
+
+def tcp_pair():
+    """A connected loopback TCP pair, both non-blocking."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        a = socket.create_connection(server.getsockname())
+        b, _ = server.accept()
+    a.setblocking(False)
+    b.setblocking(False)
+    return a, b
+
+
+async def read_exactly(loop, sock, size):
+    got = bytearray()
+    while len(got) < size:
+        chunk = await loop.sock_recv(sock, min(1 << 20, size - len(got)))
+        if not chunk:
+            break
+        got += chunk
+    return bytes(got)
+
+
+# ----------------------------------------------------------- sockets --
+
+def test_sock_sendfile_hands_the_socket_back(loop_kind, engine, files):
+    path = files / "3m.bin"
+    data = path.read_bytes()
+    offset, count = 1000, 2 * MiB
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        pyiocp.aio.install(loop, bridge=pyiocp.aio.Bridge(engine))
+        a, b = tcp_pair()
+        with a, b, open(path, "rb") as f:
+            nodelay = a.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            before = engine.stats()
+            reader = asyncio.ensure_future(read_exactly(loop, b, count))
+            assert await loop.sock_sendfile(a, f, offset, count) == count
+            assert f.tell() == offset + count
+            assert await reader == data[offset:offset + count]
+            after = engine.stats()
+            assert after["borrowed"] == before["borrowed"] + 1
+            assert after["borrowed_bytes"] - before["borrowed_bytes"] == count
+            # handed back unchanged, and still the loop's to use both ways
+            assert a.gettimeout() == 0
+            assert a.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == nodelay
+            await loop.sock_sendall(a, b"after")
+            assert await read_exactly(loop, b, 5) == b"after"
+            await loop.sock_sendall(b, b"back")
+            assert await read_exactly(loop, a, 4) == b"back"
+
+    run(loop_kind, main)
+
+
+def test_sendfile_with_head_and_to_the_end(loop_kind, engine, files):
+    path = files / "64k.bin"
+    data = path.read_bytes()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        bridge = pyiocp.aio.Bridge(engine)
+        a, b = tcp_pair()
+        with a, b, open(path, "rb") as f:
+            reader = asyncio.ensure_future(read_exactly(loop, b, 5 + len(data) - 100))
+            sent = await pyiocp.aio.sendfile(a, f, 100, head=b"HEAD:", bridge=bridge)
+            assert sent == len(data) - 100           # file bytes, as loop.sendfile counts
+            assert f.tell() == len(data)
+            assert await reader == b"HEAD:" + data[100:]
+
+    run(loop_kind, main)
+
+
+def test_parameters_checked_as_asyncio_does(loop_kind, engine, files):
+    async def main():
+        loop = asyncio.get_running_loop()
+        pyiocp.aio.install(loop, bridge=pyiocp.aio.Bridge(engine))
+        a, b = tcp_pair()
+        with a, b, open(files / "1k.bin", "rb") as f:
+            with pytest.raises(ValueError, match="count must be a positive integer"):
+                await loop.sock_sendfile(a, f, 0, 0)
+            with pytest.raises(ValueError, match="offset must be a non-negative integer"):
+                await loop.sock_sendfile(a, f, -1)
+            with open(files / "1k.bin", "r") as text:
+                with pytest.raises(ValueError, match="binary mode"):
+                    await loop.sock_sendfile(a, text)
+            a.setblocking(True)
+            with pytest.raises(ValueError, match="non-blocking"):
+                await loop.sock_sendfile(a, f)
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.setblocking(False)
+        with udp, open(files / "1k.bin", "rb") as f:
+            with pytest.raises(ValueError, match="SOCK_STREAM"):
+                await loop.sock_sendfile(udp, f)
+
+    run(loop_kind, main)
+
+
+def test_cancel_stops_the_transfer_and_keeps_the_connection(loop_kind, engine, files):
+    """The reader stalls, the task is cancelled: CancelledError, the file
+    position says exactly how many bytes went out, and the connection still
+    works (no reset)."""
+    big = files / "big.bin"
+    big.write_bytes(pattern(64 * MiB, 3))
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        bridge = pyiocp.aio.Bridge(engine)
+        a, b = tcp_pair()
+        with a, b, open(big, "rb") as f:
+            task = asyncio.ensure_future(pyiocp.aio.sendfile(a, f, 10, bridge=bridge))
+            await asyncio.sleep(0.3)                # the socket buffers fill; it stalls
+            assert not task.done()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            sent = f.tell() - 10
+            assert 0 < sent < 64 * MiB - 10
+            # everything sent arrives, then nothing more: the stream was cut
+            # where the position says, not reset
+            got = await read_exactly(loop, b, sent)
+            assert got == pattern(64 * MiB, 3)[10:10 + sent]
+            await loop.sock_sendall(a, b"!")
+            assert await read_exactly(loop, b, 1) == b"!"
+
+    run(loop_kind, main)
+
+
+def test_peer_reset_raises_the_matching_oserror(loop_kind, engine, files):
+    big = files / "big.bin"
+    big.write_bytes(pattern(32 * MiB, 5))
+
+    async def main():
+        bridge = pyiocp.aio.Bridge(engine)
+        a, b = tcp_pair()
+        with a, open(big, "rb") as f:
+            task = asyncio.ensure_future(pyiocp.aio.sendfile(a, f, bridge=bridge))
+            await asyncio.sleep(0.2)
+            b.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            b.close()                               # a reset, with data unread
+            with pytest.raises((ConnectionResetError, BrokenPipeError)):
+                await task
+            assert 0 < f.tell() < 32 * MiB
+            assert a.fileno() >= 0                  # ours to close, not the engine's
+
+    run(loop_kind, main)
+
+
+def test_default_bridge_is_refused_in_a_forked_child():
+    bridge = pyiocp.aio.default_bridge()
+    assert pyiocp.aio.default_bridge() is bridge
+    pid = os.fork()
+    if pid == 0:    # pragma: no cover - the child
+        try:
+            pyiocp.aio.default_bridge()
+        except RuntimeError as exc:
+            os._exit(0 if "before a fork" in str(exc) else 2)
+        os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+# ----------------------------------------------------------- aiohttp --
+
+class App:
+    """An aiohttp app serving `root` with web.FileResponse, plus a JSON
+    endpoint, on 127.0.0.1."""
+
+    def __init__(self, root):
+        self.root = root
+
+    async def __aenter__(self):
+        async def file(request):
+            return web.FileResponse(self.root / request.match_info["name"])
+
+        async def hello(request):
+            return web.json_response({"hello": "world"})
+
+        app = web.Application()
+        app.router.add_get("/files/{name}", file)
+        app.router.add_get("/hello", hello)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.runner.cleanup()
+
+
+def test_aiohttp_file_response_goes_through_the_engine(loop_kind, engine, files):
+    async def main():
+        loop = asyncio.get_running_loop()
+        pyiocp.aio.install(loop, bridge=pyiocp.aio.Bridge(engine))
+        async with App(files) as app, aiohttp.ClientSession() as client:
+            for name in ("empty.bin", "1k.bin", "64k.bin", "3m.bin"):
+                before = engine.stats()["borrowed_bytes"]
+                async with client.get(f"{app.url}/files/{name}") as response:
+                    assert response.status == 200
+                    body = await response.read()
+                assert body == (files / name).read_bytes()
+                moved = engine.stats()["borrowed_bytes"] - before
+                assert moved == len(body), f"{name}: the engine moved {moved} bytes"
+            headers = {"Range": "bytes=100-1099"}
+            async with client.get(f"{app.url}/files/64k.bin", headers=headers) as response:
+                assert response.status == 206
+                assert await response.read() == (files / "64k.bin").read_bytes()[100:1100]
+            async with client.get(f"{app.url}/hello") as response:
+                assert await response.json() == {"hello": "world"}
+
+    run(loop_kind, main)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_aiohttp_downloads_with_curl(loop_kind, engine, files):
+    async def main():
+        loop = asyncio.get_running_loop()
+        pyiocp.aio.install(loop, bridge=pyiocp.aio.Bridge(engine))
+        async with App(files) as app:
+            for name in ("1k.bin", "3m.bin"):
+                out = files / f"curl-{name}"
+                proc = await asyncio.create_subprocess_exec(
+                    "curl", "-sS", "-o", str(out), f"{app.url}/files/{name}")
+                assert await proc.wait() == 0
+                assert out.read_bytes() == (files / name).read_bytes()
+            proc = await asyncio.create_subprocess_exec(
+                "curl", "-sS", "-r", "5-9", f"{app.url}/files/1k.bin",
+                stdout=subprocess.PIPE)
+            out, _ = await proc.communicate()
+            assert out == (files / "1k.bin").read_bytes()[5:10]
+
+    run(loop_kind, main)
+
+
+def test_aiohttp_many_concurrent_downloads(loop_kind, engine, files):
+    one = files / "1m.bin"
+    one.write_bytes(pattern(MiB, 9))
+    expected = one.read_bytes()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        pyiocp.aio.install(loop, bridge=pyiocp.aio.Bridge(engine))
+        async with App(files) as app:
+            connector = aiohttp.TCPConnector(limit=100)
+            async with aiohttp.ClientSession(connector=connector) as client:
+                async def fetch():
+                    async with client.get(f"{app.url}/files/1m.bin") as response:
+                        return await response.read()
+                bodies = await asyncio.gather(*(fetch() for _ in range(100)))
+        assert all(body == expected for body in bodies)
+
+    run(loop_kind, main)
+
+
+def test_aiohttp_big_downloads_and_a_client_that_resets(loop_kind, engine, files):
+    big = files / "100m.bin"
+    big.write_bytes(pattern(100 * MiB, 11))
+    expected = hashlib.sha256(big.read_bytes()).hexdigest()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        pyiocp.aio.install(loop, bridge=pyiocp.aio.Bridge(engine))
+        async with App(files) as app:
+            # a client that reads a little and resets
+            reader, writer = await asyncio.open_connection("127.0.0.1", app.port)
+            writer.write(b"GET /files/100m.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            await reader.readexactly(65536)
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+            async with aiohttp.ClientSession() as client:
+                async def fetch():
+                    digest = hashlib.sha256()
+                    async with client.get(f"{app.url}/files/100m.bin") as response:
+                        async for chunk in response.content.iter_chunked(1 << 20):
+                            digest.update(chunk)
+                    return digest.hexdigest()
+                digests = await asyncio.gather(*(fetch() for _ in range(4)))
+        assert digests == [expected] * 4
+
+    run(loop_kind, main, timeout=120.0)
+
+
+def test_aiohttp_handler_cancelled_mid_transfer(loop_kind, engine, files):
+    """A handler whose sendfile is cancelled (here by a timeout, as a
+    framework cancels a handler): the file position says what went out and
+    the server goes on serving."""
+    big = files / "big.bin"
+    big.write_bytes(pattern(64 * MiB, 13))
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        pyiocp.aio.install(loop, bridge=pyiocp.aio.Bridge(engine))
+        positions = []
+
+        async def slow(request):
+            with open(big, "rb") as f:
+                response = web.StreamResponse()
+                response.content_length = 64 * MiB
+                await response.prepare(request)
+                try:
+                    await asyncio.wait_for(loop.sendfile(request.transport, f, 0, 64 * MiB), 0.5)
+                finally:
+                    positions.append(f.tell())
+            return response
+
+        app = web.Application()
+        app.router.add_get("/slow", slow)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            await reader.readexactly(1000)          # then stalls: reads no more
+            for _ in range(200):
+                if positions:
+                    break
+                await asyncio.sleep(0.05)
+            assert positions and 0 < positions[0] < 64 * MiB
+            writer.close()
+            async with aiohttp.ClientSession() as client:
+                async with client.get(f"http://127.0.0.1:{port}/hello-missing") as response:
+                    assert response.status == 404      # still serving
+        finally:
+            await runner.cleanup()
+
+    run(loop_kind, main, timeout=120.0)
+
+
+def test_serve_next_to_an_aiohttp_app(loop_kind, backend, files, no_fd_leak):
+    async def main():
+        async with App(files) as app, \
+                pyiocp.aio.serve(pyiocp.StaticFiles(str(files)), "127.0.0.1", 0,
+                                 backend=backend) as listener:
+            native = f"http://127.0.0.1:{listener.address[1]}"
+            async with aiohttp.ClientSession() as client:
+                async with client.get(f"{native}/64k.bin") as response:
+                    assert response.status == 200
+                    assert await response.read() == (files / "64k.bin").read_bytes()
+                async with client.get(f"{app.url}/hello") as response:
+                    assert await response.json() == {"hello": "world"}
+            port = listener.address[1]
+        with pytest.raises(OSError):    # stopped with the block
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+    run(loop_kind, main)
