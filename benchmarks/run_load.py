@@ -385,8 +385,28 @@ def build_http_cases(args, root, builds):
                  lambda p: [py, asyncio_http, root, "--host", host, "--port", str(p), "--body", "sendfile",
                             "--quiet"], None, http=http, threads_label="1 (loop)"),
         ]
+        # aiohttp's FileResponse on both loops, with and without pyiocp.aio
+        # (issue 10): the same server script, its loop and install() chosen
+        # by flags; the engine's worker threads count in the server's CPU.
+        for variant, flags, label, threads in (
+                ("aiohttp_uvloop", ["--uvloop"],
+                 "aiohttp web.FileResponse on uvloop (no loop.sendfile: read + write in Python)",
+                 "1 (loop) + executor"),
+                ("aiohttp_pyiocp", ["--pyiocp-aio"],
+                 "aiohttp web.FileResponse + pyiocp.aio.install() (default loop)",
+                 "1 (loop) + engine"),
+                ("aiohttp_uvloop_pyiocp", ["--uvloop", "--pyiocp-aio"],
+                 "aiohttp web.FileResponse on uvloop + pyiocp.aio.install()", "1 (loop) + engine")):
+            cases.append(Case(group, variant, label, "aiohttp",
+                              lambda p, flags=flags: [py, aiohttp_http, root, "--host", host, "--port",
+                                                      str(p), *flags, "--quiet"], None,
+                              http=http, threads_label=threads))
         if group == "http100m":
-            continue        # only pyiocp, nginx and asyncio download the big file
+            cases.append(Case(group, "aiohttp", "aiohttp web.FileResponse (loop.sendfile)", "aiohttp",
+                              lambda p: [py, aiohttp_http, root, "--host", host, "--port", str(p),
+                                         "--quiet"], None, http=http,
+                              threads_label="1 (loop) + executor"))
+            continue        # only pyiocp, nginx, asyncio and aiohttp download the big file
         cases += [
             Case(group, "uvloop", "uvloop Protocol (transport.write: uvloop has no loop.sendfile)", "uvloop",
                  lambda p: [py, asyncio_http, root, "--host", host, "--port", str(p), "--uvloop",
