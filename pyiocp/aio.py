@@ -25,12 +25,14 @@ import socket
 import stat
 import threading
 import weakref
-from typing import (Any, AsyncIterator, Awaitable, Callable, Deque, Dict, Optional, Tuple,
-                    Union)
+from typing import (Any, AsyncIterator, Awaitable, Callable, Coroutine, Deque, Dict, Optional,
+                    Tuple, Union)
 
 from . import _core
+from .handler import Handler
 
-__all__ = ["Bridge", "default_bridge", "install", "uninstall", "sendfile", "serve"]
+__all__ = ["Bridge", "Stream", "StreamServer", "connect", "default_bridge", "install", "uninstall",
+           "sendfile", "serve", "start_server"]
 
 
 class _Inbox:
@@ -471,3 +473,312 @@ async def serve(native: Union[_core.StaticFiles, _core.RawFileServer], host: str
     finally:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, engine.stop, drain_timeout)
+
+
+# -------------------------------------------------------------- streams --
+
+class Stream:
+    """A pyiocp Connection for coroutines, shaped like asyncio's
+    StreamReader and StreamWriter in one object: await read(), readexactly(),
+    readuntil(), readline(); write() then await drain(); write_eof();
+    close() then await wait_closed().  Completions come from the engine's
+    workers to the loop in batches (one call_soon_threadsafe per batch).
+
+    Reading is bounded: at most `limit` bytes wait unread on the loop side
+    (plus one recv's worth); past that no recv is posted until the program
+    reads, so a fast peer waits in the kernel, not in memory.  Writing
+    follows asyncio: drain() waits while the write buffer is over its high
+    mark (set_write_buffer_limits)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, inbox: _Inbox, limit: int) -> None:
+        self._loop = loop
+        self._inbox = inbox
+        self._limit = limit
+        self._conn: Optional[_core.Connection] = None
+        self._buffer = bytearray()
+        self._eof = False
+        self._want_recv = False           # a recv is due once the buffer drains
+        self._exc: Optional[BaseException] = None
+        self._waiter: "Optional[asyncio.Future[None]]" = None    # a read waiting for data
+        self._drain_waiter: "Optional[asyncio.Future[None]]" = None
+        self._paused = False
+        self._made: "asyncio.Future[None]" = loop.create_future()
+        self._closed: "asyncio.Future[None]" = loop.create_future()
+
+    # -- called on the loop (through the inbox) --
+
+    def _connection_made(self, conn: _core.Connection) -> None:
+        self._conn = conn
+        _settle(self._made, None)
+
+    def _connect_failed(self, exc: OSError) -> None:
+        if not self._made.done():
+            self._made.set_exception(exc)
+        _settle(self._closed, None)
+
+    def _feed(self, data: bytes) -> None:
+        self._buffer += data
+        self._wake()
+        self._recv_if_room()
+
+    def _feed_eof(self) -> None:
+        self._eof = True
+        self._wake()
+
+    def _lost(self, exc: Optional[OSError]) -> None:
+        self._eof = True
+        if exc is not None and self._exc is None:
+            self._exc = exc
+        self._wake()
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_exception(exc or ConnectionResetError("Connection lost"))
+        _settle(self._closed, None)
+
+    def _resume(self) -> None:
+        self._paused = False
+        if self._drain_waiter is not None:
+            _settle(self._drain_waiter, None)
+
+    def _wake(self) -> None:
+        if self._waiter is not None:
+            _settle(self._waiter, None)
+            self._waiter = None
+
+    def _recv_if_room(self) -> None:
+        if self._conn is None or self._eof:
+            return
+        if len(self._buffer) < self._limit:
+            self._want_recv = False
+            self._conn.recv()
+        else:
+            self._want_recv = True
+
+    async def _wait_data(self) -> None:
+        if self._exc is not None:
+            raise self._exc
+        if self._eof:
+            return
+        if self._want_recv and self._conn is not None:
+            # a reader that waits needs more than the limit holds (asyncio's
+            # StreamReader resumes reading here too): read on
+            self._want_recv = False
+            self._conn.recv()
+        self._waiter = self._loop.create_future()
+        await self._waiter
+
+    def _take(self, n: int) -> bytes:
+        data = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        if self._want_recv and len(self._buffer) < self._limit:
+            self._recv_if_room()
+        return data
+
+    # -- reading --
+
+    async def read(self, n: int = -1) -> bytes:
+        """Up to n bytes (n < 0: everything until EOF); b"" at EOF."""
+        if n == 0:
+            return b""
+        if n < 0:
+            while not self._eof:
+                await self._wait_data()
+                if self._exc is not None:
+                    raise self._exc
+            return self._take(len(self._buffer))
+        while not self._buffer and not self._eof:
+            await self._wait_data()
+        if not self._buffer and self._exc is not None:
+            raise self._exc
+        return self._take(n)
+
+    async def readexactly(self, n: int) -> bytes:
+        """Exactly n bytes, or asyncio.IncompleteReadError at EOF."""
+        while len(self._buffer) < n:
+            if self._eof:
+                partial = self._take(len(self._buffer))
+                raise asyncio.IncompleteReadError(partial, n)
+            await self._wait_data()
+        return self._take(n)
+
+    async def readuntil(self, separator: bytes = b"\n") -> bytes:
+        """Up to and including `separator`; asyncio.LimitOverrunError if
+        `limit` bytes come without it, IncompleteReadError at EOF."""
+        start = 0
+        while True:
+            found = self._buffer.find(separator, start)
+            if found >= 0:
+                return self._take(found + len(separator))
+            if len(self._buffer) >= self._limit:
+                raise asyncio.LimitOverrunError("separator is not found, and chunk exceed the limit",
+                                                len(self._buffer))
+            if self._eof:
+                partial = self._take(len(self._buffer))
+                raise asyncio.IncompleteReadError(partial, None)
+            start = max(0, len(self._buffer) - len(separator) + 1)
+            await self._wait_data()
+
+    async def readline(self) -> bytes:
+        """A line with its b"\\n", or what is left at EOF."""
+        try:
+            return await self.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:
+            return exc.partial
+
+    def at_eof(self) -> bool:
+        return self._eof and not self._buffer
+
+    # -- writing --
+
+    def write(self, data: Any) -> None:
+        """Queues data (copied or held by the engine); see drain()."""
+        if self._conn is None or not self._conn.send(data):
+            if self._exc is not None:
+                raise self._exc
+            raise ConnectionResetError("Connection lost")
+
+    async def drain(self) -> None:
+        """Waits while the write buffer is over its high mark."""
+        if self._exc is not None:
+            raise self._exc
+        if self._closed.done() and self._conn is not None and self._conn.closed:
+            raise ConnectionResetError("Connection lost")
+        if self._paused:
+            self._drain_waiter = self._loop.create_future()
+            await self._drain_waiter
+
+    def write_eof(self) -> None:
+        if self._conn is not None:
+            self._conn.write_eof()
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def set_write_buffer_limits(self, high: Optional[int] = None, low: Optional[int] = None) -> None:
+        if self._conn is not None:
+            self._conn.set_write_buffer_limits(high, low)
+
+    def get_write_buffer_size(self) -> int:
+        return self._conn.get_write_buffer_size() if self._conn is not None else 0
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._conn.get_extra_info(name, default) if self._conn is not None else default
+
+    def close(self) -> None:
+        """Closes once what was written has gone out."""
+        if self._conn is not None:
+            self._conn.close()
+
+    def is_closing(self) -> bool:
+        return self._closed.done() or (self._conn is not None and self._conn.closed)
+
+    async def wait_closed(self) -> None:
+        await asyncio.shield(self._closed)
+
+
+class _StreamHandler(Handler):
+    """Runs on the engine's workers and hands everything to the loop."""
+
+    def __init__(self, stream: Stream, on_made: Optional[Callable[[Stream], None]] = None) -> None:
+        self.stream = stream
+        self.on_made = on_made
+
+    def connection_made(self, conn: _core.Connection) -> None:
+        inbox = self.stream._inbox
+        inbox.put(self.stream._connection_made, conn)
+        if self.on_made is not None:
+            inbox.put(self.on_made, self.stream)
+        conn.recv()
+
+    def data_received(self, conn: _core.Connection, data: bytes) -> None:
+        # the next recv is the loop's to post, when there is room (_feed)
+        self.stream._inbox.put(self.stream._feed, data)
+
+    def eof_received(self, conn: _core.Connection) -> bool:
+        self.stream._inbox.put(self.stream._feed_eof)
+        return True       # the program may still write; close() ends it
+
+    def pause_writing(self, conn: _core.Connection) -> None:
+        self.stream._paused = True      # inside send(): on the caller's (the loop's) thread
+
+    def resume_writing(self, conn: _core.Connection) -> None:
+        self.stream._inbox.put(self.stream._resume)
+
+    def connection_failed(self, exc: OSError) -> None:
+        self.stream._inbox.put(self.stream._connect_failed, exc)
+
+    def connection_lost(self, conn: _core.Connection, exc: Optional[OSError]) -> None:
+        self.stream._inbox.put(self.stream._lost, exc)
+
+
+async def connect(host: str, port: int, *, bridge: Optional[Bridge] = None,
+                  limit: int = 1 << 16, timeout: Optional[float] = None) -> Stream:
+    """Connects through the engine and returns a Stream once connected
+    (OSError if the connection fails; `timeout` covers name resolution)."""
+    bridge = bridge or default_bridge()
+    loop = asyncio.get_running_loop()
+    stream = Stream(loop, bridge._inbox(loop), limit)
+    bridge.engine.connect((host, port), lambda: _StreamHandler(stream), timeout=timeout)
+    await stream._made
+    return stream
+
+
+class StreamServer:
+    """What start_server returns: `.address`; close() stops its engine
+    (accepting ends, open connections drain for up to drain_timeout, in a
+    thread: the loop keeps running); await wait_closed() for the end, and
+    for the client tasks.  Also an async context manager."""
+
+    def __init__(self, engine: _core.Engine, listener: _core.Listener,
+                 tasks: "set[asyncio.Task[Any]]", drain_timeout: float) -> None:
+        self._engine = engine
+        self._tasks = tasks
+        self._drain_timeout = drain_timeout
+        self._stopped: "Optional[asyncio.Future[None]]" = None
+        self.address = listener.address
+
+    def close(self) -> None:
+        if self._stopped is None:
+            loop = asyncio.get_running_loop()
+            self._stopped = loop.run_in_executor(None, self._engine.stop, self._drain_timeout)
+
+    async def wait_closed(self) -> None:
+        if self._stopped is not None:
+            await self._stopped
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def __aenter__(self) -> "StreamServer":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+        await self.wait_closed()
+
+
+async def start_server(client_connected: Callable[[Stream], Coroutine[Any, Any, None]],
+                       host: str = "127.0.0.1", port: int = 0, *, limit: int = 1 << 16,
+                       threads: Optional[int] = None, backend: str = "auto",
+                       drain_timeout: float = 5.0) -> StreamServer:
+    """Accepts through an engine of its own; each connection runs
+    client_connected(stream) as a task on this loop."""
+    from . import Engine
+    loop = asyncio.get_running_loop()
+    engine = Engine(threads=threads, backend=backend)
+    inbox = Bridge(engine)._inbox(loop)
+    tasks: "set[asyncio.Task[Any]]" = set()
+
+    def spawn(stream: Stream) -> None:
+        task = loop.create_task(client_connected(stream))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    def factory() -> _StreamHandler:
+        return _StreamHandler(Stream(loop, inbox, limit), spawn)
+
+    try:
+        listener = engine.listen((host, port), factory)
+        engine.start()
+    except BaseException:
+        engine.stop(0)
+        raise
+    return StreamServer(engine, listener, tasks, drain_timeout)
