@@ -17,6 +17,7 @@ from aiohttp import web
 
 import pyiocp
 import pyiocp.aio
+from conftest import tool_env
 
 LOOPS = ["asyncio", "uvloop"]
 MiB = 1 << 20
@@ -290,12 +291,12 @@ def test_aiohttp_downloads_with_curl(loop_kind, engine, files):
             for name in ("1k.bin", "3m.bin"):
                 out = files / f"curl-{name}"
                 proc = await asyncio.create_subprocess_exec(
-                    "curl", "-sS", "-o", str(out), f"{app.url}/files/{name}")
+                    "curl", "-sS", "-o", str(out), f"{app.url}/files/{name}", env=tool_env())
                 assert await proc.wait() == 0
                 assert out.read_bytes() == (files / name).read_bytes()
             proc = await asyncio.create_subprocess_exec(
                 "curl", "-sS", "-r", "5-9", f"{app.url}/files/1k.bin",
-                stdout=subprocess.PIPE)
+                stdout=subprocess.PIPE, env=tool_env())
             out, _ = await proc.communicate()
             assert out == (files / "1k.bin").read_bytes()[5:10]
 
