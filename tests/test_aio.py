@@ -418,3 +418,27 @@ def test_serve_next_to_an_aiohttp_app(loop_kind, backend, files, no_fd_leak):
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
     run(loop_kind, main)
+
+
+def test_lend_transmit_refuses_bad_input_clearly(make_engine, files):
+    engine = make_engine()
+    engine.start()
+    a, b = tcp_pair()
+    with a, b, open(files / "1k.bin", "rb") as f:
+        def done(sent, error, returned_error):
+            pass
+        with pytest.raises(TypeError, match="done must be callable"):
+            engine.lend_transmit(a.fileno(), f.fileno(), done=None)
+        with pytest.raises(ValueError, match="offset"):
+            engine.lend_transmit(a.fileno(), f.fileno(), -1, done=done)
+        with pytest.raises(ValueError, match="count"):
+            engine.lend_transmit(a.fileno(), f.fileno(), 0, -5, done=done)
+        with pytest.raises(OSError):                 # a file is not a socket to borrow
+            engine.lend_transmit(f.fileno(), f.fileno(), done=done)
+        a.setblocking(True)
+        with pytest.raises(OSError):                 # a blocking socket is refused, unchanged
+            engine.lend_transmit(a.fileno(), f.fileno(), done=done)
+        assert a.gettimeout() is None
+        engine.stop(1.0)
+        with pytest.raises(RuntimeError, match="stopped"):
+            engine.lend_transmit(a.fileno(), f.fileno(), done=done)
