@@ -61,7 +61,9 @@ class Handler:
         sent on it yet: then its first request is still read, for up to a
         second, and answered as usual).  Finish what was
         started (send a last answer, close()); called once per open
-        connection, only if a subclass defines it.  What is still open
+        connection whose connection_made has run, only if a subclass
+        defines it (one accepted just before the stop may be closed by it
+        before its connection_made is dispatched).  What is still open
         afterwards is drained and closed by the engine."""
 
     def connection_lost(self, conn: "Connection", exc: Optional[OSError]) -> None:

@@ -167,8 +167,12 @@ def test_stopping_hook_lets_handlers_finish(make_engine):
     before the pending recv is cancelled: a last message goes out, then the
     orderly close."""
     calls = []
+    made = []
 
     class Polite(pyiocp.Handler):
+        def connection_made(self, conn):
+            made.append(conn)
+
         def stopping(self, conn):
             calls.append(threading.get_ident())
             conn.send(b"goodbye\n")
@@ -181,7 +185,9 @@ def test_stopping_hook_lets_handlers_finish(make_engine):
     listener = engine.listen(("127.0.0.1", 0), Polite)
     engine.start()
     clients = [connect(listener.address) for _ in range(3)]
-    wait_for(lambda: engine.connections == 3)
+    # connection_made has run for each (engine.connections counts them
+    # already when C has accepted them, before Python heard of them)
+    wait_for(lambda: len(made) == 3)
     engine.stop(drain_timeout=2.0)
     for sock in clients:
         assert recv_exactly(sock, 8) == b"goodbye\n"
