@@ -52,6 +52,7 @@ cdef extern from "<poll.h>" nogil:
 cdef extern from "<fcntl.h>" nogil:
     int O_NONBLOCK
     int F_DUPFD_CLOEXEC
+    int F_GETFL
     int fcntl(int fd, int cmd, ...)
 
 cdef extern from "<arpa/inet.h>" nogil:

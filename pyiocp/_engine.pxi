@@ -130,6 +130,21 @@ def _stop_engines_at_exit():
 atexit.register(_stop_engines_at_exit)
 
 
+cdef uint64_t _file_offset(object offset) except? 0:
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ValueError(f"offset must be a non-negative integer, not {offset!r}")
+    return offset
+
+
+cdef uint64_t _file_count(object count) except? 0:
+    """A byte count, or PIOCP_TRANSMIT_TO_EOF for None."""
+    if count is None:
+        return PIOCP_TRANSMIT_TO_EOF
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ValueError(f"count must be a non-negative integer or None, not {count!r}")
+    return count
+
+
 @cython.no_gc_clear   # its listeners must stay valid while it frees itself
 cdef class Engine:
     """The completion engine: a pool of worker threads around one completion
@@ -167,6 +182,8 @@ cdef class Engine:
     cdef listener_state _outbound
     cdef bint _stop_thread_started
     cdef dict _final_stats
+    # send_in_place's counters (changed with the GIL held)
+    cdef uint64_t _in_place_sends, _in_place_bytes
 
     def __cinit__(self, *args, **kwargs):
         self._c = NULL
@@ -280,7 +297,8 @@ cdef class Engine:
         dict: accepted, refused, accept_errors, accept_pauses, connections
         (open now), transmit_file_bytes (file bytes sent zero-copy),
         borrowed and borrowed_bytes (sockets lent by pyiocp.aio and the
-        bytes sent on them).  After stop(): the final values."""
+        bytes sent on them), sent_in_place and sent_in_place_bytes (its
+        sends finished by send_in_place, and the file bytes it sent).  After stop(): the final values."""
         cdef piocp_engine_stats s
         if self._c == NULL:
             return dict(self._final_stats) if self._final_stats else {}
@@ -288,7 +306,9 @@ cdef class Engine:
         return {"accepted": s.accepted, "refused": s.refused,
                 "accept_errors": s.accept_errors, "accept_pauses": s.accept_pauses,
                 "connections": s.connections, "transmit_file_bytes": s.transmit_file_bytes,
-                "borrowed": s.borrowed, "borrowed_bytes": s.borrowed_bytes}
+                "borrowed": s.borrowed, "borrowed_bytes": s.borrowed_bytes,
+                "sent_in_place": self._in_place_sends,
+                "sent_in_place_bytes": self._in_place_bytes}
 
     @property
     def write_buffer_used(self):
@@ -438,19 +458,33 @@ cdef class Engine:
         on a worker thread, when the socket is its owner's again.  The file
         descriptor is duplicated: the caller may close its own at once.
         pyiocp.aio.sendfile is built on this."""
-        cdef uint64_t c_count = PIOCP_TRANSMIT_TO_EOF
         self._check_process()
         if self._c == NULL or self._stopped:
             raise RuntimeError("the engine is stopped")
         if not callable(done):
             raise TypeError("done must be callable")
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise ValueError(f"offset must be a non-negative integer, not {offset!r}")
-        if count is not None:
-            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-                raise ValueError(f"count must be a non-negative integer or None, not {count!r}")
-            c_count = count
-        return lend_transmit(self, sock_fd, file_fd, offset, c_count, head, done)
+        return lend_transmit(self, sock_fd, file_fd, _file_offset(offset), _file_count(count),
+                             head, done)
+
+    def send_in_place(self, int sock_fd, int file_fd, offset=0, count=None, head=b"", *,
+                      limit=262144):
+        """What lend_transmit would send, but only what the non-blocking
+        socket takes at once, at most `limit` file bytes, on this thread
+        (with the GIL released; it never waits).  Returns (head bytes sent,
+        file bytes sent, finished, errno): finished when the whole head and
+        `count` bytes (or the file up to its end) went out; errno is 0, or
+        the connection's failure.  pyiocp.aio sends a small file this way,
+        and lends the socket only for the rest."""
+        self._check_process()
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ValueError(f"limit must be a non-negative integer, not {limit!r}")
+        flags = fcntl(sock_fd, F_GETFL)
+        if flags < 0:
+            raise os_error(-errno, "sendfile")
+        if flags & O_NONBLOCK == 0:
+            raise ValueError("the socket must be non-blocking")
+        return send_in_place(self, sock_fd, file_fd, _file_offset(offset), _file_count(count),
+                             head, limit)
 
     # -- timers --
 

@@ -129,3 +129,35 @@ cdef dispatch_lend(lend_request *lr, int error, bint run_handlers):
         piocp_conn_release(lr.conn)
         free(lr)
         Py_DECREF(lending)
+
+
+# Sending in place: what a non-blocking socket takes at once goes out on
+# the caller's thread before anything is lent (send_in_place.h says why).
+
+cdef extern from "send_in_place.h" nogil:
+    ctypedef struct send_in_place_result:
+        size_t head_sent
+        uint64_t file_sent
+        int finished
+        int error
+    void c_send_in_place "send_in_place"(int sock, const char *head, size_t head_len,
+                                         int file_fd, uint64_t offset, uint64_t count,
+                                         uint64_t limit, send_in_place_result *r)
+
+
+cdef tuple send_in_place(Engine engine, int sock_fd, int file_fd, uint64_t offset,
+                         uint64_t count, object head, uint64_t limit):
+    cdef Py_buffer view
+    cdef send_in_place_result r
+    PyObject_GetBuffer(head, &view, PyBUF_SIMPLE)
+    try:
+        with nogil:
+            c_send_in_place(sock_fd, <const char *>view.buf, <size_t>view.len, file_fd,
+                            offset, count, limit, &r)
+    finally:
+        PyBuffer_Release(&view)
+    # counted with the GIL held: no atomics needed
+    engine._in_place_bytes += r.file_sent
+    if r.finished and not r.error:
+        engine._in_place_sends += 1
+    return r.head_sent, r.file_sent, bool(r.finished), r.error

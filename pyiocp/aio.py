@@ -275,8 +275,31 @@ async def sendfile(transport_or_socket: Any, file: Any, offset: int = 0,
         if head:
             await loop.sock_sendall(sock, head)
         return await _sock_fallback(loop, sock, file, offset, count)
-    return await _lend_and_wait(bridge or default_bridge(), sock.fileno(), file, offset, count,
-                                head)
+    return await _send(bridge or default_bridge(), sock.fileno(), file, offset, count, head)
+
+
+async def _send(bridge: Bridge, sock_fd: int, file: Any, offset: int, count: Optional[int],
+                head: bytes) -> int:
+    """Sends in place what the socket takes at once, then lends the socket
+    for the rest.  Returns the file bytes sent."""
+    done, sent, head = _send_in_place(bridge, sock_fd, file, offset, count, head)
+    if done:
+        return sent
+    rest = None if count is None else count - sent
+    return sent + await _lend_and_wait(bridge, sock_fd, file, offset + sent, rest, head)
+
+
+def _send_in_place(bridge: Bridge, sock_fd: int, file: Any, offset: int, count: Optional[int],
+                   head: bytes) -> Tuple[bool, int, bytes]:
+    """(finished, file bytes sent, the head's unsent rest); raises the
+    connection's error with the file position set as asyncio does."""
+    head_sent, sent, finished, error = bridge.engine.send_in_place(
+        sock_fd, file.fileno(), offset, count, head)
+    if error or finished:
+        file.seek(offset + sent)
+    if error:
+        raise OSError(error, os.strerror(error))
+    return finished, sent, head[head_sent:]
 
 
 async def _lend_and_wait(bridge: Bridge, sock_fd: int, file: Any, offset: int,
@@ -312,14 +335,30 @@ async def _sendfile_transport(transport: Any, file: Any, offset: int, count: Opt
         if fallback is None:
             fallback = _loop_fallback(transport)
         return await fallback(transport, file, offset, count)
+    bridge = bridge or default_bridge()
+    sent = 0
+    tried = not transport.get_write_buffer_size()
+    if tried:
+        # nothing queued before it: what the socket takes now goes out in
+        # this callback, with no reading paused and nothing lent
+        done, sent, head = _send_in_place(bridge, sock.fileno(), file, offset, count, head)
+        if done:
+            return sent
     resume_reading = transport.is_reading()
     if resume_reading:
         transport.pause_reading()
     waiter = False
     try:
-        waiter = await _wait_written(transport)
-        return await _lend_and_wait(bridge or default_bridge(), sock.fileno(), file, offset,
-                                    count, head)
+        try:
+            waiter = await _wait_written(transport)
+        except BaseException:
+            file.seek(offset + sent)
+            raise
+        if not tried:
+            return await _send(bridge, sock.fileno(), file, offset, count, head)
+        rest = None if count is None else count - sent
+        return sent + await _lend_and_wait(bridge, sock.fileno(), file, offset + sent, rest,
+                                           head)
     finally:
         if waiter:
             transport._reset_empty_waiter()
@@ -431,8 +470,7 @@ def install(loop: Optional[asyncio.AbstractEventLoop] = None, *,
             raise ValueError("the socket must be non-blocking")
         if _regular_fd(file) is None:
             return await originals["sock_sendfile"](sock, file, offset, count, fallback=fallback)
-        return await _lend_and_wait(bridge or default_bridge(), sock.fileno(), file, offset,
-                                    count, b"")
+        return await _send(bridge or default_bridge(), sock.fileno(), file, offset, count, b"")
 
     target.sendfile = sendfile_method              # type: ignore[method-assign]
     target.sock_sendfile = sock_sendfile_method    # type: ignore[method-assign]

@@ -3,6 +3,7 @@ default loop and on uvloop, on every engine backend."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 import shutil
@@ -108,8 +109,11 @@ def test_sock_sendfile_hands_the_socket_back(loop_kind, engine, files):
             assert f.tell() == offset + count
             assert await reader == data[offset:offset + count]
             after = engine.stats()
+            # what the socket took at once went in place, the rest was lent
             assert after["borrowed"] == before["borrowed"] + 1
-            assert after["borrowed_bytes"] - before["borrowed_bytes"] == count
+            in_place = after["sent_in_place_bytes"] - before["sent_in_place_bytes"]
+            assert in_place <= 262144
+            assert after["borrowed_bytes"] - before["borrowed_bytes"] == count - in_place
             # handed back unchanged, and still the loop's to use both ways
             assert a.gettimeout() == 0
             assert a.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == nodelay
@@ -135,6 +139,102 @@ def test_sendfile_with_head_and_to_the_end(loop_kind, engine, files):
             assert sent == len(data) - 100           # file bytes, as loop.sendfile counts
             assert f.tell() == len(data)
             assert await reader == b"HEAD:" + data[100:]
+
+    run(loop_kind, main)
+
+
+def test_send_in_place_sends_what_the_socket_takes_now(make_engine, files):
+    """Engine.send_in_place: the head and the file go out on the calling
+    thread, up to `limit`, the file's end, or a full socket, never waiting."""
+    engine = make_engine()         # needs no running workers
+    data = (files / "1k.bin").read_bytes()
+    big = (files / "3m.bin").read_bytes()
+    a, b = tcp_pair()
+    with a, b, open(files / "1k.bin", "rb") as f, open(files / "3m.bin", "rb") as g:
+        before = engine.stats()
+        assert engine.send_in_place(a.fileno(), f.fileno(), head=b"H:") == (2, 1024, True, 0)
+        b.setblocking(True)
+        assert recv_all(b, 2 + 1024) == b"H:" + data
+        after = engine.stats()
+        assert after["sent_in_place"] == before["sent_in_place"] + 1
+        assert after["sent_in_place_bytes"] == before["sent_in_place_bytes"] + 1024
+        assert after["borrowed"] == before["borrowed"]
+        # past the file's end: what there is, and finished (asyncio's rule)
+        assert engine.send_in_place(a.fileno(), f.fileno(), 1000, 100) == (0, 24, True, 0)
+        assert recv_all(b, 24) == data[1000:]
+        # the limit: at most that much, not finished
+        assert engine.send_in_place(a.fileno(), g.fileno(), 5, None, limit=4096) == \
+            (0, 4096, False, 0)
+        assert recv_all(b, 4096) == big[5:5 + 4096]
+        # a full socket: what it took, not finished, no error
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        offset = 0
+        while True:
+            head_sent, sent, finished, error = engine.send_in_place(
+                a.fileno(), g.fileno(), offset, None, limit=len(big))
+            assert (head_sent, finished, error) == (0, False, 0)
+            offset += sent
+            if sent == 0 or offset >= len(big):
+                break
+        assert 0 < offset < len(big)               # nobody reads b: it filled up
+        assert recv_all(b, offset) == big[:offset]
+        # a reset peer: its errno, nothing raised
+        b.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        b.close()
+        _, _, finished, error = engine.send_in_place(a.fileno(), f.fileno())
+        if error == 0:                              # the reset had not arrived yet
+            _, _, finished, error = engine.send_in_place(a.fileno(), f.fileno())
+        assert not finished and error in (errno.ECONNRESET, errno.EPIPE)
+        # bad input
+        with pytest.raises(ValueError, match="offset"):
+            engine.send_in_place(a.fileno(), f.fileno(), -1)
+        with pytest.raises(ValueError, match="count"):
+            engine.send_in_place(a.fileno(), f.fileno(), 0, -1)
+        with pytest.raises(ValueError, match="limit"):
+            engine.send_in_place(a.fileno(), f.fileno(), limit=-1)
+        a.setblocking(True)
+        with pytest.raises(ValueError, match="non-blocking"):
+            engine.send_in_place(a.fileno(), f.fileno())
+    with pytest.raises(OSError) as info:            # a closed descriptor
+        engine.send_in_place(a.fileno(), 0)
+    assert info.value.errno == errno.EBADF
+
+
+def recv_all(sock, size):
+    got = bytearray()
+    while len(got) < size:
+        chunk = sock.recv(size - len(got))
+        if not chunk:
+            break
+        got += chunk
+    return bytes(got)
+
+
+def test_a_small_file_goes_out_in_place_without_lending(loop_kind, engine, files):
+    data = (files / "64k.bin").read_bytes()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        bridge = pyiocp.aio.Bridge(engine)
+        a, b = tcp_pair()
+        with a, b, open(files / "64k.bin", "rb") as f:
+            before = engine.stats()
+            assert await pyiocp.aio.sendfile(a, f, 10, 1000, head=b"H", bridge=bridge) == 1000
+            assert f.tell() == 1010
+            assert await read_exactly(loop, b, 1001) == b"H" + data[10:1010]
+            after = engine.stats()
+            assert after["borrowed"] == before["borrowed"]
+            assert after["sent_in_place"] == before["sent_in_place"] + 1
+            # a reset peer: the matching OSError from the in-place send, and
+            # the file position where it stopped
+            b.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            b.close()
+            await asyncio.sleep(0.05)
+            with pytest.raises((ConnectionResetError, BrokenPipeError)):
+                for _ in range(3):
+                    await pyiocp.aio.sendfile(a, f, 0, 1000, bridge=bridge)
+            assert f.tell() == 0
 
     run(loop_kind, main)
 
@@ -265,13 +365,18 @@ def test_aiohttp_file_response_goes_through_the_engine(loop_kind, engine, files)
         pyiocp.aio.install(loop, bridge=pyiocp.aio.Bridge(engine))
         async with App(files) as app, aiohttp.ClientSession() as client:
             for name in ("empty.bin", "1k.bin", "64k.bin", "3m.bin"):
-                before = engine.stats()["borrowed_bytes"]
+                before = engine.stats()
                 async with client.get(f"{app.url}/files/{name}") as response:
                     assert response.status == 200
                     body = await response.read()
                 assert body == (files / name).read_bytes()
-                moved = engine.stats()["borrowed_bytes"] - before
-                assert moved == len(body), f"{name}: the engine moved {moved} bytes"
+                after = engine.stats()
+                lent = after["borrowed_bytes"] - before["borrowed_bytes"]
+                in_place = after["sent_in_place_bytes"] - before["sent_in_place_bytes"]
+                # every byte went zero-copy: in place, or by the engine's workers
+                assert lent + in_place == len(body), f"{name}: {lent} lent, {in_place} in place"
+                if len(body) > 262144:
+                    assert lent > 0, f"{name}: the engine moved nothing"
             headers = {"Range": "bytes=100-1099"}
             async with client.get(f"{app.url}/files/64k.bin", headers=headers) as response:
                 assert response.status == 206
