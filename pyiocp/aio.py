@@ -263,10 +263,12 @@ async def sendfile(transport_or_socket: Any, file: Any, offset: int = 0,
     matching OSError.  A TLS transport (or a file that is not a regular
     file) goes through the loop's own path instead."""
     head = bytes(head)
-    if isinstance(transport_or_socket, asyncio.BaseTransport):
-        return await _sendfile_transport(transport_or_socket, file, offset, count, head,
-                                         bridge, None)
     sock = transport_or_socket
+    if not isinstance(sock, socket.socket):
+        # a transport: uvloop's TLS transport is not an asyncio.BaseTransport
+        if not hasattr(sock, "get_extra_info"):
+            raise TypeError(f"expected an asyncio transport or a socket, not {sock!r}")
+        return await _sendfile_transport(sock, file, offset, count, head, bridge, None)
     _check_params(sock.type, file, offset, count)
     if sock.gettimeout() != 0:
         raise ValueError("the socket must be non-blocking")
@@ -334,6 +336,9 @@ async def _sendfile_transport(transport: Any, file: Any, offset: int, count: Opt
             transport.write(head)
         if fallback is None:
             fallback = _loop_fallback(transport)
+        # asyncio's fallback seeks only when offset is not 0: from 0 it
+        # would read from wherever the file's position was left
+        file.seek(offset)
         return await fallback(transport, file, offset, count)
     bridge = bridge or default_bridge()
     sent = 0
@@ -442,9 +447,11 @@ def install(loop: Optional[asyncio.AbstractEventLoop] = None, *,
     fallback=True) and loop.sock_sendfile(sock, file, ...) on `loop` (the
     running one by default) send through the engine; what the engine cannot
     send (TLS transports, files that are not regular) goes the loop's own
-    way, with its own fallback rules.  On uvloop, which has no sendfile,
-    that own way raises NotImplementedError as before (aiohttp then writes
-    the file itself).  Idempotent; uninstall() undoes it."""
+    way, with its own fallback rules.  uvloop has no sendfile of its own:
+    there, with fallback=True, the file is read and written in chunks (as
+    asyncio's fallback does), and with fallback=False its
+    NotImplementedError is raised as before.  Idempotent; uninstall()
+    undoes it."""
     if loop is None:
         loop = asyncio.get_running_loop()
     if loop in _originals:
@@ -459,6 +466,8 @@ def install(loop: Optional[asyncio.AbstractEventLoop] = None, *,
     async def sendfile_method(transport: asyncio.WriteTransport, file: Any, offset: int = 0,
                               count: Optional[int] = None, *, fallback: bool = True) -> int:
         def own_way(t: Any, f: Any, o: int, c: Optional[int]) -> Awaitable[int]:
+            if fallback and isinstance(target, _UVLOOP_TYPES):
+                return _transport_fallback(t, f, o, c)
             return originals["sendfile"](t, f, o, c, fallback=fallback)
         return await _sendfile_transport(transport, file, offset, count, b"", bridge, own_way)
 
@@ -469,6 +478,8 @@ def install(loop: Optional[asyncio.AbstractEventLoop] = None, *,
         if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
         if _regular_fd(file) is None:
+            if fallback and isinstance(target, _UVLOOP_TYPES):
+                return await _sock_fallback(target, sock, file, offset, count)
             return await originals["sock_sendfile"](sock, file, offset, count, fallback=fallback)
         return await _send(bridge or default_bridge(), sock.fileno(), file, offset, count, b"")
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import errno
 import hashlib
+import io
 import os
 import shutil
 import socket
+import ssl
 import struct
 import subprocess
 
@@ -310,6 +312,114 @@ def test_peer_reset_raises_the_matching_oserror(loop_kind, engine, files):
                 await task
             assert 0 < f.tell() < 32 * MiB
             assert a.fileno() >= 0                  # ours to close, not the engine's
+
+    run(loop_kind, main)
+
+
+CERT = os.path.join(os.path.dirname(__file__), "data", "selfsigned.pem")
+
+
+def tls_contexts():
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(CERT)
+    client = ssl.create_default_context(cafile=CERT)
+    return server, client
+
+
+def test_tls_transports_go_the_loops_own_way(loop_kind, engine, files):
+    """Bytes on a TLS transport must be encrypted: pyiocp.aio.sendfile and an
+    installed loop.sendfile send them the loop's own way (uvloop: a read
+    and write loop), correctly, and the engine sends nothing."""
+    data = (files / "3m.bin").read_bytes()
+    server_ctx, client_ctx = tls_contexts()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        bridge = pyiocp.aio.Bridge(engine)
+        pyiocp.aio.install(loop, bridge=bridge)
+        sent = []
+
+        async def serve(reader, writer):
+            with open(files / "3m.bin", "rb") as f:
+                sent.append(await pyiocp.aio.sendfile(writer.transport, f, 100, 2 * MiB,
+                                                      head=b"HEAD", bridge=bridge))
+                sent.append(await loop.sendfile(writer.transport, f, 0, 1000))
+                assert f.tell() == 1000
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        before = engine.stats()
+        async with server:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost")
+            got = await reader.read()
+            writer.close()
+        assert got == b"HEAD" + data[100:100 + 2 * MiB] + data[:1000]
+        assert sent == [2 * MiB, 1000]
+        after = engine.stats()
+        assert after["borrowed"] == before["borrowed"]
+        assert after["sent_in_place"] == before["sent_in_place"]
+
+    run(loop_kind, main)
+
+
+def test_aiohttp_over_tls_with_install(loop_kind, engine, files):
+    server_ctx, client_ctx = tls_contexts()
+
+    async def main():
+        pyiocp.aio.install(asyncio.get_running_loop(), bridge=pyiocp.aio.Bridge(engine))
+        async def file(request):
+            return web.FileResponse(files / request.match_info["name"])
+        app = web.Application()
+        app.router.add_get("/files/{name}", file)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        before = engine.stats()
+        try:
+            async with aiohttp.ClientSession() as client:
+                for name in ("1k.bin", "3m.bin"):
+                    url = f"https://localhost:{port}/files/{name}"
+                    async with client.get(url, ssl=client_ctx) as response:
+                        assert response.status == 200
+                        assert await response.read() == (files / name).read_bytes()
+        finally:
+            await runner.cleanup()
+        assert engine.stats()["borrowed"] == before["borrowed"]
+
+    run(loop_kind, main)
+
+
+def test_files_that_are_not_regular_go_the_loops_own_way(loop_kind, engine):
+    """A BytesIO (no descriptor) through an installed sock_sendfile and
+    sendfile: read and written in chunks, on uvloop too."""
+    payload = pattern(300_000, 9)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        pyiocp.aio.install(loop, bridge=pyiocp.aio.Bridge(engine))
+        a, b = tcp_pair()
+        with a, b:
+            reader = asyncio.ensure_future(read_exactly(loop, b, len(payload) - 7))
+            assert await loop.sock_sendfile(a, io.BytesIO(payload), 7) == len(payload) - 7
+            assert await reader == payload[7:]
+        got = []
+
+        async def serve(reader, writer):
+            got.append(await pyiocp.aio.sendfile(writer.transport, io.BytesIO(payload), 0, 1000,
+                                                 head=b"H"))
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        async with server:
+            r, w = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
+            assert await r.read() == b"H" + payload[:1000]
+            w.close()
+        assert got == [1000]
+        assert engine.stats()["borrowed"] == 0
 
     run(loop_kind, main)
 
