@@ -331,6 +331,14 @@ def report(rows, meta, groups=None):
     for group, title in (groups or {**GROUPS, **HTTP_GROUPS}).items():
         if not any(r["group"] == group for r in rows):
             continue
+        if group in ("http1k", "http64k"):
+            # the connection count the rows were measured with (--http-connections)
+            conns = sorted({run.get("connections") for r in rows if r["group"] == group
+                            for run in r.get("runs", ())} - {None})
+            if conns and conns != [50]:
+                counts = ", ".join(str(c) for c in conns)
+                title = title.replace("(50 keep-alive connections)",
+                                      f"({counts} keep-alive connection{'s' if conns != [1] else ''})")
         out.append(f"### {title}\n")
         out.append(http_group_table(group, rows, by_id) if group in HTTP_GROUPS
                    else group_table(group, rows, by_id))

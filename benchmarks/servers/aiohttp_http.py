@@ -36,7 +36,17 @@ def make_app(root, use_pyiocp=False):
         async def install(app):
             import pyiocp.aio
             pyiocp.aio.install()
+
+        async def report(app):
+            # where the bytes went: in place on the loop's thread, or lent
+            import pyiocp.aio
+            stats = pyiocp.aio.default_bridge().stats()
+            print("aiohttp_http: pyiocp.aio " + ", ".join(
+                f"{k} {stats.get(k, 0)}" for k in ("sent_in_place", "sent_in_place_bytes",
+                                                    "borrowed", "borrowed_bytes")),
+                  file=sys.stderr, flush=True)
         app.on_startup.append(install)
+        app.on_cleanup.append(report)
     return app
 
 
