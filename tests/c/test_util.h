@@ -1,6 +1,9 @@
-/* test_util.h - small helpers shared by the C tests (header-only). */
+/* test_util.h - small helpers shared by the C tests (header-only): the
+ * POSIX ones (sockets, descriptors, clocks) over test_check.h. */
 #ifndef PYIOCP_TEST_UTIL_H
 #define PYIOCP_TEST_UTIL_H
+
+#include "test_check.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -13,19 +16,6 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
-#define CHECK(cond)                                                                    \
-    do {                                                                               \
-        if (!(cond)) {                                                                 \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-            abort();                                                                   \
-        }                                                                              \
-    } while (0)
-
-typedef struct test_case {
-    const char *name;
-    void (*run)(void);
-} test_case;
 
 static inline long long now_ms(void)
 {
@@ -96,23 +86,6 @@ static inline int read_exact(int fd, void *buf, size_t len)
         len -= (size_t)n;
     }
     return 0;
-}
-
-static inline int run_test_case(const test_case *cases, const char *name)
-{
-    for (const test_case *t = cases; t->name; t++) {
-        if (strcmp(name, "list") == 0) {
-            printf("%s\n", t->name);
-        } else if (strcmp(name, t->name) == 0) {
-            t->run();
-            printf("ok %s\n", t->name);
-            return 0;
-        }
-    }
-    if (strcmp(name, "list") == 0)
-        return 0;
-    fprintf(stderr, "unknown test %s\n", name);
-    return 2;
 }
 
 #endif
