@@ -189,6 +189,31 @@ def rate_keys(group):
     return "rate", "per_cpu_s", "/s"
 
 
+# pyiocp.aio.install() against the same aiohttp server without it, on each loop
+AIO_PAIRS = (("aiohttp_uvloop_pyiocp", "aiohttp_uvloop", "uvloop"),
+             ("aiohttp_pyiocp", "aiohttp", "default loop"))
+
+
+def aio_table(rows, by_id):
+    """aiohttp's FileResponse with pyiocp.aio.install() ÷ without, on the
+    same loop, per group: rate and work per server-CPU-second, ratio per
+    round (issue 10's targets are stated this way)."""
+    head = ["case", "loop", "rate ÷ without", "per server-CPU-s ÷ without"]
+    lines = table_lines(head)
+    found = False
+    for group in HTTP_GROUPS:
+        rate, per, _ = rate_keys(group)
+        for with_key, without_key, loop in AIO_PAIRS:
+            a, b = by_id.get(f"{group}/{with_key}"), by_id.get(f"{group}/{without_key}")
+            if not a or not b or not a["ok"] or not b["ok"]:
+                continue
+            found = True
+            lines.append("| " + " | ".join([
+                group, loop, fmt_ratio_spread(round_ratios(a["runs"], b["runs"], rate)),
+                fmt_ratio_spread(round_ratios(a["runs"], b["runs"], per))]) + " |")
+    return "\n".join(lines) if found else ""
+
+
 def backend_table(rows, by_id):
     """io_uring against epoll, case by case, from the same rounds: rate and work
     done per server CPU-second (the load generator often saturates first)."""
@@ -321,6 +346,12 @@ def report(rows, meta, groups=None):
                    f"\"{base['subject']}\"; ratio per round, median (min–max))\n")
         out.append(ab)
         out.append("\n" + ab_summary(verdicts, tol))
+        out.append("")
+    aio = aio_table(rows, by_id)
+    if aio:
+        out.append("### aiohttp FileResponse: pyiocp.aio.install() ÷ the same loop without it "
+                   + ("(ratio per round, median (min–max))\n" if rounds > 1 else "(one run)\n"))
+        out.append(aio)
         out.append("")
     backends = backend_table(rows, by_id)
     if backends:
