@@ -19,9 +19,8 @@
 
 #include <errno.h>
 
-#ifdef _WIN32
-
-/* The C runtime's numbers, which Python's errno module keeps. */
+/* errno's numbers on every platform: on Windows the C runtime's, which
+ * Python's errno module keeps (ECANCELED and ETIME since VS2010). */
 #define PIOCP_EPERM EPERM
 #define PIOCP_ENOENT ENOENT
 #define PIOCP_EINTR EINTR
@@ -41,10 +40,13 @@
 #define PIOCP_EDEADLK EDEADLK
 #define PIOCP_ENAMETOOLONG ENAMETOOLONG
 #define PIOCP_ENOSYS ENOSYS
-#define PIOCP_ECANCELED 105 /* the C runtime's, since VS2010 (mingw's errno.h may lack it) */
-#define PIOCP_ETIME 137     /* the C runtime's ETIME: a user timer's own completion */
+#define PIOCP_ECANCELED ECANCELED
+#define PIOCP_ETIME ETIME
 
-/* Winsock's numbers, which Python's errno module uses instead. */
+/* The socket errors: on Windows Winsock's numbers, which Python's errno
+ * module uses instead of the C runtime's. */
+#ifdef _WIN32
+
 #define PIOCP_EWOULDBLOCK 10035     /* WSAEWOULDBLOCK */
 #define PIOCP_EINPROGRESS 10036     /* WSAEINPROGRESS */
 #define PIOCP_EALREADY 10037        /* WSAEALREADY */
@@ -73,27 +75,6 @@ int piocp_error_from_win32(unsigned long code);
 
 #else
 
-#define PIOCP_EPERM EPERM
-#define PIOCP_ENOENT ENOENT
-#define PIOCP_EINTR EINTR
-#define PIOCP_EIO EIO
-#define PIOCP_EBADF EBADF
-#define PIOCP_EAGAIN EAGAIN
-#define PIOCP_ENOMEM ENOMEM
-#define PIOCP_EACCES EACCES
-#define PIOCP_EBUSY EBUSY
-#define PIOCP_EEXIST EEXIST
-#define PIOCP_ENOTDIR ENOTDIR
-#define PIOCP_EISDIR EISDIR
-#define PIOCP_EINVAL EINVAL
-#define PIOCP_EMFILE EMFILE
-#define PIOCP_ENOSPC ENOSPC
-#define PIOCP_EPIPE EPIPE
-#define PIOCP_EDEADLK EDEADLK
-#define PIOCP_ENAMETOOLONG ENAMETOOLONG
-#define PIOCP_ENOSYS ENOSYS
-#define PIOCP_ECANCELED ECANCELED
-#define PIOCP_ETIME ETIME
 #define PIOCP_EWOULDBLOCK EWOULDBLOCK
 #define PIOCP_EINPROGRESS EINPROGRESS
 #define PIOCP_EALREADY EALREADY

@@ -24,6 +24,23 @@ def backend(request):
     return request.param
 
 
+@pytest.fixture(params=["asyncio", "uvloop"])
+def loop_kind(request):
+    """The event loop a pyiocp.aio test runs on (aio_helpers.run)."""
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def uvloop_globals():
+    """libuv makes a process-wide signal pipe with its first loop and keeps
+    it: the pyiocp.aio tests make it before any test counts descriptors."""
+    import uvloop
+
+    async def nothing():
+        pass
+    uvloop.run(nothing())
+
+
 def open_fds() -> set:
     return set(os.listdir("/proc/self/fd"))
 

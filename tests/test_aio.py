@@ -15,37 +15,14 @@ import subprocess
 
 import aiohttp
 import pytest
-import uvloop
 from aiohttp import web
 
 import pyiocp
 import pyiocp.aio
+from aio_helpers import MiB, run
+
+pytestmark = pytest.mark.usefixtures("uvloop_globals")
 from conftest import tool_env
-
-LOOPS = ["asyncio", "uvloop"]
-MiB = 1 << 20
-
-
-@pytest.fixture(scope="module", autouse=True)
-def uvloop_globals():
-    """libuv makes a process-wide signal pipe with its first loop and keeps
-    it: make it before any test counts descriptors."""
-    async def nothing():
-        pass
-    uvloop.run(nothing())
-
-
-@pytest.fixture(params=LOOPS)
-def loop_kind(request):
-    return request.param
-
-
-def run(loop_kind, main, timeout=60.0):
-    async def bounded():
-        return await asyncio.wait_for(main(), timeout)
-    if loop_kind == "uvloop":
-        return uvloop.run(bounded())
-    return asyncio.run(bounded())
 
 
 @pytest.fixture

@@ -6,33 +6,12 @@ import asyncio
 import os
 
 import pytest
-import uvloop
 
 import pyiocp
 import pyiocp.aio
+from aio_helpers import MiB, run
 
-MiB = 1 << 20
-
-
-@pytest.fixture(scope="module", autouse=True)
-def uvloop_globals():
-    """libuv's process-wide signal pipe, made before descriptors are counted."""
-    async def nothing():
-        pass
-    uvloop.run(nothing())
-
-
-@pytest.fixture(params=["asyncio", "uvloop"])
-def loop_kind(request):
-    return request.param
-
-
-def run(loop_kind, main, timeout=60.0):
-    async def bounded():
-        return await asyncio.wait_for(main(), timeout)
-    if loop_kind == "uvloop":
-        return uvloop.run(bounded())
-    return asyncio.run(bounded())
+pytestmark = pytest.mark.usefixtures("uvloop_globals")
 
 
 async def echo(stream: pyiocp.aio.Stream) -> None:

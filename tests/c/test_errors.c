@@ -64,7 +64,7 @@ static void test_python_values(void)
     /* the C runtime's, which Python keeps */
     CHECK(PIOCP_EINVAL == 22 && PIOCP_ENOMEM == 12 && PIOCP_EPIPE == 32);
     CHECK(PIOCP_EAGAIN == 11 && PIOCP_ENOENT == 2 && PIOCP_EMFILE == 24);
-    CHECK(PIOCP_ECANCELED == 105 && PIOCP_ETIME == 137);
+    CHECK(PIOCP_ECANCELED == 105 && PIOCP_ETIME == 137); /* the C runtime's since VS2010 */
 #else
     CHECK(PIOCP_ECONNRESET == ECONNRESET);
     CHECK(PIOCP_ESHUTDOWN == ESHUTDOWN);
