@@ -34,8 +34,19 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#ifdef _WIN32
+#include <winsock2.h>
+#include <ws2tcpip.h> /* socklen_t, sockaddr_storage */
+#include <windows.h>
+#include <basetsd.h>
+#ifndef _SSIZE_T_DEFINED /* mingw has it; MSVC does not */
+typedef SSIZE_T ssize_t;
+#define _SSIZE_T_DEFINED
+#endif
+#else
 #include <sys/types.h>
 #include <sys/socket.h>
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -44,12 +55,19 @@ extern "C" {
 #define PIOCP_VERSION "0.1.0"
 
 /* A socket and an open file as the platform names them: descriptors on
- * POSIX.  (The Windows port makes them SOCKET and HANDLE here, once: new
- * API takes these types, never a bare int.) */
+ * POSIX, SOCKET and HANDLE on Windows.  The API takes these types, never a
+ * bare int. */
+#ifdef _WIN32
+typedef SOCKET piocp_socket;
+typedef HANDLE piocp_file;
+#define PIOCP_INVALID_SOCKET INVALID_SOCKET
+#define PIOCP_INVALID_FILE INVALID_HANDLE_VALUE
+#else
 typedef int piocp_socket;
 typedef int piocp_file;
 #define PIOCP_INVALID_SOCKET (-1)
 #define PIOCP_INVALID_FILE (-1)
+#endif
 
 typedef struct piocp_engine piocp_engine;
 typedef struct piocp_conn piocp_conn;

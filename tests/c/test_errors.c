@@ -5,6 +5,7 @@
  * Windows: Windows and Winsock codes map onto them once
  * (piocp_error_from_win32). */
 #include "errors.h"
+#include "pyiocp.h" /* builds on both platforms: its handle types below */
 #include "test_check.h"
 
 #include <stdbool.h>
@@ -40,6 +41,9 @@ static void test_distinct(void)
 static void test_python_values(void)
 {
 #ifdef _WIN32
+    /* pyiocp.h's handles are Windows' own */
+    CHECK(sizeof(piocp_socket) == sizeof(SOCKET) && PIOCP_INVALID_SOCKET == INVALID_SOCKET);
+    CHECK(sizeof(piocp_file) == sizeof(HANDLE) && PIOCP_INVALID_FILE == INVALID_HANDLE_VALUE);
     /* what CPython's errno module says on Windows */
     CHECK(PIOCP_ECONNRESET == WSAECONNRESET && PIOCP_ECONNRESET == 10054);
     CHECK(PIOCP_ECONNABORTED == WSAECONNABORTED);
