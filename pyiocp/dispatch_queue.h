@@ -18,8 +18,9 @@
 #ifndef PYIOCP_DISPATCH_QUEUE_H
 #define PYIOCP_DISPATCH_QUEUE_H
 
+#include "platform/threads.h" /* engine/ is on the include path */
+
 #include <errno.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -32,7 +33,7 @@ typedef struct dispatch_node {
 } dispatch_node;
 
 typedef struct dispatch_queue {
-    pthread_mutex_t lock;
+    piocp_mutex lock;
     dispatch_node *head, *tail; /* where workers push, oldest first */
     int dispatching;
     atomic_int pending;         /* head != NULL, readable without the lock */
@@ -52,12 +53,12 @@ static inline int dispatch_queue_init(dispatch_queue *q)
     q->head = q->tail = NULL;
     q->dispatching = 0;
     atomic_init(&q->pending, 0);
-    return -pthread_mutex_init(&q->lock, NULL);
+    return piocp_mutex_init(&q->lock);
 }
 
 static inline void dispatch_queue_destroy(dispatch_queue *q)
 {
-    pthread_mutex_destroy(&q->lock);
+    piocp_mutex_destroy(&q->lock);
 }
 
 /* Appends `node`, which must not be queued or in an unfinished batch. */
@@ -65,14 +66,14 @@ static inline void dispatch_queue_push(dispatch_queue *q, dispatch_node *node, s
 {
     node->result = result;
     node->next = NULL;
-    pthread_mutex_lock(&q->lock);
+    piocp_mutex_lock(&q->lock);
     if (q->tail)
         q->tail->next = node;
     else
         q->head = node;
     q->tail = node;
     atomic_store_explicit(&q->pending, 1, memory_order_relaxed);
-    pthread_mutex_unlock(&q->lock);
+    piocp_mutex_unlock(&q->lock);
 }
 
 /* Claims the dispatcher role and takes every queued node, oldest first.
@@ -91,22 +92,22 @@ static inline dispatch_node *dispatch_queue_claim(dispatch_queue *q)
     if (!dispatch_queue_pending(q))
         return NULL; /* the common idle case costs no lock */
     dispatch_node *batch = NULL;
-    pthread_mutex_lock(&q->lock);
+    piocp_mutex_lock(&q->lock);
     if (!q->dispatching && q->head) {
         q->dispatching = 1;
         batch = q->head;
         q->head = q->tail = NULL;
         atomic_store_explicit(&q->pending, 0, memory_order_relaxed);
     }
-    pthread_mutex_unlock(&q->lock);
+    piocp_mutex_unlock(&q->lock);
     return batch;
 }
 
 static inline void dispatch_queue_release(dispatch_queue *q)
 {
-    pthread_mutex_lock(&q->lock);
+    piocp_mutex_lock(&q->lock);
     q->dispatching = 0;
-    pthread_mutex_unlock(&q->lock);
+    piocp_mutex_unlock(&q->lock);
 }
 
 #endif

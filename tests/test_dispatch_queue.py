@@ -14,6 +14,7 @@ from conftest import tool_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HEADER_DIR = os.path.join(os.path.dirname(HERE), "pyiocp")
+ENGINE_DIR = os.path.join(os.path.dirname(HERE), "engine")  # platform/threads.h
 
 PROGRAM = r"""
 #include "dispatch_queue.h"
@@ -79,16 +80,16 @@ static void *producer(void *arg)
 
 int main(void)
 {
-    pthread_t threads[PRODUCERS];
+    piocp_thread threads[PRODUCERS];
     CHECK(dispatch_queue_init(&q) == 0, "init failed\n");
     CHECK(dispatch_queue_claim(&q) == NULL, "an empty queue gave a batch\n");
     for (int i = 0; i < PRODUCERS; i++) {
         items[i].producer = i;
         dispatch_node_init(&items[i].node, 7, &items[i]);
-        pthread_create(&threads[i], NULL, producer, &items[i]);
+        CHECK(piocp_thread_start(&threads[i], producer, &items[i]) == 0, "no thread\n");
     }
     for (int i = 0; i < PRODUCERS; i++)
-        pthread_join(threads[i], NULL);
+        piocp_thread_join(&threads[i]);
     dispatch_pending();
     for (int i = 0; i < PRODUCERS; i++)
         CHECK(atomic_load(&items[i].runs) == ROUNDS && last_seen[i] == ROUNDS,
@@ -131,7 +132,7 @@ def test_dispatch_queue_under_concurrent_pushes(tmp_path):
     binary = tmp_path / "dispatch_queue_test"
     env = tool_env()
     build = subprocess.run([compiler, "-std=c11", "-O1", "-Wall", "-Werror", "-pthread",
-                            "-I", HEADER_DIR, str(source), "-o", str(binary)],
+                            "-I", HEADER_DIR, "-I", ENGINE_DIR, str(source), "-o", str(binary)],
                            capture_output=True, text=True, env=env)
     assert build.returncode == 0, build.stderr
     run = subprocess.run([str(binary)], capture_output=True, text=True, timeout=60, env=env)

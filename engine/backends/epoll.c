@@ -30,7 +30,6 @@
 #include "platform/platform.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -56,7 +55,7 @@ typedef struct epoll_backend {
     int count;
     /* Whether each listener is in the sets: pausing (out of descriptors)
      * takes it out, resuming puts it back, and both may race. */
-    pthread_mutex_t listeners_lock;
+    piocp_mutex listeners_lock;
     bool listening[PIOCP_MAX_LISTENERS];
 } epoll_backend;
 
@@ -114,7 +113,7 @@ static void epoll_destroy(piocp_engine *e)
         if (b->workers[i].wake_fd >= 0)
             close(b->workers[i].wake_fd);
     }
-    pthread_mutex_destroy(&b->listeners_lock);
+    piocp_mutex_destroy(&b->listeners_lock);
     free(b->workers);
     free(b);
     e->backend_data = NULL;
@@ -125,7 +124,7 @@ static int epoll_init(piocp_engine *e)
     epoll_backend *b = calloc(1, sizeof *b);
     if (!b)
         return -ENOMEM;
-    int rc = -pthread_mutex_init(&b->listeners_lock, NULL);
+    int rc = piocp_mutex_init(&b->listeners_lock);
     if (rc < 0) {
         free(b);
         return rc;
@@ -208,9 +207,9 @@ static int listen_in_sets_locked(epoll_backend *b, piocp_listener *l, bool liste
 static int sync_listener(piocp_engine *e, piocp_listener *l)
 {
     epoll_backend *b = e->backend_data;
-    pthread_mutex_lock(&b->listeners_lock);
+    piocp_mutex_lock(&b->listeners_lock);
     int rc = listen_in_sets_locked(b, l, piocp_listener_accepting(l));
-    pthread_mutex_unlock(&b->listeners_lock);
+    piocp_mutex_unlock(&b->listeners_lock);
     return rc;
 }
 
@@ -364,7 +363,7 @@ static void on_conn_event(piocp_engine *e, uint64_t data, uint32_t events)
     /* harvested before the connection moved to another worker: the state
      * above is still the socket's, the turn is its new owner's */
     piocp_schedule_on_owner_locked(c);
-    pthread_mutex_unlock(&c->lock);
+    piocp_mutex_unlock(&c->lock);
 }
 
 /* ------------------------------------------------------------ worker -- */

@@ -31,7 +31,6 @@
 
 #include <errno.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,7 +84,7 @@ static uint64_t kind_data(unsigned kind, uint64_t value) { return ((uint64_t)kin
 
 /* ------------------------------------------------------------ probe -- */
 
-static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
+static piocp_once probe_once = PIOCP_ONCE_INIT;
 static int probe_result;
 static piocp_uring_features probe_features;
 
@@ -102,9 +101,9 @@ static void run_probe(void)
      * blocking call (EINTR from a socket read with a timeout).  That must
      * not be the caller's, often Python's main thread. */
     int rc = -EAGAIN;
-    pthread_t thread;
-    if (pthread_create(&thread, NULL, probe_thread, &rc) == 0)
-        pthread_join(thread, NULL);
+    piocp_thread thread;
+    if (piocp_thread_start(&thread, probe_thread, &rc) == 0)
+        piocp_thread_join(&thread);
     else
         rc = piocp_uring_probe(&probe_features);
     if (rc == 0) {
@@ -119,13 +118,13 @@ static void run_probe(void)
 
 static int uring_probe(void)
 {
-    pthread_once(&probe_once, run_probe);
+    piocp_once_run(&probe_once, run_probe);
     return probe_result;
 }
 
 static const char *uring_describe(char *buf, size_t len)
 {
-    pthread_once(&probe_once, run_probe);
+    piocp_once_run(&probe_once, run_probe);
     piocp_uring_describe(&probe_features, buf, len);
     if (probe_result == -EOPNOTSUPP) {
         size_t used = strlen(buf);
@@ -517,7 +516,7 @@ static void on_conn_cqe(piocp_engine *e, uint64_t data, int res)
         uc->poll_submitted = false;
     }
     piocp_schedule_locked(c); /* resubmit, carry on, or finish closing */
-    pthread_mutex_unlock(&c->lock);
+    piocp_mutex_unlock(&c->lock);
     piocp_complete_list(done.head);
 }
 

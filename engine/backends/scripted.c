@@ -11,6 +11,7 @@
 #endif
 #include "backends/scripted.h"
 #include "core/backend.h"
+#include "platform/platform.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -18,7 +19,6 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 typedef struct scripted_accept {
@@ -28,8 +28,8 @@ typedef struct scripted_accept {
 } scripted_accept;
 
 typedef struct scripted_backend {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
+    piocp_mutex lock;
+    piocp_cond cond;
     unsigned wakeups;              /* wake-ups not yet taken by a worker */
     bool quit;
     scripted_accept *accepts;      /* connections the test queued (LIFO is fine) */
@@ -58,8 +58,8 @@ static void scripted_destroy(piocp_engine *e)
         close(a->fd);
         free(a);
     }
-    pthread_mutex_destroy(&b->lock);
-    pthread_cond_destroy(&b->cond);
+    piocp_mutex_destroy(&b->lock);
+    piocp_cond_destroy(&b->cond);
     free(b);
     e->backend_data = NULL;
 }
@@ -69,8 +69,8 @@ static int scripted_init(piocp_engine *e)
     scripted_backend *b = calloc(1, sizeof *b);
     if (!b)
         return -ENOMEM;
-    pthread_mutex_init(&b->lock, NULL);
-    pthread_cond_init(&b->cond, NULL);
+    piocp_mutex_init(&b->lock);
+    piocp_cond_init(&b->cond);
     e->backend_data = b;
     return 0;
 }
@@ -78,10 +78,10 @@ static int scripted_init(piocp_engine *e)
 static void scripted_wake(piocp_engine *e)
 {
     scripted_backend *b = e->backend_data;
-    pthread_mutex_lock(&b->lock);
+    piocp_mutex_lock(&b->lock);
     b->wakeups++;
-    pthread_cond_signal(&b->cond);
-    pthread_mutex_unlock(&b->lock);
+    piocp_cond_signal(&b->cond);
+    piocp_mutex_unlock(&b->lock);
 }
 
 static void scripted_wake_worker(piocp_worker *w) { scripted_wake(w->engine); }
@@ -89,21 +89,10 @@ static void scripted_wake_worker(piocp_worker *w) { scripted_wake(w->engine); }
 static void scripted_post_quit(piocp_engine *e)
 {
     scripted_backend *b = e->backend_data;
-    pthread_mutex_lock(&b->lock);
+    piocp_mutex_lock(&b->lock);
     b->quit = true;
-    pthread_cond_broadcast(&b->cond);
-    pthread_mutex_unlock(&b->lock);
-}
-
-static void deadline_after(struct timespec *ts, int timeout_ms)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += timeout_ms / 1000;
-    ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-    if (ts->tv_nsec >= 1000000000) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000;
-    }
+    piocp_cond_broadcast(&b->cond);
+    piocp_mutex_unlock(&b->lock);
 }
 
 /* Waits for the test (a queued connection) or a wake-up, and hands queued
@@ -111,14 +100,16 @@ static void deadline_after(struct timespec *ts, int timeout_ms)
 static int scripted_poll(piocp_worker *w, int timeout_ms)
 {
     scripted_backend *b = w->engine->backend_data;
-    struct timespec deadline;
-    if (timeout_ms > 0)
-        deadline_after(&deadline, timeout_ms);
-    pthread_mutex_lock(&b->lock);
+    long long deadline_us = timeout_ms > 0 ? piocp_monotonic_us() + timeout_ms * 1000LL : 0;
+    piocp_mutex_lock(&b->lock);
     while (timeout_ms != 0 && !b->wakeups && !b->accepts && !b->quit) {
-        if (timeout_ms < 0)
-            pthread_cond_wait(&b->cond, &b->lock);
-        else if (pthread_cond_timedwait(&b->cond, &b->lock, &deadline) == ETIMEDOUT)
+        if (timeout_ms < 0) {
+            piocp_cond_wait(&b->cond, &b->lock);
+            continue;
+        }
+        /* what is left of the timeout after wake-ups that found nothing */
+        long long left_us = deadline_us - piocp_monotonic_us();
+        if (left_us <= 0 || piocp_cond_timedwait(&b->cond, &b->lock, (left_us + 999) / 1000))
             break;
     }
     int result = 0;
@@ -130,7 +121,7 @@ static int scripted_poll(piocp_worker *w, int timeout_ms)
     }
     scripted_accept *accepts = b->accepts;
     b->accepts = NULL;
-    pthread_mutex_unlock(&b->lock);
+    piocp_mutex_unlock(&b->lock);
     while (accepts) {
         scripted_accept *a = accepts;
         accepts = a->next;
@@ -279,28 +270,28 @@ int piocp_scripted_connect(piocp_listener *l)
         free(a);
         return rc;
     }
-    pthread_mutex_lock(&b->lock);
+    piocp_mutex_lock(&b->lock);
     a->next = b->accepts;
     b->accepts = a;
-    pthread_cond_signal(&b->cond);
-    pthread_mutex_unlock(&b->lock);
+    piocp_cond_signal(&b->cond);
+    piocp_mutex_unlock(&b->lock);
     return 0;
 }
 
 /* Runs `change` on an open connection's script and schedules its turn. */
 static scripted_conn *lock_open(piocp_conn *c)
 {
-    pthread_mutex_lock(&c->lock);
+    piocp_mutex_lock(&c->lock);
     if (c->state == CONN_OPEN)
         return piocp_conn_backend(c);
-    pthread_mutex_unlock(&c->lock);
+    piocp_mutex_unlock(&c->lock);
     return NULL;
 }
 
 static void schedule_and_unlock(piocp_conn *c)
 {
     piocp_schedule_locked(c);
-    pthread_mutex_unlock(&c->lock);
+    piocp_mutex_unlock(&c->lock);
 }
 
 size_t piocp_scripted_input(piocp_conn *c, const void *data, size_t len)
@@ -354,24 +345,24 @@ void piocp_scripted_send_error(piocp_conn *c, int error)
 
 size_t piocp_scripted_output_pending(piocp_conn *c)
 {
-    pthread_mutex_lock(&c->lock);
+    piocp_mutex_lock(&c->lock);
     size_t n = ((scripted_conn *)piocp_conn_backend(c))->output_len;
-    pthread_mutex_unlock(&c->lock);
+    piocp_mutex_unlock(&c->lock);
     return n;
 }
 
 bool piocp_scripted_output_shut(piocp_conn *c)
 {
-    pthread_mutex_lock(&c->lock);
+    piocp_mutex_lock(&c->lock);
     bool shut = ((scripted_conn *)piocp_conn_backend(c))->output_shut;
-    pthread_mutex_unlock(&c->lock);
+    piocp_mutex_unlock(&c->lock);
     return shut;
 }
 
 size_t piocp_scripted_output(piocp_conn *c, void *buf, size_t cap)
 {
     /* also after close: what was sent before stays readable until reuse */
-    pthread_mutex_lock(&c->lock);
+    piocp_mutex_lock(&c->lock);
     scripted_conn *sc = piocp_conn_backend(c);
     size_t n = cap < sc->output_len ? cap : sc->output_len;
     memcpy(buf, sc->output, n);
@@ -379,6 +370,6 @@ size_t piocp_scripted_output(piocp_conn *c, void *buf, size_t cap)
     sc->output_len -= n;
     if (c->state == CONN_OPEN && n > 0)
         piocp_schedule_locked(c); /* room again: blocked sends go on */
-    pthread_mutex_unlock(&c->lock);
+    piocp_mutex_unlock(&c->lock);
     return n;
 }

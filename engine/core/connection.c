@@ -18,24 +18,24 @@
 piocp_conn *piocp_pool_acquire(piocp_engine *e, piocp_socket fd, const struct sockaddr *peer,
                                socklen_t peer_len)
 {
-    pthread_mutex_lock(&e->pool_lock);
+    piocp_mutex_lock(&e->pool_lock);
     uint32_t slot;
     if (e->free_count > 0) {
         slot = e->free_slots[--e->free_count];
     } else if (e->high_water < e->conn_capacity) {
         slot = e->high_water;
-        pthread_mutex_init(&piocp_conn_at(e, slot)->lock, NULL);
+        piocp_mutex_init(&piocp_conn_at(e, slot)->lock);
         e->high_water++;
         atomic_store(&e->high_water_published, e->high_water);
     } else {
-        pthread_mutex_unlock(&e->pool_lock);
+        piocp_mutex_unlock(&e->pool_lock);
         return NULL;
     }
     atomic_fetch_add(&e->open_conns, 1);
-    pthread_mutex_unlock(&e->pool_lock);
+    piocp_mutex_unlock(&e->pool_lock);
 
     piocp_conn *c = piocp_conn_at(e, slot);
-    pthread_mutex_lock(&c->lock);
+    piocp_mutex_lock(&c->lock);
     /* The idle sweep reads the atomics without the lock: store them, never
      * memset them.  Everything from `engine` on (and the backend's part) is
      * the lock's and starts from zero. */
@@ -60,7 +60,7 @@ piocp_conn *piocp_pool_acquire(piocp_engine *e, piocp_socket fd, const struct so
         peer_len = sizeof c->peer;
     memcpy(&c->peer, peer, peer_len);
     c->peer_len = peer_len;
-    pthread_mutex_unlock(&c->lock);
+    piocp_mutex_unlock(&c->lock);
     return c;
 }
 
@@ -70,9 +70,9 @@ piocp_conn *piocp_conn_lock_tagged(piocp_engine *e, uint32_t slot, uint32_t gene
     if (slot >= atomic_load(&e->high_water_published))
         return NULL;
     piocp_conn *c = piocp_conn_at(e, slot);
-    pthread_mutex_lock(&c->lock);
+    piocp_mutex_lock(&c->lock);
     if ((c->generation & generation_mask) != generation || c->state != CONN_OPEN) {
-        pthread_mutex_unlock(&c->lock); /* stale: the connection it named is gone */
+        piocp_mutex_unlock(&c->lock); /* stale: the connection it named is gone */
         return NULL;
     }
     return c;
@@ -85,24 +85,24 @@ void piocp_conn_release(piocp_conn *c)
     if (atomic_fetch_sub(&c->refs, 1) != 1)
         return;
     piocp_engine *e = c->engine;
-    pthread_mutex_lock(&c->lock);
+    piocp_mutex_lock(&c->lock);
     c->state = CONN_FREE;
-    pthread_mutex_unlock(&c->lock);
-    pthread_mutex_lock(&e->pool_lock);
+    piocp_mutex_unlock(&c->lock);
+    piocp_mutex_lock(&e->pool_lock);
     e->free_slots[e->free_count++] = c->slot;
-    pthread_mutex_unlock(&e->pool_lock);
+    piocp_mutex_unlock(&e->pool_lock);
 }
 
 void piocp_conn_set_callbacks(piocp_conn *c, piocp_closed_fn on_closed, void *user)
 {
-    pthread_mutex_lock(&c->lock);
+    piocp_mutex_lock(&c->lock);
     c->on_closed = on_closed;
     c->user = user;
     if (c->held) {
         c->held = false; /* adopted: handed over now (piocp_adopt) */
         piocp_conn_let_go_locked(c);
     }
-    pthread_mutex_unlock(&c->lock);
+    piocp_mutex_unlock(&c->lock);
 }
 
 void *piocp_conn_user(const piocp_conn *c) { return c->user; }
@@ -118,13 +118,13 @@ int piocp_conn_peer(const piocp_conn *c, struct sockaddr_storage *addr, socklen_
 int piocp_conn_sockname(piocp_conn *c, struct sockaddr_storage *addr, socklen_t *addrlen)
 {
     /* under the lock: the socket may be closing on a worker right now */
-    pthread_mutex_lock(&c->lock);
+    piocp_mutex_lock(&c->lock);
     int rc = -ENOTCONN;
     if (c->state == CONN_OPEN && c->fd != PIOCP_INVALID_SOCKET) {
         *addrlen = sizeof *addr;
         rc = getsockname(c->fd, (struct sockaddr *)addr, addrlen) == 0 ? 0 : -errno;
     }
-    pthread_mutex_unlock(&c->lock);
+    piocp_mutex_unlock(&c->lock);
     return rc;
 }
 
@@ -185,10 +185,10 @@ static void schedule(piocp_conn *c, bool may_move)
             ready_push(&w->local, c);
             return;
         }
-        pthread_mutex_lock(&owner->remote_lock);
+        piocp_mutex_lock(&owner->remote_lock);
         bool was_empty = owner->remote.head == NULL;
         ready_push(&owner->remote, c);
-        pthread_mutex_unlock(&owner->remote_lock);
+        piocp_mutex_unlock(&owner->remote_lock);
         if (was_empty)
             e->backend->wake_worker(owner);
         return;
@@ -197,10 +197,10 @@ static void schedule(piocp_conn *c, bool may_move)
         ready_push(&w->local, c);
         return;
     }
-    pthread_mutex_lock(&e->ready_lock);
+    piocp_mutex_lock(&e->ready_lock);
     bool was_empty = e->ready.head == NULL;
     ready_push(&e->ready, c);
-    pthread_mutex_unlock(&e->ready_lock);
+    piocp_mutex_unlock(&e->ready_lock);
     if (was_empty)
         e->backend->wake(e);
 }
@@ -222,28 +222,28 @@ void piocp_conn_let_go_locked(piocp_conn *c)
 void piocp_take_global(piocp_worker *w)
 {
     piocp_engine *e = w->engine;
-    pthread_mutex_lock(&e->ready_lock);
+    piocp_mutex_lock(&e->ready_lock);
     while (e->ready.head)
         ready_push(&w->local, ready_pop(&e->ready));
-    pthread_mutex_unlock(&e->ready_lock);
+    piocp_mutex_unlock(&e->ready_lock);
 }
 
 void piocp_take_remote(piocp_worker *w)
 {
-    pthread_mutex_lock(&w->remote_lock);
+    piocp_mutex_lock(&w->remote_lock);
     while (w->remote.head)
         ready_push(&w->local, ready_pop(&w->remote));
-    pthread_mutex_unlock(&w->remote_lock);
+    piocp_mutex_unlock(&w->remote_lock);
 }
 
 void piocp_run_local(piocp_worker *w)
 {
     piocp_conn *c;
     while ((c = ready_pop(&w->local))) {
-        pthread_mutex_lock(&c->lock);
+        piocp_mutex_lock(&c->lock);
         c->queued = false;
         bool run = c->state == CONN_OPEN;
-        pthread_mutex_unlock(&c->lock);
+        piocp_mutex_unlock(&c->lock);
         if (run)
             piocp_conn_process(w, c);
         piocp_conn_release(c);
@@ -332,10 +332,10 @@ void piocp_finish_closed(piocp_conn *c)
 {
     piocp_engine *e = c->engine;
     piocp_report_closed(c);
-    pthread_mutex_lock(&e->pool_lock);
+    piocp_mutex_lock(&e->pool_lock);
     if (atomic_fetch_sub(&e->open_conns, 1) == 1)
-        pthread_cond_broadcast(&e->idle_cond);
-    pthread_mutex_unlock(&e->pool_lock);
+        piocp_cond_broadcast(&e->idle_cond);
+    piocp_mutex_unlock(&e->pool_lock);
     piocp_conn_release(c);
     /* a descriptor is free again: accepting paused for want of one resumes */
     if (atomic_load_explicit(&e->paused_listeners, memory_order_relaxed) > 0)
@@ -353,7 +353,7 @@ int piocp_recv(piocp_conn *c, piocp_request *req, void *buf, size_t len)
 {
     if (!req || !req->complete || (!buf && len))
         return -EINVAL;
-    pthread_mutex_lock(&c->lock);
+    piocp_mutex_lock(&c->lock);
     int rc = c->borrowed ? -EINVAL : post_check_locked(c); /* its owner reads it */
     if (rc == 0 && c->recv_req)
         rc = -EBUSY;
@@ -368,13 +368,13 @@ int piocp_recv(piocp_conn *c, piocp_request *req, void *buf, size_t len)
         c->recv_req = req;
         piocp_schedule_locked(c);
     }
-    pthread_mutex_unlock(&c->lock);
+    piocp_mutex_unlock(&c->lock);
     return rc;
 }
 
 static int queue_send(piocp_conn *c, piocp_request *req)
 {
-    pthread_mutex_lock(&c->lock);
+    piocp_mutex_lock(&c->lock);
     int rc = post_check_locked(c);
     if (req->op == PIOCP_OP_SHUTDOWN && c->borrowed)
         rc = -EINVAL; /* a FIN is its owner's to send */
@@ -395,7 +395,7 @@ static int queue_send(piocp_conn *c, piocp_request *req)
         c->send_tail = req;
         piocp_schedule_locked(c);
     }
-    pthread_mutex_unlock(&c->lock);
+    piocp_mutex_unlock(&c->lock);
     return rc;
 }
 
@@ -440,26 +440,26 @@ int piocp_shutdown(piocp_conn *c, piocp_request *req)
 
 int piocp_close(piocp_conn *c)
 {
-    pthread_mutex_lock(&c->lock);
+    piocp_mutex_lock(&c->lock);
     int rc = c->state == CONN_OPEN ? 0 : -ENOTCONN;
     if (rc == 0 && !c->close_requested) {
         c->close_requested = true;
         piocp_schedule_locked(c);
     }
-    pthread_mutex_unlock(&c->lock);
+    piocp_mutex_unlock(&c->lock);
     return rc;
 }
 
 int piocp_abort(piocp_conn *c)
 {
-    pthread_mutex_lock(&c->lock);
+    piocp_mutex_lock(&c->lock);
     int rc = c->state == CONN_OPEN ? 0 : -ENOTCONN;
     if (rc == 0) {
         if (!c->abort_error)
             c->abort_error = -ECANCELED;
         piocp_schedule_locked(c);
     }
-    pthread_mutex_unlock(&c->lock);
+    piocp_mutex_unlock(&c->lock);
     return rc;
 }
 
@@ -498,7 +498,7 @@ int piocp_cancel(piocp_conn *c, piocp_request *req)
 {
     if (!c || !req)
         return -EINVAL;
-    pthread_mutex_lock(&c->lock);
+    piocp_mutex_lock(&c->lock);
     int rc = 0;
     if (c->state != CONN_OPEN) {
         rc = -ENOENT; /* closed: everything it had has completed */
@@ -516,7 +516,7 @@ int piocp_cancel(piocp_conn *c, piocp_request *req)
     }
     if (rc == 0)
         piocp_schedule_locked(c);
-    pthread_mutex_unlock(&c->lock);
+    piocp_mutex_unlock(&c->lock);
     return rc;
 }
 
@@ -567,7 +567,7 @@ void piocp_scan_idle(piocp_engine *e)
         piocp_conn *c = piocp_conn_at(e, i);
         if (!expired(c, now, limit))
             continue;
-        pthread_mutex_lock(&c->lock);
+        piocp_mutex_lock(&c->lock);
         if (c->state == CONN_OPEN && c->lingering) {
             /* closing already: only its linger time counts, and its turn
              * closes it in order (an idle peer is what lingering waits out) */
@@ -592,6 +592,6 @@ void piocp_scan_idle(piocp_engine *e)
             }
             piocp_schedule_locked(c);
         }
-        pthread_mutex_unlock(&c->lock);
+        piocp_mutex_unlock(&c->lock);
     }
 }

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define DEFAULT_MAX_CONNECTIONS 10000
 /* How long a closing connection waits for the peer to close its side. */
@@ -119,35 +118,35 @@ void piocp_config_init(piocp_config *config)
 
 static void init_locks(piocp_engine *e)
 {
-    pthread_mutex_init(&e->pool_lock, NULL);
-    pthread_cond_init(&e->idle_cond, NULL);
-    pthread_mutex_init(&e->listeners_lock, NULL);
-    pthread_mutex_init(&e->ready_lock, NULL);
-    pthread_mutex_init(&e->user_lock, NULL);
-    pthread_mutex_init(&e->stop_lock, NULL);
-    pthread_mutex_init(&e->start_lock, NULL);
-    pthread_cond_init(&e->start_cond, NULL);
+    piocp_mutex_init(&e->pool_lock);
+    piocp_cond_init(&e->idle_cond);
+    piocp_mutex_init(&e->listeners_lock);
+    piocp_mutex_init(&e->ready_lock);
+    piocp_mutex_init(&e->user_lock);
+    piocp_mutex_init(&e->stop_lock);
+    piocp_mutex_init(&e->start_lock);
+    piocp_cond_init(&e->start_cond);
     piocp_timers_init(e);
     for (int i = 0; i < e->threads; i++) {
         e->workers[i].engine = e;
         e->workers[i].index = i;
-        pthread_mutex_init(&e->workers[i].remote_lock, NULL);
+        piocp_mutex_init(&e->workers[i].remote_lock);
     }
 }
 
 static void destroy_locks(piocp_engine *e)
 {
-    pthread_mutex_destroy(&e->pool_lock);
-    pthread_cond_destroy(&e->idle_cond);
-    pthread_mutex_destroy(&e->listeners_lock);
-    pthread_mutex_destroy(&e->ready_lock);
-    pthread_mutex_destroy(&e->user_lock);
-    pthread_mutex_destroy(&e->stop_lock);
-    pthread_mutex_destroy(&e->start_lock);
-    pthread_cond_destroy(&e->start_cond);
+    piocp_mutex_destroy(&e->pool_lock);
+    piocp_cond_destroy(&e->idle_cond);
+    piocp_mutex_destroy(&e->listeners_lock);
+    piocp_mutex_destroy(&e->ready_lock);
+    piocp_mutex_destroy(&e->user_lock);
+    piocp_mutex_destroy(&e->stop_lock);
+    piocp_mutex_destroy(&e->start_lock);
+    piocp_cond_destroy(&e->start_cond);
     piocp_timers_destroy(e);
     for (int i = 0; i < e->threads; i++)
-        pthread_mutex_destroy(&e->workers[i].remote_lock);
+        piocp_mutex_destroy(&e->workers[i].remote_lock);
 }
 
 int piocp_default_threads(void)
@@ -226,7 +225,7 @@ static int start_thread(piocp_worker *w)
 static void join_workers(piocp_engine *e)
 {
     for (int i = 0; i < e->threads_joinable; i++)
-        pthread_join(e->workers[i].thread, NULL);
+        piocp_thread_join(&e->workers[i].thread);
     e->threads_joinable = 0;
 }
 
@@ -237,7 +236,7 @@ int piocp_engine_start(piocp_engine *e)
 {
     if (atomic_exchange(&e->started, true))
         return -EALREADY;
-    pthread_mutex_lock(&e->start_lock);
+    piocp_mutex_lock(&e->start_lock);
     int create_error = 0;
     for (int i = 0; i < e->threads && create_error == 0; i++) {
         create_error = start_thread(&e->workers[i]);
@@ -245,13 +244,13 @@ int piocp_engine_start(piocp_engine *e)
             e->threads_joinable++;
     }
     while (e->workers_reported < e->threads_joinable)
-        pthread_cond_wait(&e->start_cond, &e->start_lock);
+        piocp_cond_wait(&e->start_cond, &e->start_lock);
     if (create_error < 0 && e->start_error == 0)
         e->start_error = create_error;
     int rc = e->start_error;
     e->start_decided = true;
-    pthread_cond_broadcast(&e->start_cond);
-    pthread_mutex_unlock(&e->start_lock);
+    piocp_cond_broadcast(&e->start_cond);
+    piocp_mutex_unlock(&e->start_lock);
     if (rc < 0) {
         /* the workers that did start leave without serving */
         atomic_store(&e->quit, true);
@@ -266,10 +265,10 @@ static void for_each_open(piocp_engine *e, void (*fn)(piocp_conn *))
     uint32_t high = atomic_load(&e->high_water_published);
     for (uint32_t i = 0; i < high; i++) {
         piocp_conn *c = piocp_conn_at(e, i);
-        pthread_mutex_lock(&c->lock);
+        piocp_mutex_lock(&c->lock);
         if (c->state == CONN_OPEN)
             fn(c);
-        pthread_mutex_unlock(&c->lock);
+        piocp_mutex_unlock(&c->lock);
     }
 }
 
@@ -285,22 +284,17 @@ static void abort_conn(piocp_conn *c)
 
 static bool wait_idle(piocp_engine *e, long long deadline_ms)
 {
-    pthread_mutex_lock(&e->pool_lock);
+    piocp_mutex_lock(&e->pool_lock);
     while (atomic_load(&e->open_conns) > 0) {
         long long left = deadline_ms - piocp_now_ms();
         if (left <= 0)
             break;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
         if (left > 50)
-            left = 50; /* COARSE clock and realtime differ; re-check often */
-        ts.tv_nsec += left * 1000000;
-        ts.tv_sec += ts.tv_nsec / 1000000000;
-        ts.tv_nsec %= 1000000000;
-        pthread_cond_timedwait(&e->idle_cond, &e->pool_lock, &ts);
+            left = 50; /* the COARSE clock and the wait's differ; re-check often */
+        piocp_cond_timedwait(&e->idle_cond, &e->pool_lock, left);
     }
     bool idle = atomic_load(&e->open_conns) == 0;
-    pthread_mutex_unlock(&e->pool_lock);
+    piocp_mutex_unlock(&e->pool_lock);
     return idle;
 }
 
@@ -309,9 +303,9 @@ int piocp_engine_stop(piocp_engine *e, int drain_ms)
     piocp_worker *w = piocp_current_worker();
     if (w && w->engine == e)
         return -EDEADLK;
-    pthread_mutex_lock(&e->stop_lock);
+    piocp_mutex_lock(&e->stop_lock);
     if (atomic_exchange(&e->stopping, true)) {
-        pthread_mutex_unlock(&e->stop_lock);
+        piocp_mutex_unlock(&e->stop_lock);
         return 0;
     }
     piocp_listeners_stop(e);
@@ -336,7 +330,7 @@ int piocp_engine_stop(piocp_engine *e, int drain_ms)
     piocp_run_user_completions(e);
     /* no worker can touch a listening socket any more: its number may go */
     piocp_listeners_close_sockets(e);
-    pthread_mutex_unlock(&e->stop_lock);
+    piocp_mutex_unlock(&e->stop_lock);
     return 0;
 }
 
@@ -345,18 +339,18 @@ static void close_unserved(piocp_engine *e)
 {
     for (uint32_t i = 0; i < e->high_water; i++) {
         piocp_conn *c = piocp_conn_at(e, i);
-        pthread_mutex_lock(&c->lock);
+        piocp_mutex_lock(&c->lock);
         bool open = c->state == CONN_OPEN;
         piocp_done_list done = {0};
         if (open) {
             piocp_fail_all_locked(c, -ECANCELED, &done);
             piocp_close_socket_locked(c, -ECANCELED);
         }
-        pthread_mutex_unlock(&c->lock);
+        piocp_mutex_unlock(&c->lock);
         piocp_complete_list(done.head);
         if (open)
             piocp_report_closed(c);
-        pthread_mutex_destroy(&c->lock);
+        piocp_mutex_destroy(&c->lock);
     }
 }
 
@@ -405,11 +399,11 @@ int piocp_post(piocp_engine *e, piocp_request *req, ssize_t result)
     req->conn = NULL;
     req->result = result;
     req->next = NULL;
-    pthread_mutex_lock(&e->user_lock);
+    piocp_mutex_lock(&e->user_lock);
     /* checked under the lock: stop's last run of user completions takes it
      * after setting quit, so a post is either refused or run, never lost */
     if (atomic_load(&e->quit)) {
-        pthread_mutex_unlock(&e->user_lock);
+        piocp_mutex_unlock(&e->user_lock);
         return -ESHUTDOWN;
     }
     bool was_empty = e->user_head == NULL;
@@ -418,7 +412,7 @@ int piocp_post(piocp_engine *e, piocp_request *req, ssize_t result)
     else
         e->user_head = req;
     e->user_tail = req;
-    pthread_mutex_unlock(&e->user_lock);
+    piocp_mutex_unlock(&e->user_lock);
     if (was_empty)
         e->backend->wake(e);
     return 0;
@@ -426,10 +420,10 @@ int piocp_post(piocp_engine *e, piocp_request *req, ssize_t result)
 
 void piocp_run_user_completions(piocp_engine *e)
 {
-    pthread_mutex_lock(&e->user_lock);
+    piocp_mutex_lock(&e->user_lock);
     piocp_request *list = e->user_head;
     e->user_head = e->user_tail = NULL;
-    pthread_mutex_unlock(&e->user_lock);
+    piocp_mutex_unlock(&e->user_lock);
     piocp_complete_list(list);
 }
 

@@ -4,12 +4,13 @@
 #include "core/fault.h"
 
 #ifdef PIOCP_FAULT_INJECTION
-#include <pthread.h>
+#include "platform/threads.h"
+
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static piocp_mutex lock = PIOCP_MUTEX_INITIALIZER;
 static char armed_point[64];
 static unsigned armed_nth, passes;
 static int armed_error;
@@ -17,22 +18,22 @@ static atomic_bool any_armed; /* the common case costs no lock */
 
 void piocp_fault_arm(const char *point, unsigned nth, int error)
 {
-    pthread_mutex_lock(&lock);
+    piocp_mutex_lock(&lock);
     strncpy(armed_point, point, sizeof armed_point - 1);
     armed_point[sizeof armed_point - 1] = '\0';
     armed_nth = nth;
     armed_error = error;
     passes = 0;
     atomic_store(&any_armed, true);
-    pthread_mutex_unlock(&lock);
+    piocp_mutex_unlock(&lock);
 }
 
 void piocp_fault_disarm(void)
 {
-    pthread_mutex_lock(&lock);
+    piocp_mutex_lock(&lock);
     armed_point[0] = '\0';
     atomic_store(&any_armed, false);
-    pthread_mutex_unlock(&lock);
+    piocp_mutex_unlock(&lock);
 }
 
 int piocp_fault_check(const char *point)
@@ -40,18 +41,18 @@ int piocp_fault_check(const char *point)
     if (!atomic_load_explicit(&any_armed, memory_order_relaxed))
         return 0;
     int rc = 0;
-    pthread_mutex_lock(&lock);
+    piocp_mutex_lock(&lock);
     if (armed_point[0] && strcmp(point, armed_point) == 0 && ++passes == armed_nth)
         rc = -armed_error;
-    pthread_mutex_unlock(&lock);
+    piocp_mutex_unlock(&lock);
     return rc;
 }
 
 unsigned piocp_fault_passes(void)
 {
-    pthread_mutex_lock(&lock);
+    piocp_mutex_lock(&lock);
     unsigned n = passes;
-    pthread_mutex_unlock(&lock);
+    piocp_mutex_unlock(&lock);
     return n;
 }
 #else

@@ -7,8 +7,8 @@
 #define PYIOCP_CORE_INTERNAL_H
 
 #include "pyiocp.h"
+#include "platform/threads.h"
 
-#include <pthread.h>
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -37,7 +37,7 @@ typedef struct piocp_done_list {
 } piocp_done_list;
 
 struct piocp_conn {
-    pthread_mutex_t lock;      /* guards everything below but the atomics */
+    piocp_mutex lock;          /* guards everything below but the atomics */
 
     /* Read without the lock (the idle sweep, references): only ever
      * written with atomic stores, also when a slot is reused. */
@@ -111,12 +111,12 @@ struct piocp_listener {
 
 struct piocp_worker {
     piocp_engine *engine;
-    pthread_t thread;
+    piocp_thread thread;
     int index;
     ready_list local;          /* filled by posts made on this worker: no lock, no wake-up */
     /* Connections owned by this worker (per-worker queues) that another
      * thread posted on: taken into `local` by the owner. */
-    pthread_mutex_t remote_lock;
+    piocp_mutex remote_lock;
     ready_list remote;
     void *backend;             /* the backend's per-worker state (a ring) */
     long long next_sweep_ms;   /* the sweeping worker's next idle sweep */
@@ -124,7 +124,7 @@ struct piocp_worker {
 
 /* Pending user timers (core/timers.c): a min-heap by due time. */
 typedef struct piocp_timer_heap {
-    pthread_mutex_t lock;
+    piocp_mutex lock;
     piocp_request **items;
     size_t count, capacity;
     uint64_t sequence;         /* posting order, for timers due together */
@@ -158,29 +158,29 @@ struct piocp_engine {
     uint32_t *free_slots;
     uint32_t free_count;
     atomic_int open_conns;
-    pthread_mutex_t pool_lock;
-    pthread_cond_t idle_cond;  /* signalled when open_conns drops to 0 */
+    piocp_mutex pool_lock;
+    piocp_cond idle_cond;      /* signalled when open_conns drops to 0 */
 
-    pthread_mutex_t listeners_lock;
+    piocp_mutex listeners_lock;
     piocp_listener *_Atomic listeners[PIOCP_MAX_LISTENERS];
     uint32_t listener_count;
     atomic_int paused_listeners;
 
-    pthread_mutex_t ready_lock;
+    piocp_mutex ready_lock;
     ready_list ready;          /* posts from non-worker threads */
-    pthread_mutex_t user_lock;
+    piocp_mutex user_lock;
     piocp_request *user_head, *user_tail; /* posted user completions */
     piocp_timer_heap timers;
 
     piocp_worker *workers;
     int threads_joinable;      /* worker threads created and not yet joined */
-    pthread_mutex_t start_lock;
-    pthread_cond_t start_cond; /* a worker reported how its start went */
+    piocp_mutex start_lock;
+    piocp_cond start_cond;     /* a worker reported how its start went */
     int workers_reported;
     int start_error;           /* the first failure to start a worker, or 0 */
     bool start_decided;        /* every worker reported: they may go (or leave) */
     atomic_bool started, stopping, draining, quit;
-    pthread_mutex_t stop_lock;
+    piocp_mutex stop_lock;
 
     engine_counters counters;
 };

@@ -93,17 +93,17 @@ static int add_listener(piocp_engine *e, piocp_socket fd, bool shared,
     l->shared = shared;
     l->callbacks = *callbacks;
     l->user = user;
-    pthread_mutex_lock(&e->listeners_lock);
+    piocp_mutex_lock(&e->listeners_lock);
     if (e->listener_count >= PIOCP_MAX_LISTENERS || atomic_load(&e->stopping)) {
         int rc = atomic_load(&e->stopping) ? -ESHUTDOWN : -EMFILE;
-        pthread_mutex_unlock(&e->listeners_lock);
+        piocp_mutex_unlock(&e->listeners_lock);
         close(fd);
         free(l);
         return rc;
     }
     l->index = e->listener_count++;
     atomic_store(&e->listeners[l->index], l);
-    pthread_mutex_unlock(&e->listeners_lock);
+    piocp_mutex_unlock(&e->listeners_lock);
     int rc = e->backend->add_listener(e, l);
     if (rc < 0) {
         /* it stays in the table (closed) so that its index is never reused */
@@ -170,9 +170,9 @@ void piocp_accepted(piocp_listener *l, piocp_socket fd, const struct sockaddr *p
          * checked (stop sets `stopping`, then counts what is open): either
          * stop waits for this connection, or it is refused here; never
          * left open behind a stop that has returned. */
-        pthread_mutex_lock(&c->lock);
+        piocp_mutex_lock(&c->lock);
         piocp_close_socket_locked(c, 0);
-        pthread_mutex_unlock(&c->lock);
+        piocp_mutex_unlock(&c->lock);
         piocp_finish_closed(c);
         c = NULL;
         fd = PIOCP_INVALID_SOCKET;
@@ -188,7 +188,7 @@ void piocp_accepted(piocp_listener *l, piocp_socket fd, const struct sockaddr *p
         return;
     }
     piocp_socket_set_nodelay(fd);
-    pthread_mutex_lock(&c->lock);
+    piocp_mutex_lock(&c->lock);
     c->unanswered = true;
     /* on_connection is the connection's first callback: no turn may run
      * (and close it) alongside it, so it stays claimed like a turn (see
@@ -197,16 +197,16 @@ void piocp_accepted(piocp_listener *l, piocp_socket fd, const struct sockaddr *p
     int rc = e->backend->add_conn(piocp_current_worker(), c);
     if (rc < 0)
         piocp_close_socket_locked(c, rc);
-    pthread_mutex_unlock(&c->lock);
+    piocp_mutex_unlock(&c->lock);
     if (rc < 0) {
         piocp_finish_closed(c);
         return;
     }
     atomic_fetch_add_explicit(&e->counters.accepted, 1, memory_order_relaxed);
     l->callbacks.on_connection(l, c, l->user);
-    pthread_mutex_lock(&c->lock);
+    piocp_mutex_lock(&c->lock);
     piocp_conn_let_go_locked(c);
-    pthread_mutex_unlock(&c->lock);
+    piocp_mutex_unlock(&c->lock);
 }
 
 /* Errors about the one connection being accepted: the next may be fine. */
@@ -267,7 +267,7 @@ void piocp_listeners_resume(piocp_engine *e)
 
 void piocp_listeners_stop(piocp_engine *e)
 {
-    pthread_mutex_lock(&e->listeners_lock);
+    piocp_mutex_lock(&e->listeners_lock);
     for (uint32_t i = 0; i < e->listener_count; i++) {
         piocp_listener *l = atomic_load(&e->listeners[i]);
         if (atomic_exchange(&l->closed, true))
@@ -277,12 +277,12 @@ void piocp_listeners_stop(piocp_engine *e)
         else if (e->backend->stop_listener)
             e->backend->stop_listener(e, l);
     }
-    pthread_mutex_unlock(&e->listeners_lock);
+    piocp_mutex_unlock(&e->listeners_lock);
 }
 
 void piocp_listeners_close_sockets(piocp_engine *e)
 {
-    pthread_mutex_lock(&e->listeners_lock);
+    piocp_mutex_lock(&e->listeners_lock);
     for (uint32_t i = 0; i < e->listener_count; i++) {
         piocp_listener *l = atomic_load(&e->listeners[i]);
         atomic_store(&l->closed, true);
@@ -291,7 +291,7 @@ void piocp_listeners_close_sockets(piocp_engine *e)
             l->fd_closed = true;
         }
     }
-    pthread_mutex_unlock(&e->listeners_lock);
+    piocp_mutex_unlock(&e->listeners_lock);
 }
 
 void piocp_listeners_free(piocp_engine *e)

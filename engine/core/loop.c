@@ -27,7 +27,7 @@
  * fast reader of a 100 MiB file must not keep a worker to itself. */
 #define TURN_BUDGET (4u << 20)
 
-static _Thread_local piocp_worker *current_worker;
+static PIOCP_THREAD_LOCAL piocp_worker *current_worker;
 
 piocp_worker *piocp_current_worker(void) { return current_worker; }
 
@@ -232,11 +232,11 @@ void piocp_conn_process(piocp_worker *w, piocp_conn *c)
     const piocp_backend_ops *ops = w->engine->backend;
     size_t budget = TURN_BUDGET;
     bool closed = false, more = true;
-    pthread_mutex_lock(&c->lock);
+    piocp_mutex_lock(&c->lock);
     if (c->busy || c->state != CONN_OPEN) {
         if (c->busy)
             c->again = true;
-        pthread_mutex_unlock(&c->lock);
+        piocp_mutex_unlock(&c->lock);
         return;
     }
     c->busy = true;
@@ -266,11 +266,11 @@ void piocp_conn_process(piocp_worker *w, piocp_conn *c)
         }
         piocp_connect_fn connect_done = c->connect_done;
         void *connect_user = c->connect_user;
-        pthread_mutex_unlock(&c->lock);
+        piocp_mutex_unlock(&c->lock);
         piocp_complete_list(done.head);
         if (connected) /* its first callback, in its turn as on_connection is */
             connect_done(c, 0, connect_user);
-        pthread_mutex_lock(&c->lock);
+        piocp_mutex_lock(&c->lock);
     } while (!closed && more && c->again);
     c->busy = false;
     if (!closed) {
@@ -285,7 +285,7 @@ void piocp_conn_process(piocp_worker *w, piocp_conn *c)
             }
         }
     }
-    pthread_mutex_unlock(&c->lock);
+    piocp_mutex_unlock(&c->lock);
     if (closed)
         piocp_finish_closed(c);
 }
@@ -297,15 +297,15 @@ void piocp_conn_process(piocp_worker *w, piocp_conn *c)
 static bool report_start(piocp_worker *w, int rc)
 {
     piocp_engine *e = w->engine;
-    pthread_mutex_lock(&e->start_lock);
+    piocp_mutex_lock(&e->start_lock);
     if (rc < 0 && e->start_error == 0)
         e->start_error = rc;
     e->workers_reported++;
-    pthread_cond_broadcast(&e->start_cond);
+    piocp_cond_broadcast(&e->start_cond);
     while (!e->start_decided)
-        pthread_cond_wait(&e->start_cond, &e->start_lock);
+        piocp_cond_wait(&e->start_cond, &e->start_lock);
     bool go = e->start_error == 0;
-    pthread_mutex_unlock(&e->start_lock);
+    piocp_mutex_unlock(&e->start_lock);
     return go;
 }
 

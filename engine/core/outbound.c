@@ -19,11 +19,11 @@
  * without a callback.  `close_socket`: the socket is ours to close. */
 static void give_back(piocp_conn *c, bool close_socket)
 {
-    pthread_mutex_lock(&c->lock);
+    piocp_mutex_lock(&c->lock);
     if (!close_socket)
         c->fd = PIOCP_INVALID_SOCKET; /* the caller's again */
     piocp_close_socket_locked(c, 0);
-    pthread_mutex_unlock(&c->lock);
+    piocp_mutex_unlock(&c->lock);
     piocp_finish_closed(c);
 }
 
@@ -57,13 +57,13 @@ static int take_connected(piocp_engine *e, piocp_socket fd, bool borrowed, piocp
         return -ESHUTDOWN;
     }
     rc = borrowed ? 0 : piocp_socket_make_nonblocking(fd);
-    pthread_mutex_lock(&c->lock);
+    piocp_mutex_lock(&c->lock);
     c->borrowed = borrowed; /* before add_conn: epoll watches it differently */
     if (rc == 0)
         rc = e->backend->add_conn(piocp_current_worker(), c);
     if (rc == 0)
         c->held = true; /* claimed until piocp_conn_set_callbacks */
-    pthread_mutex_unlock(&c->lock);
+    piocp_mutex_unlock(&c->lock);
     if (rc < 0) {
         give_back(c, false);
         return rc;
@@ -110,7 +110,7 @@ int piocp_connect(piocp_engine *e, const struct sockaddr *addr, socklen_t addrle
         give_back(c, true);
         return -ESHUTDOWN;
     }
-    pthread_mutex_lock(&c->lock);
+    piocp_mutex_lock(&c->lock);
     c->connecting = true;
     c->connect_done = done;
     c->connect_user = user;
@@ -125,7 +125,7 @@ int piocp_connect(piocp_engine *e, const struct sockaddr *addr, socklen_t addrle
         piocp_conn_set_deadline(c, timeout_ms); /* the sweep fails it with -ETIMEDOUT */
     c->again = true; /* the first turn looks at the socket: it may be connected already */
     piocp_conn_let_go_locked(c);
-    pthread_mutex_unlock(&c->lock);
+    piocp_mutex_unlock(&c->lock);
     return 0;
 }
 

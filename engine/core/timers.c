@@ -86,16 +86,16 @@ int piocp_post_after(piocp_engine *e, piocp_request *req, int64_t delay_ms)
     if (!e || !req || !req->complete || delay_ms < 0 || delay_ms > INT64_MAX / 1000 / 2)
         return -EINVAL;
     piocp_timer_heap *h = &e->timers;
-    pthread_mutex_lock(&h->lock);
+    piocp_mutex_lock(&h->lock);
     if (h->closed) {
-        pthread_mutex_unlock(&h->lock);
+        piocp_mutex_unlock(&h->lock);
         return -ESHUTDOWN;
     }
     if (h->count == h->capacity) {
         size_t capacity = h->capacity ? 2 * h->capacity : 64;
         piocp_request **items = realloc(h->items, capacity * sizeof *items);
         if (!items) {
-            pthread_mutex_unlock(&h->lock);
+            piocp_mutex_unlock(&h->lock);
             return -ENOMEM;
         }
         h->items = items;
@@ -110,7 +110,7 @@ int piocp_post_after(piocp_engine *e, piocp_request *req, int64_t delay_ms)
     sift_up(h, h->count - 1);
     publish_nearest(h);
     bool nearest = h->items[0] == req;
-    pthread_mutex_unlock(&h->lock);
+    piocp_mutex_unlock(&h->lock);
     if (nearest) /* worker 0 may be asleep past it */
         e->backend->wake_worker(&e->workers[0]);
     return 0;
@@ -121,13 +121,13 @@ int piocp_timer_cancel(piocp_engine *e, piocp_request *req)
     if (!e || !req)
         return -EINVAL;
     piocp_timer_heap *h = &e->timers;
-    pthread_mutex_lock(&h->lock);
+    piocp_mutex_lock(&h->lock);
     bool found = pending(h, req);
     if (found) {
         remove_at(h, req->u.timer.index);
         publish_nearest(h);
     }
-    pthread_mutex_unlock(&h->lock);
+    piocp_mutex_unlock(&h->lock);
     if (!found)
         return -ENOENT; /* fired, firing, cancelled, or never posted */
     /* Completes on a worker, like every completion.  Timers are cancelled
@@ -156,7 +156,7 @@ void piocp_timers_fire_due(piocp_engine *e)
     long long now = piocp_monotonic_us();
     if (atomic_load_explicit(&h->nearest_us, memory_order_relaxed) > now)
         return;
-    pthread_mutex_lock(&h->lock);
+    piocp_mutex_lock(&h->lock);
     while (h->count && h->items[0]->u.timer.due_us <= now) {
         piocp_request *r = h->items[0];
         remove_at(h, 0);
@@ -167,14 +167,14 @@ void piocp_timers_fire_due(piocp_engine *e)
         tail = &r->next;
     }
     publish_nearest(h);
-    pthread_mutex_unlock(&h->lock);
+    piocp_mutex_unlock(&h->lock);
     piocp_complete_list(head); /* in due order */
 }
 
 void piocp_timers_cancel_all(piocp_engine *e)
 {
     piocp_timer_heap *h = &e->timers;
-    pthread_mutex_lock(&h->lock);
+    piocp_mutex_lock(&h->lock);
     h->closed = true;
     /* in due order, as they would have fired */
     while (h->count) {
@@ -182,21 +182,21 @@ void piocp_timers_cancel_all(piocp_engine *e)
         remove_at(h, 0);
         publish_nearest(h);
         r->op = PIOCP_OP_USER;
-        pthread_mutex_unlock(&h->lock);
+        piocp_mutex_unlock(&h->lock);
         piocp_post(e, r, -ECANCELED);
-        pthread_mutex_lock(&h->lock);
+        piocp_mutex_lock(&h->lock);
     }
-    pthread_mutex_unlock(&h->lock);
+    piocp_mutex_unlock(&h->lock);
 }
 
 void piocp_timers_init(piocp_engine *e)
 {
-    pthread_mutex_init(&e->timers.lock, NULL);
+    piocp_mutex_init(&e->timers.lock);
     atomic_store(&e->timers.nearest_us, LLONG_MAX);
 }
 
 void piocp_timers_destroy(piocp_engine *e)
 {
-    pthread_mutex_destroy(&e->timers.lock);
+    piocp_mutex_destroy(&e->timers.lock);
     free(e->timers.items);
 }

@@ -14,12 +14,11 @@
 #endif
 #include "files/file_cache.h"
 #include "files/path_confine.h"
+#include "platform/threads.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -51,14 +50,14 @@ struct piocp_file_cache {
     size_t capacity, count;
     int period_ms;             /* an entry is re-checked by name this often */
     bool check_every_hit;      /* and fstat'ed on every hit (valid_ms 0) */
-    pthread_mutex_t lock;
+    piocp_mutex lock;
     cache_entry **buckets;
     size_t bucket_mask;
     cache_entry *lru_head, *lru_tail; /* head: most recently used */
     atomic_uint_fast64_t hits, misses;
 
     int inotify_fd, stop_fd;
-    pthread_t watcher;
+    piocp_thread watcher;
     bool watching;
 };
 
@@ -175,13 +174,13 @@ static cache_entry *find_locked(piocp_file_cache *c, const char *name, size_t le
 
 static void invalidate_watch(piocp_file_cache *c, int watch)
 {
-    pthread_mutex_lock(&c->lock);
+    piocp_mutex_lock(&c->lock);
     for (cache_entry *e = c->lru_head, *next; e; e = next) {
         next = e->lru_next;
         if (watch < 0 || e->watch == watch)
             unlink_locked(c, e);
     }
-    pthread_mutex_unlock(&c->lock);
+    piocp_mutex_unlock(&c->lock);
 }
 
 static void *watcher_main(void *arg)
@@ -267,18 +266,14 @@ int piocp_file_cache_new(piocp_file_cache **out, int root_fd, const char *root_p
         free(c);
         return -ENOMEM;
     }
-    pthread_mutex_init(&c->lock, NULL);
+    piocp_mutex_init(&c->lock);
     if (capacity > 0) {
         /* without inotify (limits, seccomp) the validity period still
          * bounds how stale an entry can be */
         c->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
         c->stop_fd = eventfd(0, EFD_CLOEXEC);
         if (c->inotify_fd >= 0 && c->stop_fd >= 0) {
-            sigset_t all, old;
-            sigfillset(&all);
-            pthread_sigmask(SIG_BLOCK, &all, &old);
-            c->watching = pthread_create(&c->watcher, NULL, watcher_main, c) == 0;
-            pthread_sigmask(SIG_SETMASK, &old, NULL);
+            c->watching = piocp_thread_start(&c->watcher, watcher_main, c) == 0;
         }
     }
     *out = c;
@@ -292,14 +287,14 @@ void piocp_file_cache_free(piocp_file_cache *c)
     if (c->watching) {
         uint64_t one = 1;
         (void)!write(c->stop_fd, &one, sizeof one);
-        pthread_join(c->watcher, NULL);
+        piocp_thread_join(&c->watcher);
     }
     invalidate_watch(c, -1);
     if (c->inotify_fd >= 0)
         close(c->inotify_fd);
     if (c->stop_fd >= 0)
         close(c->stop_fd);
-    pthread_mutex_destroy(&c->lock);
+    piocp_mutex_destroy(&c->lock);
     free(c->buckets);
     free(c->root_path);
     free(c);
@@ -311,18 +306,18 @@ void piocp_file_cache_free(piocp_file_cache *c)
 static cache_entry *take_cached(piocp_file_cache *c, const char *name, size_t len, uint32_t h,
                                 long long now)
 {
-    pthread_mutex_lock(&c->lock);
+    piocp_mutex_lock(&c->lock);
     cache_entry *e = find_locked(c, name, len, h);
     if (!e || now - e->checked_ms >= c->period_ms) {
         /* due: the caller re-opens the name, and keeps this entry if the
          * name still leads to the same file (revalidate_locked) */
-        pthread_mutex_unlock(&c->lock);
+        piocp_mutex_unlock(&c->lock);
         return NULL;
     }
     e->refs++;
     lru_unlink(c, e);
     lru_push_front(c, e);
-    pthread_mutex_unlock(&c->lock);
+    piocp_mutex_unlock(&c->lock);
     /* Within the period a hit is trusted as is: no system call.  inotify
      * drops the entry soon after a change, the period bounds how long it
      * can be missed, and an answer from it is framed by its own size
@@ -334,11 +329,11 @@ static cache_entry *take_cached(piocp_file_cache *c, const char *name, size_t le
     struct stat st;
     if (fstat(e->file.fd, &st) == 0 && same_file(&e->file.st, &st))
         return e;
-    pthread_mutex_lock(&c->lock);
+    piocp_mutex_lock(&c->lock);
     if (e->linked)
         unlink_locked(c, e);
     entry_put_locked(e);
-    pthread_mutex_unlock(&c->lock);
+    piocp_mutex_unlock(&c->lock);
     return NULL;
 }
 
@@ -360,11 +355,11 @@ static cache_entry *revalidate_locked(piocp_file_cache *c, const char *name, siz
 /* The name is gone or now refused: so is any cached answer for it. */
 static void forget_name(piocp_file_cache *c, const char *name, size_t len, uint32_t h)
 {
-    pthread_mutex_lock(&c->lock);
+    piocp_mutex_lock(&c->lock);
     cache_entry *e = find_locked(c, name, len, h);
     if (e)
         unlink_locked(c, e);
-    pthread_mutex_unlock(&c->lock);
+    piocp_mutex_unlock(&c->lock);
 }
 
 /* A new entry for a file just opened, held by the caller alone (not yet in
@@ -395,14 +390,14 @@ static cache_entry *entry_new(const piocp_file_cache *c, const char *name, size_
  * the fresh one freed. */
 static cache_entry *insert_or_revalidate(piocp_file_cache *c, cache_entry *fresh)
 {
-    pthread_mutex_lock(&c->lock);
+    piocp_mutex_lock(&c->lock);
     /* one seen changing replaces what is there, whatever its stat said */
     cache_entry *old = fresh->changing ? NULL
                                        : revalidate_locked(c, fresh->name, fresh->name_len,
                                                            fresh->hash, &fresh->file.st,
                                                            fresh->checked_ms);
     if (old) {
-        pthread_mutex_unlock(&c->lock);
+        piocp_mutex_unlock(&c->lock);
         entry_destroy(fresh);
         return old;
     }
@@ -418,7 +413,7 @@ static cache_entry *insert_or_revalidate(piocp_file_cache *c, cache_entry *fresh
     fresh->linked = true;
     fresh->refs++; /* the table's */
     c->count++;
-    pthread_mutex_unlock(&c->lock);
+    piocp_mutex_unlock(&c->lock);
     return fresh;
 }
 
@@ -447,9 +442,9 @@ int piocp_file_cache_open(piocp_file_cache *c, const char *name, size_t len,
     if (caching) {
         /* a due entry whose name still leads to the same file: keep its
          * descriptor and bytes (no read of the file), trust it anew */
-        pthread_mutex_lock(&c->lock);
+        piocp_mutex_lock(&c->lock);
         e = revalidate_locked(c, name, len, h, &st, now);
-        pthread_mutex_unlock(&c->lock);
+        piocp_mutex_unlock(&c->lock);
         if (e) {
             close(fd);
             *out = &e->file;
@@ -473,9 +468,9 @@ int piocp_file_cache_open(piocp_file_cache *c, const char *name, size_t len,
 void piocp_file_cache_release(piocp_file_cache *c, const piocp_cached_file *file)
 {
     cache_entry *e = (cache_entry *)file; /* `file` is the first member */
-    pthread_mutex_lock(&c->lock);
+    piocp_mutex_lock(&c->lock);
     entry_put_locked(e);
-    pthread_mutex_unlock(&c->lock);
+    piocp_mutex_unlock(&c->lock);
 }
 
 void piocp_file_cache_stats(piocp_file_cache *c, uint64_t *hits, uint64_t *misses)

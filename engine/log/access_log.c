@@ -10,11 +10,10 @@
 #endif
 
 #include "log/access_log.h"
+#include "platform/threads.h"
 
 #include <errno.h>
 #include <poll.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -27,9 +26,9 @@
 
 struct piocp_access_log {
     int fd;
-    pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
+    piocp_thread thread;
+    piocp_mutex lock;
+    piocp_cond wake;
     bool stop;
     /* Bytes [head, head + used) (modulo capacity) are queued.  The writer
      * thread reads them without the lock: producers only ever touch the
@@ -80,10 +79,10 @@ static void *writer_main(void *arg)
 {
     piocp_access_log *log = arg;
 
-    pthread_mutex_lock(&log->lock);
+    piocp_mutex_lock(&log->lock);
     for (;;) {
         while (log->used == 0 && !log->stop)
-            pthread_cond_wait(&log->wake, &log->lock);
+            piocp_cond_wait(&log->wake, &log->lock);
         if (log->used == 0)
             break; /* stopping, and everything is out */
 
@@ -91,7 +90,7 @@ static void *writer_main(void *arg)
          * not wrap, so lines go out in batches. */
         size_t start = log->head;
         size_t n = log->used < log->capacity - start ? log->used : log->capacity - start;
-        pthread_mutex_unlock(&log->lock);
+        piocp_mutex_unlock(&log->lock);
 
         size_t written = write_all(log->fd, log->ring + start, n);
         if (written < n) {
@@ -102,11 +101,11 @@ static void *writer_main(void *arg)
                                       memory_order_relaxed);
         }
 
-        pthread_mutex_lock(&log->lock);
+        piocp_mutex_lock(&log->lock);
         log->head = (start + n) % log->capacity;
         log->used -= n;
     }
-    pthread_mutex_unlock(&log->lock);
+    piocp_mutex_unlock(&log->lock);
     return NULL;
 }
 
@@ -121,28 +120,23 @@ piocp_access_log *piocp_access_log_new(int fd)
     if (log->ring == NULL)
         goto fail_ring;
     atomic_init(&log->dropped, 0);
-    if (pthread_mutex_init(&log->lock, NULL) != 0)
+    if (piocp_mutex_init(&log->lock) != 0)
         goto fail_mutex;
-    if (pthread_cond_init(&log->wake, NULL) != 0)
+    if (piocp_cond_init(&log->wake) != 0)
         goto fail_cond;
 
-    /* The writer thread blocks every signal: asynchronous signals belong to
-     * the application's own threads (Python handles them on its main
-     * thread), and a write to a closed pipe then fails with EPIPE instead
-     * of killing the process with SIGPIPE. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&log->thread, NULL, writer_main, log);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0)
+    /* The writer thread blocks every signal (piocp_thread_start):
+     * asynchronous signals belong to the application's own threads (Python
+     * handles them on its main thread), and a write to a closed pipe then
+     * fails with EPIPE instead of killing the process with SIGPIPE. */
+    if (piocp_thread_start(&log->thread, writer_main, log) != 0)
         goto fail_thread;
     return log;
 
 fail_thread:
-    pthread_cond_destroy(&log->wake);
+    piocp_cond_destroy(&log->wake);
 fail_cond:
-    pthread_mutex_destroy(&log->lock);
+    piocp_mutex_destroy(&log->lock);
 fail_mutex:
     free(log->ring);
 fail_ring:
@@ -155,9 +149,9 @@ void piocp_access_log_write(piocp_access_log *log, const char *line, size_t len)
     if (len == 0)
         return;
 
-    pthread_mutex_lock(&log->lock);
+    piocp_mutex_lock(&log->lock);
     if (log->stop || len > log->capacity - log->used) {
-        pthread_mutex_unlock(&log->lock);
+        piocp_mutex_unlock(&log->lock);
         atomic_fetch_add_explicit(&log->dropped, 1, memory_order_relaxed);
         return;
     }
@@ -166,8 +160,8 @@ void piocp_access_log_write(piocp_access_log *log, const char *line, size_t len)
     memcpy(log->ring + tail, line, first);
     memcpy(log->ring, line + first, len - first);
     log->used += len;
-    pthread_cond_signal(&log->wake);
-    pthread_mutex_unlock(&log->lock);
+    piocp_cond_signal(&log->wake);
+    piocp_mutex_unlock(&log->lock);
 }
 
 uint64_t piocp_access_log_dropped(const piocp_access_log *log)
@@ -179,14 +173,14 @@ void piocp_access_log_free(piocp_access_log *log)
 {
     if (log == NULL)
         return;
-    pthread_mutex_lock(&log->lock);
+    piocp_mutex_lock(&log->lock);
     log->stop = true;
-    pthread_cond_signal(&log->wake);
-    pthread_mutex_unlock(&log->lock);
-    pthread_join(log->thread, NULL);
+    piocp_cond_signal(&log->wake);
+    piocp_mutex_unlock(&log->lock);
+    piocp_thread_join(&log->thread);
 
-    pthread_cond_destroy(&log->wake);
-    pthread_mutex_destroy(&log->lock);
+    piocp_cond_destroy(&log->wake);
+    piocp_mutex_destroy(&log->lock);
     free(log->ring);
     free(log);
 }

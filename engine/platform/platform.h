@@ -1,16 +1,16 @@
 /*
  * platform.h - the operating-system pieces the core needs, behind names of
  * our own: sockets (close, reset, linger, Nagle), file size, clocks, CPU
- * count and limits, worker threads.  One implementation per platform (the
- * files in platform/posix/ today, with platform/linux/ for what only Linux
- * has); the core has one code path.
+ * count and limits, and (platform/threads.h) threads and locks.  One
+ * implementation per platform (the files in platform/posix/ today, with
+ * platform/linux/ for what only Linux has); the core has one code path.
  */
 #ifndef PYIOCP_PLATFORM_H
 #define PYIOCP_PLATFORM_H
 
 #include "pyiocp.h"
+#include "platform/threads.h"
 
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -31,11 +31,6 @@ int piocp_affinity_cpus(void);
  * under `cgroup_root` as `proc_self_cgroup` names them (NULL: the real
  * ones; see piocp_cpu_info_read).  Never fails: unreadable means none. */
 double piocp_cpu_quota(const char *cgroup_root, const char *proc_self_cgroup, int *ceiling);
-
-/* Starts a thread with every signal blocked: signals must reach the thread
- * that owns the engine (Python's main thread) and interrupt its wait.
- * Returns 0 or -errno. */
-int piocp_thread_start(pthread_t *thread, void *(*body)(void *), void *arg);
 
 /* Closes a socket; `reset`: with an RST instead of a FIN (an aborted
  * connection must not pass a cut-off answer off as a whole one). */

@@ -1,6 +1,6 @@
 /*
- * system.c - POSIX clocks, CPU count and threads for the core (see
- * platform.h).
+ * system.c - POSIX clocks and CPU count for the core (see platform.h;
+ * threads: platform/threads.h).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -8,7 +8,6 @@
 #include "platform/platform.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,14 +45,3 @@ double piocp_cpu_quota(const char *cgroup_root, const char *proc_self_cgroup, in
     return 0;
 }
 #endif
-
-int piocp_thread_start(pthread_t *thread, void *(*body)(void *), void *arg)
-{
-    /* the new thread inherits the mask in force while it is created */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    int rc = pthread_create(thread, NULL, body, arg);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return -rc;
-}

@@ -15,6 +15,7 @@
 #include "log/clf.h"
 #include "protocols/http/mime_types.h"
 #include "files/path_confine.h"
+#include "platform/threads.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -57,8 +58,8 @@ static const char *reason_phrase(int status)
  * thread, not once per response. */
 static const char *date_now(void)
 {
-    static _Thread_local time_t cached_second = -1;
-    static _Thread_local char cached[30];
+    static PIOCP_THREAD_LOCAL time_t cached_second = -1;
+    static PIOCP_THREAD_LOCAL char cached[30];
     time_t now = time(NULL);
     if (now != cached_second) {
         http_format_date((int64_t)now, cached);
