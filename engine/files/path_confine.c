@@ -12,6 +12,7 @@
 #endif
 
 #include "files/path_confine.h"
+#include "files/path_names.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -78,31 +79,11 @@ static const char *reason_for(int err)
 }
 
 /* Rejects what the kernel would accept but the protocol must not: the
- * checks any resolver needs, done once before either one runs. */
+ * checks any resolver needs (files/path_names.c), done once before either
+ * one runs. */
 static int check_name(const char *name, size_t name_len, const char **reason)
 {
-    if (name_len == 0 || memchr(name, '\0', name_len) != NULL)
-        return fail(EINVAL, "invalid name", reason);
-    if (name_len >= PATH_MAX)
-        return fail(ENAMETOOLONG, "name too long", reason);
-    if (name[0] == '/')
-        return fail(EPERM, "absolute path not allowed", reason);
-    /* A name ending in '/' can only name a directory. */
-    if (name[name_len - 1] == '/')
-        return fail(EISDIR, "not a regular file", reason);
-
-    /* Any ".." is treated as an escape attempt, even "sub/../file": the
-     * protocol never needs one, and a blanket rule is easier to trust than
-     * counting depth. */
-    const char *p = name, *end = name + name_len;
-    while (p < end) {
-        const char *slash = memchr(p, '/', (size_t)(end - p));
-        const char *stop = slash ? slash : end;
-        if (stop - p == 2 && p[0] == '.' && p[1] == '.')
-            return fail(EXDEV, "path escapes root", reason);
-        p = stop + 1;
-    }
-    return 0;
+    return piocp_check_served_name(name, name_len, PATH_MAX, PIOCP_WINDOWS_NAME_RULES, reason);
 }
 
 #ifdef SYS_openat2
