@@ -28,6 +28,9 @@ static const piocp_backend_ops *const all_backends[] = {
     &piocp_backend_io_uring,
     &piocp_backend_epoll,
 #endif
+#ifdef _WIN32
+    &piocp_backend_iocp,
+#endif
 #ifdef PIOCP_TEST_BACKENDS
     &piocp_backend_scripted,
 #endif
