@@ -10,29 +10,19 @@
  *
  * An entry with a NULL OVERLAPPED is a packet we posted ourselves
  * (PostQueuedCompletionStatus): its completion key says what it is, a
- * wake-up or the quit.  The others are I/O completions.
+ * wake-up or the quit.  The others are I/O completions: AcceptEx
+ * (iocp_listen.c), a connection's WSARecv or WSASend (iocp_conn.c).
  *
  * The idle sweep and the user timers need no timer of their own: worker 0
  * waits with the timeout the core asks for (core/loop.c), and a wait that
  * times out returns nothing.
  */
-#include "core/backend.h"
-#include "platform/platform.h"
-
-#include <winsock2.h>
-#include <windows.h>
+#include "backends/iocp.h"
 
 #include <stdlib.h>
 
 /* Entries one wait may take: a batch, as the core hands one to the binding. */
 #define MAX_ENTRIES 64
-
-/* Completion keys of the packets we post ourselves (OVERLAPPED NULL). */
-enum { KEY_WAKE = 1, KEY_QUIT = 2 };
-
-typedef struct iocp_backend {
-    HANDLE port;
-} iocp_backend;
 
 /* Winsock must be started before any socket call: once per process (each
  * WSAStartup must be matched by a WSACleanup, so the count stays at one for
@@ -58,8 +48,10 @@ static int iocp_probe(void)
 static void iocp_destroy(piocp_engine *e)
 {
     iocp_backend *b = e->backend_data;
-    if (b->port)
+    if (b->port) {
+        iocp_listeners_destroy(b);
         CloseHandle(b->port);
+    }
     free(b);
     e->backend_data = NULL;
 }
@@ -94,47 +86,38 @@ static void post_packet(piocp_engine *e, ULONG_PTR key)
 }
 
 /* the global list and user completions: any worker will do */
-static void iocp_wake(piocp_engine *e) { post_packet(e, KEY_WAKE); }
+static void iocp_wake(piocp_engine *e) { post_packet(e, IOCP_KEY_WAKE); }
 
 /* Connections have no owner here (the port gives any completion to any
  * worker), so the core never fills a worker's remote list; should it, a
  * wake-up of any worker that takes it is what there is. */
-static void iocp_wake_worker(piocp_worker *w) { post_packet(w->engine, KEY_WAKE); }
+static void iocp_wake_worker(piocp_worker *w) { post_packet(w->engine, IOCP_KEY_WAKE); }
 
 /* One quit packet, passed on by every worker that takes it: the port
  * cannot address a worker, and a worker that took two packets of one per
  * worker would leave another waiting for ever. */
-static void iocp_post_quit(piocp_engine *e) { post_packet(e, KEY_QUIT); }
+static void iocp_post_quit(piocp_engine *e) { post_packet(e, IOCP_KEY_QUIT); }
 
-/* ----------------------------------------------------- not yet ported -- */
+/* ---------------------------------------------------------- handles -- */
 
-static int iocp_add_listener(piocp_engine *e, piocp_listener *l)
+int iocp_associate(piocp_engine *e, SOCKET s)
 {
-    (void)e;
-    (void)l;
-    return -PIOCP_EOPNOTSUPP;
+    iocp_backend *b = e->backend_data;
+    /* a handle belongs to one port for life: one already on another port
+     * (an event loop's) is refused here */
+    if (!CreateIoCompletionPort((HANDLE)s, b->port, IOCP_KEY_IO, 0))
+        return -piocp_error_from_win32(GetLastError());
+    return 0;
 }
 
-static int iocp_add_conn(piocp_worker *w, piocp_conn *c)
+int iocp_overlapped_error(SOCKET s, OVERLAPPED *ov)
 {
-    (void)w;
-    (void)c;
-    return -PIOCP_EOPNOTSUPP;
-}
-
-static bool iocp_run(piocp_worker *w, piocp_conn *c, piocp_done_list *done, size_t *budget)
-{
-    (void)w;
-    (void)c;
-    (void)done;
-    (void)budget;
-    return true;
-}
-
-static void iocp_cancel(piocp_worker *w, piocp_conn *c)
-{
-    (void)w;
-    (void)c;
+    /* WSAGetOverlappedResult turns the NTSTATUS the kernel left in the
+     * OVERLAPPED into the Winsock error a synchronous call would give */
+    DWORD bytes = 0, flags = 0;
+    if (WSAGetOverlappedResult(s, ov, &bytes, FALSE, &flags))
+        return -PIOCP_EIO; /* a failure it calls a success: should not happen */
+    return iocp_wsa_error();
 }
 
 /* ------------------------------------------------------------ worker -- */
@@ -152,10 +135,20 @@ static int iocp_poll(piocp_worker *w, int timeout_ms)
     }
     int result = 0;
     for (ULONG i = 0; i < n; i++) {
-        if (entries[i].lpOverlapped)
-            continue; /* no I/O is started yet */
-        if (entries[i].lpCompletionKey == KEY_QUIT)
-            post_packet(e, KEY_QUIT); /* for the next worker: see iocp_post_quit */
+        OVERLAPPED *ov = entries[i].lpOverlapped;
+        if (ov) {
+            /* I/O, failed or not: Internal holds its NTSTATUS, negative for
+             * an error (what HasOverlappedIoCompleted reads too) */
+            iocp_io *io = (iocp_io *)ov;
+            bool ok = (LONG)ov->Internal >= 0;
+            if (io->kind == IOCP_IO_ACCEPT)
+                iocp_on_accept(e, io, ok);
+            else
+                iocp_on_conn_io(io, entries[i].dwNumberOfBytesTransferred, ok);
+            continue;
+        }
+        if (entries[i].lpCompletionKey == IOCP_KEY_QUIT)
+            post_packet(e, IOCP_KEY_QUIT); /* for the next worker: see iocp_post_quit */
         result |= PIOCP_POLL_WOKEN;
     }
     return result;
@@ -163,7 +156,7 @@ static int iocp_poll(piocp_worker *w, int timeout_ms)
 
 const piocp_backend_ops piocp_backend_iocp = {
     .name = "iocp",
-    .conn_size = 0,
+    .conn_size = sizeof(iocp_conn),
     .probe = iocp_probe,
     .init = iocp_init,
     .destroy = iocp_destroy,
@@ -172,7 +165,12 @@ const piocp_backend_ops piocp_backend_iocp = {
     .wake_worker = iocp_wake_worker,
     .post_quit = iocp_post_quit,
     .add_listener = iocp_add_listener,
+    .resume_listener = iocp_resume_listener,
+    .stop_listener = iocp_stop_listener,
     .add_conn = iocp_add_conn,
     .run = iocp_run,
+    .cancel_recv = iocp_cancel_recv,
+    .cancel_send = iocp_cancel_send,
     .cancel = iocp_cancel,
+    .park = iocp_park,
 };
