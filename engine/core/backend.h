@@ -170,6 +170,7 @@ bool piocp_listener_accept_failed(piocp_listener *listener, int error);
 /* Every backend compiled in. */
 extern const piocp_backend_ops piocp_backend_epoll;
 extern const piocp_backend_ops piocp_backend_io_uring;
+extern const piocp_backend_ops piocp_backend_iocp;
 extern const piocp_backend_ops piocp_backend_scripted;
 
 #endif

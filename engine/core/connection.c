@@ -7,9 +7,9 @@
 #define _GNU_SOURCE
 #endif
 #include "core/backend.h"
+#include "errors.h"
 #include "platform/platform.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,8 +56,9 @@ piocp_conn *piocp_pool_acquire(piocp_engine *e, piocp_socket fd, const struct so
      * finds it open and kicks it, and its turn must not run (and close it)
      * before the caller has set it up and handed it over. */
     c->busy = true;
-    if (peer_len > sizeof c->peer)
-        peer_len = sizeof c->peer;
+    /* socklen_t is an int on Windows: compare as sizes */
+    if ((size_t)peer_len > sizeof c->peer)
+        peer_len = (socklen_t)sizeof c->peer;
     memcpy(&c->peer, peer, peer_len);
     c->peer_len = peer_len;
     piocp_mutex_unlock(&c->lock);
@@ -119,10 +120,10 @@ int piocp_conn_sockname(piocp_conn *c, struct sockaddr_storage *addr, socklen_t 
 {
     /* under the lock: the socket may be closing on a worker right now */
     piocp_mutex_lock(&c->lock);
-    int rc = -ENOTCONN;
+    int rc = -PIOCP_ENOTCONN;
     if (c->state == CONN_OPEN && c->fd != PIOCP_INVALID_SOCKET) {
         *addrlen = sizeof *addr;
-        rc = getsockname(c->fd, (struct sockaddr *)addr, addrlen) == 0 ? 0 : -errno;
+        rc = piocp_socket_local_address(c->fd, addr, addrlen);
     }
     piocp_mutex_unlock(&c->lock);
     return rc;
@@ -286,7 +287,7 @@ void piocp_done_take(piocp_done_list *done, piocp_done_list *from)
 }
 
 /* Fails every pending request with `error`, in posting order (those
- * cancelled already keep their -ECANCELED). */
+ * cancelled already keep their -PIOCP_ECANCELED). */
 void piocp_fail_all_locked(piocp_conn *c, int error, piocp_done_list *done)
 {
     piocp_done_take(done, &c->cancelled);
@@ -324,7 +325,7 @@ void piocp_close_socket_locked(piocp_conn *c, int error)
     /* A cancelled connection of our own closed as asked: 0.  A borrowed
      * socket's owner is told it came back cut short (its stream may end
      * mid-message), since it goes on using it. */
-    c->closed_error = error == -ECANCELED && !c->borrowed ? 0 : error;
+    c->closed_error = error == -PIOCP_ECANCELED && !c->borrowed ? 0 : error;
 }
 
 /* After the socket is closed and every request has completed. */
@@ -345,18 +346,18 @@ void piocp_finish_closed(piocp_conn *c)
 static int post_check_locked(piocp_conn *c)
 {
     if (c->state != CONN_OPEN || c->close_requested || c->abort_error)
-        return -ENOTCONN;
+        return -PIOCP_ENOTCONN;
     return 0;
 }
 
 int piocp_recv(piocp_conn *c, piocp_request *req, void *buf, size_t len)
 {
     if (!req || !req->complete || (!buf && len))
-        return -EINVAL;
+        return -PIOCP_EINVAL;
     piocp_mutex_lock(&c->lock);
-    int rc = c->borrowed ? -EINVAL : post_check_locked(c); /* its owner reads it */
+    int rc = c->borrowed ? -PIOCP_EINVAL : post_check_locked(c); /* its owner reads it */
     if (rc == 0 && c->recv_req)
-        rc = -EBUSY;
+        rc = -PIOCP_EBUSY;
     if (rc == 0) {
         req->op = PIOCP_OP_RECV;
         req->conn = c;
@@ -377,9 +378,9 @@ static int queue_send(piocp_conn *c, piocp_request *req)
     piocp_mutex_lock(&c->lock);
     int rc = post_check_locked(c);
     if (req->op == PIOCP_OP_SHUTDOWN && c->borrowed)
-        rc = -EINVAL; /* a FIN is its owner's to send */
+        rc = -PIOCP_EINVAL; /* a FIN is its owner's to send */
     if (rc == 0 && c->write_shut)
-        rc = -EPIPE; /* after our FIN, as send(2) says */
+        rc = -PIOCP_EPIPE; /* after our FIN, as send(2) says */
     if (rc == 0) {
         if (req->op == PIOCP_OP_SHUTDOWN)
             c->write_shut = true;
@@ -402,7 +403,7 @@ static int queue_send(piocp_conn *c, piocp_request *req)
 int piocp_send(piocp_conn *c, piocp_request *req, const void *buf, size_t len)
 {
     if (!req || !req->complete || (!buf && len))
-        return -EINVAL;
+        return -PIOCP_EINVAL;
     req->op = PIOCP_OP_SEND;
     req->u.send.buf = buf;
     req->u.send.len = len;
@@ -414,7 +415,7 @@ int piocp_transmit(piocp_conn *c, piocp_request *req, const void *head, size_t h
 {
     if (!req || !req->complete || (!head && head_len) || fd == PIOCP_INVALID_FILE ||
         (count != PIOCP_TRANSMIT_TO_EOF && offset + count < offset))
-        return -EINVAL;
+        return -PIOCP_EINVAL;
     uint64_t size;
     if (count == PIOCP_TRANSMIT_TO_EOF && piocp_file_size(fd, &size) == 0) {
         /* fix the length now: an exact count lets the head go out with
@@ -433,7 +434,7 @@ int piocp_transmit(piocp_conn *c, piocp_request *req, const void *head, size_t h
 int piocp_shutdown(piocp_conn *c, piocp_request *req)
 {
     if (!req || !req->complete)
-        return -EINVAL;
+        return -PIOCP_EINVAL;
     req->op = PIOCP_OP_SHUTDOWN;
     return queue_send(c, req);
 }
@@ -441,7 +442,7 @@ int piocp_shutdown(piocp_conn *c, piocp_request *req)
 int piocp_close(piocp_conn *c)
 {
     piocp_mutex_lock(&c->lock);
-    int rc = c->state == CONN_OPEN ? 0 : -ENOTCONN;
+    int rc = c->state == CONN_OPEN ? 0 : -PIOCP_ENOTCONN;
     if (rc == 0 && !c->close_requested) {
         c->close_requested = true;
         piocp_schedule_locked(c);
@@ -453,10 +454,10 @@ int piocp_close(piocp_conn *c)
 int piocp_abort(piocp_conn *c)
 {
     piocp_mutex_lock(&c->lock);
-    int rc = c->state == CONN_OPEN ? 0 : -ENOTCONN;
+    int rc = c->state == CONN_OPEN ? 0 : -PIOCP_ENOTCONN;
     if (rc == 0) {
         if (!c->abort_error)
-            c->abort_error = -ECANCELED;
+            c->abort_error = -PIOCP_ECANCELED;
         piocp_schedule_locked(c);
     }
     piocp_mutex_unlock(&c->lock);
@@ -497,11 +498,11 @@ static bool listed(const piocp_done_list *list, const piocp_request *req)
 int piocp_cancel(piocp_conn *c, piocp_request *req)
 {
     if (!c || !req)
-        return -EINVAL;
+        return -PIOCP_EINVAL;
     piocp_mutex_lock(&c->lock);
     int rc = 0;
     if (c->state != CONN_OPEN) {
-        rc = -ENOENT; /* closed: everything it had has completed */
+        rc = -PIOCP_ENOENT; /* closed: everything it had has completed */
     } else if (req == c->recv_req || req == c->send_head) {
         /* may be under way, or held by the kernel: the turn decides (see
          * resolve_cancels_locked in loop.c) */
@@ -510,9 +511,9 @@ int piocp_cancel(piocp_conn *c, piocp_request *req)
         req->cancelling = 1;
         if (req->op == PIOCP_OP_SHUTDOWN)
             c->write_shut = false; /* its FIN will not go out */
-        piocp_done_push(&c->cancelled, req, -ECANCELED);
+        piocp_done_push(&c->cancelled, req, -PIOCP_ECANCELED);
     } else if (!listed(&c->cancelled, req)) {
-        rc = -ENOENT;
+        rc = -PIOCP_ENOENT;
     }
     if (rc == 0)
         piocp_schedule_locked(c);
@@ -535,7 +536,7 @@ int piocp_sweep_period_ms(const piocp_engine *e)
 static int set_deadline(piocp_conn *c, int timeout_ms, bool graceful)
 {
     if (timeout_ms < 0)
-        return -EINVAL;
+        return -PIOCP_EINVAL;
     atomic_store_explicit(&c->deadline_graceful, graceful, memory_order_relaxed);
     atomic_store_explicit(&c->deadline_ms, timeout_ms ? piocp_now_ms() + timeout_ms : 0,
                           memory_order_relaxed);
@@ -588,7 +589,7 @@ void piocp_scan_idle(piocp_engine *e)
                 atomic_store_explicit(&c->deadline_ms, 0, memory_order_relaxed);
                 c->close_requested = true;
             } else {
-                c->abort_error = -ETIMEDOUT;
+                c->abort_error = -PIOCP_ETIMEDOUT;
             }
             piocp_schedule_locked(c);
         }

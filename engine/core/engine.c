@@ -8,9 +8,9 @@
 #endif
 #include "core/backend.h"
 #include "core/fault.h"
+#include "errors.h"
 #include "platform/platform.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +27,9 @@ static const piocp_backend_ops *const all_backends[] = {
 #ifdef __linux__
     &piocp_backend_io_uring,
     &piocp_backend_epoll,
+#endif
+#ifdef _WIN32
+    &piocp_backend_iocp,
 #endif
 #ifdef PIOCP_TEST_BACKENDS
     &piocp_backend_scripted,
@@ -84,7 +87,7 @@ static int choose_backend(const char *wanted, const piocp_backend_ops **out, cha
     if (!automatic) {
         const piocp_backend_ops *backend = find_backend(wanted);
         if (!backend)
-            return -ENOENT;
+            return -PIOCP_ENOENT;
         int rc = backend->probe();
         if (rc < 0)
             return rc;
@@ -102,7 +105,7 @@ static int choose_backend(const char *wanted, const piocp_backend_ops **out, cha
         if (!note[0])
             snprintf(note, note_len, "%s refused: %s", all_backends[i]->name, strerror(-rc));
     }
-    return -ENOSYS;
+    return -PIOCP_ENOSYS;
 }
 
 /* --------------------------------------------------------- lifecycle -- */
@@ -166,7 +169,7 @@ int piocp_engine_new(piocp_engine **out, const piocp_config *config)
     if (cfg.threads < 0 || cfg.threads > PIOCP_MAX_THREADS || cfg.max_connections < 0 ||
         cfg.idle_timeout_ms < 0 || cfg.linger_ms < 0 ||
         cfg.drain_first_request_ms < 0)
-        return -EINVAL;
+        return -PIOCP_EINVAL;
     if (cfg.threads == 0)
         cfg.threads = piocp_default_threads();
     if (cfg.max_connections == 0)
@@ -184,7 +187,7 @@ int piocp_engine_new(piocp_engine **out, const piocp_config *config)
 
     piocp_engine *e = calloc(1, sizeof *e);
     if (!e)
-        return -ENOMEM;
+        return -PIOCP_ENOMEM;
     e->backend = backend;
     memcpy(e->backend_note, note, sizeof note);
     e->config = cfg;
@@ -204,7 +207,7 @@ int piocp_engine_new(piocp_engine **out, const piocp_config *config)
         free(e->free_slots);
         free(e->workers);
         free(e);
-        return -ENOMEM;
+        return -PIOCP_ENOMEM;
     }
     init_locks(e);
     rc = backend->init(e);
@@ -235,7 +238,7 @@ static void join_workers(piocp_engine *e)
 int piocp_engine_start(piocp_engine *e)
 {
     if (atomic_exchange(&e->started, true))
-        return -EALREADY;
+        return -PIOCP_EALREADY;
     piocp_mutex_lock(&e->start_lock);
     int create_error = 0;
     for (int i = 0; i < e->threads && create_error == 0; i++) {
@@ -278,7 +281,7 @@ static void kick(piocp_conn *c) { piocp_schedule_locked(c); }
 static void abort_conn(piocp_conn *c)
 {
     if (!c->abort_error)
-        c->abort_error = -ECANCELED;
+        c->abort_error = -PIOCP_ECANCELED;
     piocp_schedule_locked(c);
 }
 
@@ -302,7 +305,7 @@ int piocp_engine_stop(piocp_engine *e, int drain_ms)
 {
     piocp_worker *w = piocp_current_worker();
     if (w && w->engine == e)
-        return -EDEADLK;
+        return -PIOCP_EDEADLK;
     piocp_mutex_lock(&e->stop_lock);
     if (atomic_exchange(&e->stopping, true)) {
         piocp_mutex_unlock(&e->stop_lock);
@@ -343,8 +346,8 @@ static void close_unserved(piocp_engine *e)
         bool open = c->state == CONN_OPEN;
         piocp_done_list done = {0};
         if (open) {
-            piocp_fail_all_locked(c, -ECANCELED, &done);
-            piocp_close_socket_locked(c, -ECANCELED);
+            piocp_fail_all_locked(c, -PIOCP_ECANCELED, &done);
+            piocp_close_socket_locked(c, -PIOCP_ECANCELED);
         }
         piocp_mutex_unlock(&c->lock);
         piocp_complete_list(done.head);
@@ -394,7 +397,7 @@ void piocp_engine_get_stats(const piocp_engine *e, piocp_engine_stats *out)
 int piocp_post(piocp_engine *e, piocp_request *req, ssize_t result)
 {
     if (!req || !req->complete)
-        return -EINVAL;
+        return -PIOCP_EINVAL;
     req->op = PIOCP_OP_USER;
     req->conn = NULL;
     req->result = result;
@@ -404,7 +407,7 @@ int piocp_post(piocp_engine *e, piocp_request *req, ssize_t result)
      * after setting quit, so a post is either refused or run, never lost */
     if (atomic_load(&e->quit)) {
         piocp_mutex_unlock(&e->user_lock);
-        return -ESHUTDOWN;
+        return -PIOCP_ESHUTDOWN;
     }
     bool was_empty = e->user_head == NULL;
     if (e->user_tail)

@@ -14,57 +14,14 @@
 #include "core/backend.h"
 #include "platform/platform.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 void piocp_listen_options_init(piocp_listen_options *o)
 {
     memset(o, 0, sizeof *o);
     o->backlog = 1024;
     o->fd = PIOCP_INVALID_SOCKET;
-}
-
-/* A new socket bound to options->addr, listening, non-blocking. */
-static int bind_listening_socket(const piocp_listen_options *o, piocp_socket *out)
-{
-    int fd = socket(o->addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if ((o->reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
-        bind(fd, o->addr, o->addrlen) < 0 || listen(fd, o->backlog) < 0) {
-        int rc = -errno;
-        close(fd);
-        return rc;
-    }
-    *out = fd;
-    return 0;
-}
-
-/* Checks that `fd` is a listening stream socket and makes it non-blocking
- * (backends accept until EAGAIN).  Its blocking mode is the open file's:
- * a supervisor that shares it sees the change, which is harmless for a
- * socket it only hands on. */
-static int adopt_listening_socket(piocp_socket fd)
-{
-    int type = 0, accepting = 0;
-    socklen_t len = sizeof type;
-    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
-        return errno == ENOTSOCK ? -EINVAL : -errno;
-    len = sizeof accepting;
-    if (type != SOCK_STREAM ||
-        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) < 0 || !accepting)
-        return -EINVAL;
-    int flags = fcntl(fd, F_GETFL);
-    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
-        return -errno;
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
-    return 0;
 }
 
 int piocp_listen(piocp_engine *e, const struct sockaddr *addr, socklen_t addrlen, int backlog,
@@ -85,8 +42,8 @@ static int add_listener(piocp_engine *e, piocp_socket fd, bool shared,
 {
     piocp_listener *l = calloc(1, sizeof *l);
     if (!l) {
-        close(fd);
-        return -ENOMEM;
+        piocp_socket_close(fd, false);
+        return -PIOCP_ENOMEM;
     }
     l->engine = e;
     l->fd = fd;
@@ -95,9 +52,9 @@ static int add_listener(piocp_engine *e, piocp_socket fd, bool shared,
     l->user = user;
     piocp_mutex_lock(&e->listeners_lock);
     if (e->listener_count >= PIOCP_MAX_LISTENERS || atomic_load(&e->stopping)) {
-        int rc = atomic_load(&e->stopping) ? -ESHUTDOWN : -EMFILE;
+        int rc = atomic_load(&e->stopping) ? -PIOCP_ESHUTDOWN : -PIOCP_EMFILE;
         piocp_mutex_unlock(&e->listeners_lock);
-        close(fd);
+        piocp_socket_close(fd, false);
         free(l);
         return rc;
     }
@@ -119,22 +76,24 @@ int piocp_listen_ex(piocp_engine *e, const piocp_listen_options *options,
                     const piocp_listener_callbacks *callbacks, void *user, piocp_listener **out)
 {
     bool adopting = options && options->fd != PIOCP_INVALID_SOCKET;
-    int rc = -EINVAL;
+    int rc = -PIOCP_EINVAL;
     if (!options || !callbacks || !callbacks->on_connection ||
         (adopting ? options->addr != NULL : (options->addr == NULL || options->backlog < 1)))
         goto refuse;
-    rc = -ESHUTDOWN;
+    rc = -PIOCP_ESHUTDOWN;
     if (atomic_load(&e->stopping))
         goto refuse;
     piocp_socket fd = options->fd;
-    rc = adopting ? adopt_listening_socket(fd) : bind_listening_socket(options, &fd);
+    rc = adopting ? piocp_socket_adopt_listener(fd)
+                  : piocp_socket_listen_new(options->addr, options->addrlen, options->backlog,
+                                            options->reuse_port, &fd);
     if (rc < 0)
         goto refuse;
     return add_listener(e, fd, adopting, callbacks, user, out);
 refuse:
     /* an adopted socket is the engine's from the call on, as documented */
     if (adopting)
-        close(options->fd);
+        piocp_socket_close(options->fd, false);
     return rc;
 }
 
@@ -143,8 +102,8 @@ int piocp_listener_address(const piocp_listener *l, struct sockaddr_storage *add
 {
     *addrlen = sizeof *addr;
     if (atomic_load(&l->closed))
-        return -EBADF;
-    return getsockname(l->fd, (struct sockaddr *)addr, addrlen) < 0 ? -errno : 0;
+        return -PIOCP_EBADF;
+    return piocp_socket_local_address(l->fd, addr, addrlen);
 }
 
 uint64_t piocp_listener_refused(const piocp_listener *l) { return atomic_load(&l->refused); }
@@ -209,35 +168,13 @@ void piocp_accepted(piocp_listener *l, piocp_socket fd, const struct sockaddr *p
     piocp_mutex_unlock(&c->lock);
 }
 
-/* Errors about the one connection being accepted: the next may be fine. */
-static bool transient_accept_error(int error)
-{
-    switch (-error) {
-    case EINTR:
-    case EAGAIN:
-    case ECONNABORTED:
-    case EPROTO:
-    case EPERM:      /* a firewall rule refused this peer */
-    case ENETDOWN:
-    case ENETUNREACH:
-    case EHOSTDOWN:
-    case EHOSTUNREACH:
-    case ENONET:
-    case ENOPROTOOPT:
-    case EOPNOTSUPP:
-        return true;
-    default:
-        return false;
-    }
-}
-
 bool piocp_listener_accept_failed(piocp_listener *l, int error)
 {
     piocp_engine *e = l->engine;
     atomic_fetch_add_explicit(&e->counters.accept_errors, 1, memory_order_relaxed);
     if (atomic_load(&l->closed))
         return false;
-    if (transient_accept_error(error))
+    if (piocp_accept_error_is_transient(error))
         return true;
     /* Out of descriptors (EMFILE, ENFILE) or memory (ENOBUFS, ENOMEM), or a
      * listener error we do not know: the pending connection stays queued,

@@ -17,9 +17,9 @@
 #endif
 #include "core/backend.h"
 #include "core/fault.h"
+#include "errors.h"
 #include "platform/platform.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -77,9 +77,9 @@ piocp_sends piocp_run_sends_locked(piocp_conn *c, piocp_done_list *done, size_t 
         if (*budget == 0)
             return PIOCP_SENDS_BUDGET;
         ssize_t n = step(c, r);
-        if (n == -EINTR)
+        if (n == -PIOCP_EINTR)
             continue;
-        if (n == -EAGAIN || n == -EWOULDBLOCK)
+        if (n == -PIOCP_EAGAIN || n == -PIOCP_EWOULDBLOCK)
             return PIOCP_SENDS_BLOCKED;
         if (n < 0) {
             /* the byte stream is broken: later sends cannot keep their order */
@@ -148,7 +148,7 @@ static bool close_step_locked(piocp_worker *w, piocp_conn *c, piocp_done_list *d
         w->engine->backend->cancel(w, c);
         return false;
     }
-    piocp_fail_all_locked(c, c->abort_error ? c->abort_error : -ECANCELED, done);
+    piocp_fail_all_locked(c, c->abort_error ? c->abort_error : -PIOCP_ECANCELED, done);
     /* a borrowed socket goes back as it is: no FIN, nothing read */
     if (c->abort_error || c->borrowed || linger_locked(c)) {
         piocp_close_socket_locked(c, c->abort_error);
@@ -189,7 +189,7 @@ static void stop_reading_locked(piocp_worker *w, piocp_conn *c, piocp_done_list 
     if (c->unanswered && first_request_may_come_locked(c))
         return;
     if (c->recv_req && !(ops->cancel_recv && ops->cancel_recv(w, c))) {
-        piocp_done_push(done, c->recv_req, -ECANCELED);
+        piocp_done_push(done, c->recv_req, -PIOCP_ECANCELED);
         c->recv_req = NULL;
     }
     if (!c->send_head)
@@ -212,7 +212,7 @@ static void resolve_cancels_locked(piocp_worker *w, piocp_conn *c, piocp_done_li
     piocp_request *r = c->recv_req;
     if (r && r->cancelling && !(ops->cancel_recv && ops->cancel_recv(w, c))) {
         c->recv_req = NULL;
-        piocp_done_push(done, r, -ECANCELED);
+        piocp_done_push(done, r, -PIOCP_ECANCELED);
     }
     r = c->send_head;
     if (r && r->cancelling && !(ops->cancel_send && ops->cancel_send(w, c))) {
@@ -221,7 +221,7 @@ static void resolve_cancels_locked(piocp_worker *w, piocp_conn *c, piocp_done_li
             c->send_tail = NULL;
         if (r->op == PIOCP_OP_SHUTDOWN)
             c->write_shut = false; /* its FIN did not go out */
-        piocp_done_push(done, r, -ECANCELED);
+        piocp_done_push(done, r, -PIOCP_ECANCELED);
     }
 }
 
@@ -247,7 +247,7 @@ void piocp_conn_process(piocp_worker *w, piocp_conn *c)
         if (atomic_load_explicit(&c->engine->draining, memory_order_relaxed))
             stop_reading_locked(w, c, &done);
         if (c->connecting && c->close_requested && !c->abort_error)
-            c->abort_error = -ECANCELED; /* stopping: a connect is not waited for */
+            c->abort_error = -PIOCP_ECANCELED; /* stopping: a connect is not waited for */
         if (closing_locked(c)) {
             closed = close_step_locked(w, c, &done);
         } else if (c->connecting) {

@@ -11,9 +11,9 @@
 #define _GNU_SOURCE
 #endif
 #include "core/backend.h"
+#include "errors.h"
 #include "platform/platform.h"
 
-#include <errno.h>
 
 /* A slot was taken but the connection cannot go on: gives the slot back
  * without a callback.  `close_socket`: the socket is ours to close. */
@@ -35,26 +35,26 @@ static void give_back(piocp_conn *c, bool close_socket)
 static int take_connected(piocp_engine *e, piocp_socket fd, bool borrowed, piocp_conn **out)
 {
     if (!e || !out || fd == PIOCP_INVALID_SOCKET)
-        return -EINVAL;
+        return -PIOCP_EINVAL;
     struct sockaddr_storage peer;
     socklen_t peer_len;
     int rc = piocp_socket_check_connected_stream(fd, &peer, &peer_len);
     if (rc == 0 && borrowed) {
         rc = piocp_socket_is_nonblocking(fd);
-        rc = rc == 1 ? 0 : rc == 0 ? -EINVAL : rc;
+        rc = rc == 1 ? 0 : rc == 0 ? -PIOCP_EINVAL : rc;
     }
     if (rc < 0)
         return rc;
     if (atomic_load(&e->stopping))
-        return -ESHUTDOWN;
+        return -PIOCP_ESHUTDOWN;
     piocp_conn *c = piocp_pool_acquire(e, fd, (struct sockaddr *)&peer, peer_len);
     if (!c)
-        return -ENOSPC;
+        return -PIOCP_ENOSPC;
     /* Counted open first, then checked, as in piocp_accepted: either the
      * stop waits for this connection or it is refused here. */
     if (atomic_load(&e->stopping)) {
         give_back(c, false);
-        return -ESHUTDOWN;
+        return -PIOCP_ESHUTDOWN;
     }
     rc = borrowed ? 0 : piocp_socket_make_nonblocking(fd);
     piocp_mutex_lock(&c->lock);
@@ -94,9 +94,9 @@ int piocp_connect(piocp_engine *e, const struct sockaddr *addr, socklen_t addrle
                   int timeout_ms, piocp_connect_fn done, void *user)
 {
     if (!e || !addr || !done || timeout_ms < 0)
-        return -EINVAL;
+        return -PIOCP_EINVAL;
     if (atomic_load(&e->stopping))
-        return -ESHUTDOWN;
+        return -PIOCP_ESHUTDOWN;
     piocp_socket fd;
     int started = piocp_socket_connect_start(addr, addrlen, &fd);
     if (fd == PIOCP_INVALID_SOCKET)
@@ -104,17 +104,17 @@ int piocp_connect(piocp_engine *e, const struct sockaddr *addr, socklen_t addrle
     piocp_conn *c = piocp_pool_acquire(e, fd, addr, addrlen);
     if (!c) {
         piocp_socket_close(fd, true);
-        return -ENOSPC;
+        return -PIOCP_ENOSPC;
     }
     if (atomic_load(&e->stopping)) {
         give_back(c, true);
-        return -ESHUTDOWN;
+        return -PIOCP_ESHUTDOWN;
     }
     piocp_mutex_lock(&c->lock);
     c->connecting = true;
     c->connect_done = done;
     c->connect_user = user;
-    int rc = started == -EINPROGRESS ? 0 : started;
+    int rc = started == -PIOCP_EINPROGRESS ? 0 : started;
     if (rc == 0)
         rc = e->backend->add_conn(piocp_current_worker(), c);
     if (rc < 0)
@@ -122,7 +122,7 @@ int piocp_connect(piocp_engine *e, const struct sockaddr *addr, socklen_t addrle
     else
         piocp_socket_set_nodelay(fd);
     if (timeout_ms > 0)
-        piocp_conn_set_deadline(c, timeout_ms); /* the sweep fails it with -ETIMEDOUT */
+        piocp_conn_set_deadline(c, timeout_ms); /* the sweep fails it with -PIOCP_ETIMEDOUT */
     c->again = true; /* the first turn looks at the socket: it may be connected already */
     piocp_conn_let_go_locked(c);
     piocp_mutex_unlock(&c->lock);
@@ -132,7 +132,7 @@ int piocp_connect(piocp_engine *e, const struct sockaddr *addr, socklen_t addrle
 bool piocp_connect_step_locked(piocp_conn *c)
 {
     int rc = piocp_socket_connect_result(c->fd);
-    if (rc == -EINPROGRESS)
+    if (rc == -PIOCP_EINPROGRESS)
         return false; /* not yet: park waits for writability */
     if (rc < 0) {
         c->abort_error = rc;
@@ -149,7 +149,7 @@ void piocp_report_closed(piocp_conn *c)
     if (c->connecting) {
         /* never connected: the caller never saw it; `done` hears why */
         if (c->connect_done)
-            c->connect_done(NULL, c->abort_error ? c->abort_error : -ECANCELED,
+            c->connect_done(NULL, c->abort_error ? c->abort_error : -PIOCP_ECANCELED,
                             c->connect_user);
     } else if (c->on_closed) {
         c->on_closed(c, c->closed_error);

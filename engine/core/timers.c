@@ -9,9 +9,9 @@
 #define _GNU_SOURCE
 #endif
 #include "core/backend.h"
+#include "errors.h"
 #include "platform/platform.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 
@@ -84,19 +84,19 @@ static bool pending(const piocp_timer_heap *h, const piocp_request *r)
 int piocp_post_after(piocp_engine *e, piocp_request *req, int64_t delay_ms)
 {
     if (!e || !req || !req->complete || delay_ms < 0 || delay_ms > INT64_MAX / 1000 / 2)
-        return -EINVAL;
+        return -PIOCP_EINVAL;
     piocp_timer_heap *h = &e->timers;
     piocp_mutex_lock(&h->lock);
     if (h->closed) {
         piocp_mutex_unlock(&h->lock);
-        return -ESHUTDOWN;
+        return -PIOCP_ESHUTDOWN;
     }
     if (h->count == h->capacity) {
         size_t capacity = h->capacity ? 2 * h->capacity : 64;
         piocp_request **items = realloc(h->items, capacity * sizeof *items);
         if (!items) {
             piocp_mutex_unlock(&h->lock);
-            return -ENOMEM;
+            return -PIOCP_ENOMEM;
         }
         h->items = items;
         h->capacity = capacity;
@@ -119,7 +119,7 @@ int piocp_post_after(piocp_engine *e, piocp_request *req, int64_t delay_ms)
 int piocp_timer_cancel(piocp_engine *e, piocp_request *req)
 {
     if (!e || !req)
-        return -EINVAL;
+        return -PIOCP_EINVAL;
     piocp_timer_heap *h = &e->timers;
     piocp_mutex_lock(&h->lock);
     bool found = pending(h, req);
@@ -129,10 +129,10 @@ int piocp_timer_cancel(piocp_engine *e, piocp_request *req)
     }
     piocp_mutex_unlock(&h->lock);
     if (!found)
-        return -ENOENT; /* fired, firing, cancelled, or never posted */
+        return -PIOCP_ENOENT; /* fired, firing, cancelled, or never posted */
     /* Completes on a worker, like every completion.  Timers are cancelled
      * all together before the workers quit, so this is not refused. */
-    return piocp_post(e, req, -ECANCELED) == 0 ? 0 : -ENOENT;
+    return piocp_post(e, req, -PIOCP_ECANCELED) == 0 ? 0 : -PIOCP_ENOENT;
 }
 
 int piocp_timers_wait_ms(piocp_engine *e)
@@ -183,7 +183,7 @@ void piocp_timers_cancel_all(piocp_engine *e)
         publish_nearest(h);
         r->op = PIOCP_OP_USER;
         piocp_mutex_unlock(&h->lock);
-        piocp_post(e, r, -ECANCELED);
+        piocp_post(e, r, -PIOCP_ECANCELED);
         piocp_mutex_lock(&h->lock);
     }
     piocp_mutex_unlock(&h->lock);

@@ -2,12 +2,15 @@
  * platform.h - the operating-system pieces the core needs, behind names of
  * our own: sockets (close, reset, linger, Nagle), file size, clocks, CPU
  * count and limits, and (platform/threads.h) threads and locks.  One
- * implementation per platform (the files in platform/posix/ today, with
- * platform/linux/ for what only Linux has); the core has one code path.
+ * implementation per platform (platform/posix/, with platform/linux/ for
+ * what only Linux has; platform/windows/); the core has one code path.
+ * Errors are -PIOCP_E* (errors.h): errno's values on POSIX, Python's
+ * Winsock-based ones on Windows.
  */
 #ifndef PYIOCP_PLATFORM_H
 #define PYIOCP_PLATFORM_H
 
+#include "errors.h"
 #include "pyiocp.h"
 #include "platform/threads.h"
 
@@ -31,6 +34,24 @@ int piocp_affinity_cpus(void);
  * under `cgroup_root` as `proc_self_cgroup` names them (NULL: the real
  * ones; see piocp_cpu_info_read).  Never fails: unreadable means none. */
 double piocp_cpu_quota(const char *cgroup_root, const char *proc_self_cgroup, int *ceiling);
+
+/* A new listening stream socket bound to `addr` (non-blocking on POSIX,
+ * where backends accept until EAGAIN; overlapped on Windows, where AcceptEx
+ * is).  `reuse_port`: several sockets may share the port (SO_REUSEPORT);
+ * -PIOCP_EOPNOTSUPP where the platform has no such balancing.  0 or -errno. */
+int piocp_socket_listen_new(const struct sockaddr *addr, socklen_t addrlen, int backlog,
+                            bool reuse_port, piocp_socket *out);
+/* Checks that `fd` is a listening stream socket handed to us, and readies it
+ * as piocp_socket_listen_new would (non-blocking on POSIX).  0, or -EINVAL
+ * (not one), or -errno. */
+int piocp_socket_adopt_listener(piocp_socket fd);
+/* The socket's own address (getsockname).  0 or -errno. */
+int piocp_socket_local_address(piocp_socket fd, struct sockaddr_storage *addr,
+                               socklen_t *addrlen);
+/* Whether an accept error (-errno) concerns only the connection being
+ * accepted (the next may be fine), rather than the listener or the process
+ * (out of descriptors or memory). */
+bool piocp_accept_error_is_transient(int error);
 
 /* Closes a socket; `reset`: with an RST instead of a FIN (an aborted
  * connection must not pass a cut-off answer off as a whole one). */
@@ -60,10 +81,10 @@ void piocp_socket_shutdown_listener(piocp_socket fd);
  * failed), nothing more will come; false: it may send more. */
 bool piocp_socket_drain(piocp_socket fd);
 
-/* One system call moving the request forward by what `done` says it has
- * sent: > 0 bytes moved, 0 the request is complete, -errno (-EAGAIN: the
- * socket is full).  A transmit whose file ends early fails with -EIO
- * instead of spinning. */
+/* POSIX only (readiness backends): one system call moving the request
+ * forward by what `done` says it has sent: > 0 bytes moved, 0 the request
+ * is complete, -errno (-EAGAIN: the socket is full).  A transmit whose
+ * file ends early fails with -EIO instead of spinning. */
 ssize_t piocp_socket_send_step(piocp_socket fd, const piocp_request *req);
 
 /* The size of an open regular file; -errno if it is not one. */

@@ -14,6 +14,72 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+int piocp_socket_listen_new(const struct sockaddr *addr, socklen_t addrlen, int backlog,
+                            bool reuse_port, piocp_socket *out)
+{
+    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if ((reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
+        bind(fd, addr, addrlen) < 0 || listen(fd, backlog) < 0) {
+        int rc = -errno;
+        close(fd);
+        return rc;
+    }
+    *out = fd;
+    return 0;
+}
+
+/* Its blocking mode is the open file's: a supervisor that shares it sees
+ * the change, which is harmless for a socket it only hands on. */
+int piocp_socket_adopt_listener(piocp_socket fd)
+{
+    int type = 0, accepting = 0;
+    socklen_t len = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+        return errno == ENOTSOCK ? -EINVAL : -errno;
+    len = sizeof accepting;
+    if (type != SOCK_STREAM ||
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) < 0 || !accepting)
+        return -EINVAL;
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+        return -errno;
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    return 0;
+}
+
+int piocp_socket_local_address(piocp_socket fd, struct sockaddr_storage *addr,
+                               socklen_t *addrlen)
+{
+    return getsockname(fd, (struct sockaddr *)addr, addrlen) < 0 ? -errno : 0;
+}
+
+bool piocp_accept_error_is_transient(int error)
+{
+    switch (-error) {
+    case EINTR:
+    case EAGAIN:
+    case ECONNABORTED:
+    case EPROTO:
+    case EPERM:      /* a firewall rule refused this peer */
+    case ENETDOWN:
+    case ENETUNREACH:
+    case EHOSTDOWN:
+    case EHOSTUNREACH:
+#ifdef ENONET
+    case ENONET:
+#endif
+    case ENOPROTOOPT:
+    case EOPNOTSUPP:
+        return true;
+    default:
+        return false;
+    }
+}
+
 void piocp_socket_close(piocp_socket fd, bool reset)
 {
     if (reset) {

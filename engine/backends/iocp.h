@@ -1,0 +1,101 @@
+/*
+ * iocp.h - what the IOCP backend's files share (backends/iocp.c: the
+ * port, the workers' waits; iocp_listen.c: AcceptEx; iocp_conn.c: a
+ * connection's recv, sends, cancels and lingering close).  Private to the
+ * backend.
+ */
+#ifndef PYIOCP_BACKENDS_IOCP_H
+#define PYIOCP_BACKENDS_IOCP_H
+
+#include "core/backend.h"
+#include "platform/platform.h"
+
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#include <mswsock.h>
+#include <windows.h>
+
+/* AcceptEx calls kept outstanding per listener: a burst of clients does not
+ * wait for one accept to be re-armed after the other. */
+#define IOCP_ACCEPTS_PER_LISTENER 8
+/* AcceptEx wants room for each address plus 16 bytes. */
+#define IOCP_ACCEPT_ADDRESS_LEN ((DWORD)sizeof(struct sockaddr_storage) + 16)
+
+/* Completion keys: the packets we post ourselves (OVERLAPPED NULL), and
+ * every handle we associate (its I/O carries an iocp_io). */
+enum { IOCP_KEY_IO = 1, IOCP_KEY_WAKE = 2, IOCP_KEY_QUIT = 3 };
+
+typedef enum iocp_io_kind { IOCP_IO_RECV, IOCP_IO_SEND, IOCP_IO_ACCEPT } iocp_io_kind;
+
+struct iocp_accept;
+
+/* One overlapped operation.  The OVERLAPPED comes first, so the pointer a
+ * completion carries is the iocp_io. */
+typedef struct iocp_io {
+    OVERLAPPED ov;
+    iocp_io_kind kind;
+    piocp_conn *conn;              /* IOCP_IO_RECV, IOCP_IO_SEND */
+    struct iocp_accept *accept;    /* IOCP_IO_ACCEPT */
+} iocp_io;
+
+typedef struct iocp_listen iocp_listen;
+
+typedef struct iocp_backend {
+    HANDLE port;
+    /* Written by add_listener before its first AcceptEx; read by the
+     * workers only through completions of that listener's accepts. */
+    iocp_listen *listeners[PIOCP_MAX_LISTENERS];
+} iocp_backend;
+
+/* -PIOCP_E* of the calling thread's last Winsock error. */
+static inline int iocp_wsa_error(void)
+{
+    return -piocp_error_from_win32((unsigned long)WSAGetLastError());
+}
+
+/* The error of a failed overlapped operation on `s` (open: a connection's
+ * socket closes only after its completions, a listener's only after the
+ * workers are gone). */
+int iocp_overlapped_error(SOCKET s, OVERLAPPED *ov);
+
+/* Associates `s` with the engine's port (once for the handle's life). */
+int iocp_associate(piocp_engine *e, SOCKET s);
+
+/* iocp_listen.c */
+int iocp_add_listener(piocp_engine *e, piocp_listener *l);
+void iocp_resume_listener(piocp_engine *e, piocp_listener *l);
+void iocp_stop_listener(piocp_engine *e, piocp_listener *l);
+/* An AcceptEx came back (`ok`: it succeeded). */
+void iocp_on_accept(piocp_engine *e, iocp_io *io, bool ok);
+/* The engine goes: waits for the accepts still held by the kernel (their
+ * listeners are closed, so they come back aborted) and frees the state. */
+void iocp_listeners_destroy(iocp_backend *b);
+
+/* iocp_conn.c */
+/* A connection's completion, recorded for its turn to act on. */
+typedef struct iocp_result {
+    bool ready;
+    DWORD bytes;
+    int error;                     /* 0 or -PIOCP_E* */
+} iocp_result;
+
+/* A connection's part (piocp_conn_backend): its two operations. */
+typedef struct iocp_conn {
+    iocp_io recv_io, send_io;
+    bool recv_pending, send_pending;  /* the kernel holds it */
+    bool linger_recv;                 /* the pending recv is the lingering close's */
+    bool cancel_started;              /* CancelIoEx for the close went out */
+    bool send_cancel_started, recv_cancel_started;
+    iocp_result recv_result, send_result;
+} iocp_conn;
+
+int iocp_add_conn(piocp_worker *w, piocp_conn *c);
+bool iocp_run(piocp_worker *w, piocp_conn *c, piocp_done_list *done, size_t *budget);
+bool iocp_cancel_recv(piocp_worker *w, piocp_conn *c);
+bool iocp_cancel_send(piocp_worker *w, piocp_conn *c);
+void iocp_cancel(piocp_worker *w, piocp_conn *c);
+int iocp_park(piocp_worker *w, piocp_conn *c);
+/* A connection's WSARecv or WSASend came back (any worker may get it). */
+void iocp_on_conn_io(iocp_io *io, DWORD bytes, bool ok);
+
+#endif

@@ -1,0 +1,86 @@
+/* test_net.h - blocking TCP clients on 127.0.0.1 for the C tests that run
+ * on every platform (Winsock under Wine, BSD sockets elsewhere), over
+ * test_portable.h.  Client threads use the engine's own platform/threads.h. */
+#ifndef PYIOCP_TEST_NET_H
+#define PYIOCP_TEST_NET_H
+
+#include "pyiocp.h"
+#include "test_portable.h"
+
+#ifdef _WIN32
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#define net_close closesocket
+#define NET_SHUT_WR SD_SEND
+#else
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#define net_close close
+#define NET_SHUT_WR SHUT_WR
+#endif
+
+static inline void net_init(void)
+{
+#ifdef _WIN32
+    WSADATA data;
+    CHECK(WSAStartup(MAKEWORD(2, 2), &data) == 0);
+#endif
+}
+
+static inline piocp_socket net_connect_loopback(int port)
+{
+    piocp_socket fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd != PIOCP_INVALID_SOCKET);
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0);
+    /* a hung server fails the test, not the CI */
+#ifdef _WIN32
+    DWORD timeout = 10000;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, (const char *)&timeout, sizeof timeout);
+#else
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+#endif
+    return fd;
+}
+
+static inline int net_send_all(piocp_socket fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len) {
+        int n = (int)send(fd, p, (int)len, 0);
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* 0 with `len` bytes, -1 on EOF or an error first. */
+static inline int net_recv_exact(piocp_socket fd, void *buf, size_t len)
+{
+    char *p = buf;
+    while (len) {
+        int n = (int)recv(fd, p, (int)len, 0);
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* What one recv returns: > 0 bytes, 0 EOF, < 0 an error (a reset). */
+static inline int net_recv_some(piocp_socket fd, void *buf, size_t len)
+{
+    return (int)recv(fd, buf, (int)len, 0);
+}
+
+#endif
