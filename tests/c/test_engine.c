@@ -464,8 +464,11 @@ static void test_move_between_workers(void)
      * accepted it, and a post that finds the connection's turn still
      * running leaves it where it is for one more round; the rest complete
      * on worker 0, where the connections moved (0 to 15 of 808 did not in
-     * 16 runs). */
-    CHECK(atomic_load(&hop_recvs_elsewhere) * 10 <= atomic_load(&hop_recvs));
+     * 16 runs on a quiet machine; over 80 once in 40 runs with the machine
+     * busy building, when turns run longer).  Without moving, about 3 in 4
+     * would complete elsewhere (4 workers): a quarter still tells the two
+     * apart without depending on the machine's load. */
+    CHECK(atomic_load(&hop_recvs_elsewhere) * 4 <= atomic_load(&hop_recvs));
     CHECK(count_fds() == fds);
 }
 
