@@ -156,7 +156,21 @@ typedef struct piocp_config {
      * Connections still open afterwards are drained and closed as usual. */
     void (*stopping)(void *user);
     void *user;               /* passed to the hooks above */
+    /* Windows only (ignored elsewhere): how transmits send the file, one of
+     * piocp_windows_transmit.  Client editions of Windows run at most two
+     * TransmitFile calls at once system-wide, the others wait their turn,
+     * so there a buffered copy serves many clients better.  Which path
+     * moved the bytes shows in piocp_engine_stats.transmit_copied_bytes. */
+    int windows_transmit;
 } piocp_config;
+
+typedef enum piocp_windows_transmit {
+    /* TransmitFile on server editions (IsWindowsServer()), read+send on
+     * client editions (Wine says it is one) */
+    PIOCP_WINDOWS_TRANSMIT_AUTO = 0,
+    PIOCP_WINDOWS_TRANSMIT_FILE,       /* TransmitFile: zero-copy */
+    PIOCP_WINDOWS_TRANSMIT_READ_SEND   /* ReadFile into a 64 KiB buffer, then WSASend */
+} piocp_windows_transmit;
 
 /* Fills `config` with the defaults (the values 0 stands for above): the one
  * place they are written down; bindings read them from here. */
@@ -220,11 +234,15 @@ typedef struct piocp_engine_stats {
     uint64_t accept_errors;   /* accepts that failed (EMFILE, ECONNABORTED...) */
     uint64_t accept_pauses;   /* times accepting paused for want of descriptors */
     uint64_t connections;     /* open now */
-    /* File bytes handed to the kernel by transmits (the zero-copy path),
-     * on every connection: a head is not counted here. */
+    /* File bytes handed to the kernel by transmits, on every connection:
+     * a head is not counted here. */
     uint64_t transmit_file_bytes;
     uint64_t borrowed;        /* connections borrowed so far (piocp_borrow) */
     uint64_t borrowed_bytes;  /* bytes sent on them: heads, buffers and file bytes */
+    /* Of transmit_file_bytes, those read into a buffer and sent as a copy
+     * instead of zero-copy (Windows' read+send path, see
+     * piocp_config.windows_transmit); 0 on Linux. */
+    uint64_t transmit_copied_bytes;
 } piocp_engine_stats;
 void piocp_engine_get_stats(const piocp_engine *engine, piocp_engine_stats *out);
 /* Index of the calling worker thread in [0, threads), or -1 elsewhere. */

@@ -11,7 +11,8 @@
  * An entry with a NULL OVERLAPPED is a packet we posted ourselves
  * (PostQueuedCompletionStatus): its completion key says what it is, a
  * wake-up or the quit.  The others are I/O completions: AcceptEx
- * (iocp_listen.c), a connection's WSARecv or WSASend (iocp_conn.c).
+ * (iocp_listen.c), a connection's WSARecv, WSASend or TransmitFile
+ * (iocp_conn.c, iocp_transmit.c).
  *
  * The idle sweep and the user timers need no timer of their own: worker 0
  * waits with the timeout the core asks for (core/loop.c), and a wait that
@@ -52,6 +53,7 @@ static void iocp_destroy(piocp_engine *e)
         iocp_listeners_destroy(b);
         CloseHandle(b->port);
     }
+    iocp_transmit_destroy(e, b);
     free(b);
     e->backend_data = NULL;
 }
@@ -65,6 +67,11 @@ static int iocp_init(piocp_engine *e)
     if (!b)
         return -PIOCP_ENOMEM;
     e->backend_data = b;
+    rc = iocp_transmit_init(e, b);
+    if (rc < 0) {
+        iocp_destroy(e);
+        return rc;
+    }
     /* concurrency = our worker count: the kernel lets that many run at
      * once, and wakes another waiter when one blocks */
     b->port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, (DWORD)e->threads);
@@ -160,6 +167,8 @@ const piocp_backend_ops piocp_backend_iocp = {
     .probe = iocp_probe,
     .init = iocp_init,
     .destroy = iocp_destroy,
+    .worker_init = iocp_transmit_worker_init,
+    .worker_exit = iocp_transmit_worker_exit,
     .poll = iocp_poll,
     .wake = iocp_wake,
     .wake_worker = iocp_wake_worker,

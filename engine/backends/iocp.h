@@ -42,6 +42,12 @@ typedef struct iocp_listen iocp_listen;
 
 typedef struct iocp_backend {
     HANDLE port;
+    /* PIOCP_WINDOWS_TRANSMIT_FILE or _READ_SEND: "auto" resolved at init */
+    int transmit_path;
+    /* The read+send path's buffers, by connection slot: made on a slot's
+     * first such transmit and kept for the engine's life (a slot's backend
+     * part is zeroed when it is reused, so it cannot hold them). */
+    char **read_bufs;
     /* Written by add_listener before its first AcceptEx; read by the
      * workers only through completions of that listener's accepts. */
     iocp_listen *listeners[PIOCP_MAX_LISTENERS];
@@ -82,6 +88,13 @@ typedef struct iocp_result {
 /* A connection's part (piocp_conn_backend): its two operations. */
 typedef struct iocp_conn {
     iocp_io recv_io, send_io;
+    /* The transmit step send_io holds: what it asked for of the head and of
+     * the file, to split its byte count and to tell the file's end (fewer
+     * file bytes than asked); whether the file bytes are a copy (read+send). */
+    size_t step_head;
+    uint64_t step_file;
+    bool step_copied;
+    TRANSMIT_FILE_BUFFERS step_buffers; /* TransmitFile's head: valid until it completes */
     bool recv_pending, send_pending;  /* the kernel holds it */
     bool linger_recv;                 /* the pending recv is the lingering close's */
     bool cancel_started;              /* CancelIoEx for the close went out */
@@ -97,5 +110,23 @@ void iocp_cancel(piocp_worker *w, piocp_conn *c);
 int iocp_park(piocp_worker *w, piocp_conn *c);
 /* A connection's WSARecv or WSASend came back (any worker may get it). */
 void iocp_on_conn_io(iocp_io *io, DWORD bytes, bool ok);
+/* Starts a WSASend of `bufs` on send_io; a failure sets c->abort_error. */
+void iocp_start_send(piocp_conn *c, iocp_conn *ic, WSABUF *bufs, DWORD count);
+
+/* iocp_transmit.c */
+/* Resolves piocp_config.windows_transmit and makes the buffer table. */
+int iocp_transmit_init(piocp_engine *e, iocp_backend *b);
+void iocp_transmit_destroy(piocp_engine *e, iocp_backend *b);
+/* A worker's event for waiting on a file read (w->backend). */
+int iocp_transmit_worker_init(piocp_worker *w);
+void iocp_transmit_worker_exit(piocp_worker *w);
+/* Moves the transmit at the head of the send queue on: starts its next
+ * step on send_io and returns false, or returns true when nothing is left
+ * to send (the caller completes it).  A failure sets c->abort_error. */
+bool iocp_transmit_step(piocp_worker *w, piocp_conn *c, iocp_conn *ic, piocp_request *r);
+/* The step came back with `bytes` (also a failed or cancelled one: what it
+ * moved counts).  Returns true when `r` is complete; sets c->abort_error
+ * (-EIO) when the file ended before the count. */
+bool iocp_transmit_took(piocp_conn *c, iocp_conn *ic, piocp_request *r, DWORD bytes, bool ok);
 
 #endif

@@ -1,6 +1,7 @@
 /*
  * iocp_conn.c - the IOCP backend's connections: WSARecv, WSASend,
- * CancelIoEx, and the lingering close's zero-byte WSARecv.
+ * CancelIoEx, and the lingering close's zero-byte WSARecv (a transmit's
+ * steps are iocp_transmit.c's, on the same send_io).
  *
  * The socket is associated with the port once (add_conn).  A recv is one
  * WSARecv, the head of the send queue one WSASend.  Their OVERLAPPEDs live
@@ -53,11 +54,10 @@ static void start_recv(piocp_conn *c, iocp_conn *ic, char *buf, size_t len, bool
     }
 }
 
-static void start_send(piocp_conn *c, iocp_conn *ic, const char *buf, size_t len)
+void iocp_start_send(piocp_conn *c, iocp_conn *ic, WSABUF *bufs, DWORD count)
 {
-    WSABUF wsabuf = {.len = wsabuf_len(len), .buf = (char *)buf};
     memset(&ic->send_io.ov, 0, sizeof ic->send_io.ov);
-    if (WSASend(c->fd, &wsabuf, 1, NULL, 0, &ic->send_io.ov, NULL) == 0 ||
+    if (WSASend(c->fd, bufs, count, NULL, 0, &ic->send_io.ov, NULL) == 0 ||
         WSAGetLastError() == WSA_IO_PENDING) {
         ic->send_pending = true;
         c->in_kernel++;
@@ -99,14 +99,20 @@ static piocp_request *take_send_result(piocp_conn *c, iocp_conn *ic)
     piocp_request *r = c->send_head;
     if (!r)
         return NULL;
-    if (res.bytes > 0)
-        piocp_sent_locked(c, r, res.bytes);
+    bool finished;
+    if (r->op == PIOCP_OP_TRANSMIT) {
+        finished = iocp_transmit_took(c, ic, r, res.bytes, res.error == 0);
+    } else {
+        if (res.bytes > 0)
+            piocp_sent_locked(c, r, res.bytes);
+        finished = r->op == PIOCP_OP_SEND && r->done == r->u.send.len;
+    }
     if (res.error < 0) {
         if (!(res.error == -PIOCP_ECANCELED && r->cancelling) && !c->abort_error)
             c->abort_error = res.error;
         return NULL;
     }
-    return r->op == PIOCP_OP_SEND && r->done == r->u.send.len ? r : NULL;
+    return finished ? r : NULL;
 }
 
 static void pop_send_head(piocp_conn *c, piocp_done_list *done, ssize_t result)
@@ -120,20 +126,20 @@ static void pop_send_head(piocp_conn *c, piocp_done_list *done, ssize_t result)
 
 /* Starts the next sends: shutdowns and empty sends complete here, the
  * first send with bytes left goes to the kernel. */
-static void run_sends(piocp_conn *c, iocp_conn *ic, piocp_done_list *done)
+static void run_sends(piocp_worker *w, piocp_conn *c, iocp_conn *ic, piocp_done_list *done)
 {
     while (c->send_head && !ic->send_pending && !c->abort_error) {
         piocp_request *r = c->send_head;
         if (r->cancelling)
             return; /* the next turn's resolve_cancels ends it */
         if (r->op == PIOCP_OP_SEND && r->done < r->u.send.len) {
-            start_send(c, ic, (const char *)r->u.send.buf + r->done, r->u.send.len - r->done);
+            WSABUF wsabuf = {.len = wsabuf_len(r->u.send.len - r->done),
+                             .buf = (char *)r->u.send.buf + r->done};
+            iocp_start_send(c, ic, &wsabuf, 1);
             return;
         }
-        if (r->op == PIOCP_OP_TRANSMIT) {
-            c->abort_error = -PIOCP_EOPNOTSUPP; /* TransmitFile: not ported yet */
-            return;
-        }
+        if (r->op == PIOCP_OP_TRANSMIT && !iocp_transmit_step(w, c, ic, r))
+            return; /* a step went to the kernel, or the transmit failed */
         ssize_t result = (ssize_t)r->done;
         if (r->op == PIOCP_OP_SHUTDOWN)
             result = piocp_socket_shutdown_write(c->fd); /* after every byte before it */
@@ -143,7 +149,6 @@ static void run_sends(piocp_conn *c, iocp_conn *ic, piocp_done_list *done)
 
 bool iocp_run(piocp_worker *w, piocp_conn *c, piocp_done_list *done, size_t *budget)
 {
-    (void)w;
     (void)budget; /* the kernel moves the bytes: a turn only starts operations */
     iocp_conn *ic = piocp_conn_backend(c);
     harvest_recv(c, ic, done);
@@ -152,7 +157,7 @@ bool iocp_run(piocp_worker *w, piocp_conn *c, piocp_done_list *done, size_t *bud
         pop_send_head(c, done, (ssize_t)sent->done);
     if (c->recv_req && !ic->recv_pending && !c->recv_req->cancelling && !c->abort_error)
         start_recv(c, ic, c->recv_req->u.recv.buf, c->recv_req->u.recv.len, false);
-    run_sends(c, ic, done);
+    run_sends(w, c, ic, done);
     return true;
 }
 

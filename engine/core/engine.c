@@ -168,7 +168,8 @@ int piocp_engine_new(piocp_engine **out, const piocp_config *config)
         cfg = *config;
     if (cfg.threads < 0 || cfg.threads > PIOCP_MAX_THREADS || cfg.max_connections < 0 ||
         cfg.idle_timeout_ms < 0 || cfg.linger_ms < 0 ||
-        cfg.drain_first_request_ms < 0)
+        cfg.drain_first_request_ms < 0 || cfg.windows_transmit < PIOCP_WINDOWS_TRANSMIT_AUTO ||
+        cfg.windows_transmit > PIOCP_WINDOWS_TRANSMIT_READ_SEND)
         return -PIOCP_EINVAL;
     if (cfg.threads == 0)
         cfg.threads = piocp_default_threads();
@@ -389,6 +390,8 @@ void piocp_engine_get_stats(const piocp_engine *e, piocp_engine_stats *out)
         atomic_load_explicit(&e->counters.transmit_file_bytes, memory_order_relaxed);
     out->borrowed = atomic_load_explicit(&e->counters.borrowed, memory_order_relaxed);
     out->borrowed_bytes = atomic_load_explicit(&e->counters.borrowed_bytes, memory_order_relaxed);
+    out->transmit_copied_bytes =
+        atomic_load_explicit(&e->counters.transmit_copied_bytes, memory_order_relaxed);
     out->connections = (uint64_t)atomic_load(&e->open_conns);
 }
 
