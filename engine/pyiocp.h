@@ -387,7 +387,8 @@ int piocp_borrow(piocp_engine *engine, piocp_socket fd, piocp_conn **out);
 
 /* How an outbound connect ended: `conn` is the new connection (error 0),
  * or NULL with -errno: -ECONNREFUSED, -ETIMEDOUT (timeout_ms passed), or
- * -ECANCELED (the engine stopped first), or what connect(2) reported. */
+ * -ECANCELED (the engine stopped first), or what connect(2) reported
+ * (Windows: ConnectEx, the same PIOCP_E* codes). */
 typedef void (*piocp_connect_fn)(piocp_conn *conn, int error, void *user);
 
 /* Connects to `addr` (a numeric address: no name lookup here) without

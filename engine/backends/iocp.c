@@ -11,8 +11,8 @@
  * An entry with a NULL OVERLAPPED is a packet we posted ourselves
  * (PostQueuedCompletionStatus): its completion key says what it is, a
  * wake-up or the quit.  The others are I/O completions: AcceptEx
- * (iocp_listen.c), a connection's WSARecv, WSASend or TransmitFile
- * (iocp_conn.c, iocp_transmit.c).
+ * (iocp_listen.c), a connection's WSARecv, WSASend, TransmitFile or
+ * ConnectEx (iocp_conn.c, iocp_transmit.c, iocp_connect.c).
  *
  * The idle sweep and the user timers need no timer of their own: worker 0
  * waits with the timeout the core asks for (core/loop.c), and a wait that
@@ -117,6 +117,16 @@ int iocp_associate(piocp_engine *e, SOCKET s)
     return 0;
 }
 
+void *iocp_extension(SOCKET s, GUID guid)
+{
+    void *fn = NULL;
+    DWORD bytes = 0;
+    if (WSAIoctl(s, SIO_GET_EXTENSION_FUNCTION_POINTER, &guid, sizeof guid, &fn, sizeof fn,
+                 &bytes, NULL, NULL) == SOCKET_ERROR)
+        return NULL;
+    return fn;
+}
+
 int iocp_overlapped_error(SOCKET s, OVERLAPPED *ov)
 {
     /* WSAGetOverlappedResult turns the NTSTATUS the kernel left in the
@@ -182,4 +192,5 @@ const piocp_backend_ops piocp_backend_iocp = {
     .cancel_send = iocp_cancel_send,
     .cancel = iocp_cancel,
     .park = iocp_park,
+    .connect_result = iocp_connect_result,
 };

@@ -25,7 +25,14 @@
  * every handle we associate (its I/O carries an iocp_io). */
 enum { IOCP_KEY_IO = 1, IOCP_KEY_WAKE = 2, IOCP_KEY_QUIT = 3 };
 
-typedef enum iocp_io_kind { IOCP_IO_RECV, IOCP_IO_SEND, IOCP_IO_ACCEPT } iocp_io_kind;
+/* IOCP_IO_CONNECT: a connecting connection's ConnectEx, on send_io (no
+ * send can be posted before the connection is handed over). */
+typedef enum iocp_io_kind {
+    IOCP_IO_RECV,
+    IOCP_IO_SEND,
+    IOCP_IO_ACCEPT,
+    IOCP_IO_CONNECT
+} iocp_io_kind;
 
 struct iocp_accept;
 
@@ -34,7 +41,7 @@ struct iocp_accept;
 typedef struct iocp_io {
     OVERLAPPED ov;
     iocp_io_kind kind;
-    piocp_conn *conn;              /* IOCP_IO_RECV, IOCP_IO_SEND */
+    piocp_conn *conn;              /* IOCP_IO_RECV, IOCP_IO_SEND, IOCP_IO_CONNECT */
     struct iocp_accept *accept;    /* IOCP_IO_ACCEPT */
 } iocp_io;
 
@@ -63,6 +70,10 @@ static inline int iocp_wsa_error(void)
  * socket closes only after its completions, a listener's only after the
  * workers are gone). */
 int iocp_overlapped_error(SOCKET s, OVERLAPPED *ov);
+
+/* A Winsock extension function (AcceptEx, ConnectEx...) of `s`'s
+ * provider, or NULL. */
+void *iocp_extension(SOCKET s, GUID guid);
 
 /* Associates `s` with the engine's port (once for the handle's life). */
 int iocp_associate(piocp_engine *e, SOCKET s);
@@ -99,7 +110,8 @@ typedef struct iocp_conn {
     bool linger_recv;                 /* the pending recv is the lingering close's */
     bool cancel_started;              /* CancelIoEx for the close went out */
     bool send_cancel_started, recv_cancel_started;
-    iocp_result recv_result, send_result;
+    bool connect_pending;             /* the ConnectEx on send_io */
+    iocp_result recv_result, send_result, connect_result;
 } iocp_conn;
 
 int iocp_add_conn(piocp_worker *w, piocp_conn *c);
@@ -112,6 +124,13 @@ int iocp_park(piocp_worker *w, piocp_conn *c);
 void iocp_on_conn_io(iocp_io *io, DWORD bytes, bool ok);
 /* Starts a WSASend of `bufs` on send_io; a failure sets c->abort_error. */
 void iocp_start_send(piocp_conn *c, iocp_conn *ic, WSABUF *bufs, DWORD count);
+
+/* iocp_connect.c */
+/* Starts ConnectEx on a connecting connection's bound socket (add_conn):
+ * 0, or -PIOCP_E* if it could not start. */
+int iocp_start_connect(piocp_conn *c, iocp_conn *ic);
+/* ops->connect_result: 0 connected, -PIOCP_EINPROGRESS, or the error. */
+int iocp_connect_result(piocp_conn *c);
 
 /* iocp_transmit.c */
 /* Resolves piocp_config.windows_transmit and makes the buffer table. */

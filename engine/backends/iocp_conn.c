@@ -25,16 +25,16 @@ static ULONG wsabuf_len(size_t len) { return (ULONG)(len > 0x7fffffff ? 0x7fffff
 int iocp_add_conn(piocp_worker *w, piocp_conn *c)
 {
     (void)w;
-    /* outbound connects would need ConnectEx: not ported yet */
-    if (c->connecting)
-        return -PIOCP_EOPNOTSUPP;
     iocp_conn *ic = piocp_conn_backend(c);
     ic->recv_io.kind = IOCP_IO_RECV;
     ic->recv_io.conn = c;
     ic->send_io.kind = IOCP_IO_SEND;
     ic->send_io.conn = c;
     c->owner = -1; /* any worker: the port decides who gets a completion */
-    return iocp_associate(c->engine, c->fd);
+    int rc = iocp_associate(c->engine, c->fd);
+    if (rc == 0 && c->connecting)
+        rc = iocp_start_connect(c, ic);
+    return rc;
 }
 
 static void start_recv(piocp_conn *c, iocp_conn *ic, char *buf, size_t len, bool linger)
@@ -232,7 +232,10 @@ void iocp_on_conn_io(iocp_io *io, DWORD bytes, bool ok)
     iocp_result res = {.ready = true, .bytes = bytes, .error = 0};
     if (!ok)
         res.error = iocp_overlapped_error(c->fd, &io->ov);
-    if (io->kind == IOCP_IO_RECV) {
+    if (io->kind == IOCP_IO_CONNECT) {
+        ic->connect_pending = false;
+        ic->connect_result = res; /* the connect's turn reads it */
+    } else if (io->kind == IOCP_IO_RECV) {
         ic->recv_pending = false;
         ic->recv_cancel_started = false;
         if (!ic->linger_recv)

@@ -35,17 +35,6 @@ struct iocp_listen {
     iocp_accept accepts[IOCP_ACCEPTS_PER_LISTENER];
 };
 
-/* A Winsock extension function of `s`'s provider. */
-static void *extension(SOCKET s, GUID guid)
-{
-    void *fn = NULL;
-    DWORD bytes = 0;
-    if (WSAIoctl(s, SIO_GET_EXTENSION_FUNCTION_POINTER, &guid, sizeof guid, &fn, sizeof fn,
-                 &bytes, NULL, NULL) == SOCKET_ERROR)
-        return NULL;
-    return fn;
-}
-
 /* Starts AcceptEx on `a` (its listener's lock held).  false: not started
  * (the listener is closed or paused, or failed with an error it should not
  * retry now); resume_listener arms it again. */
@@ -97,9 +86,9 @@ int iocp_add_listener(piocp_engine *e, piocp_listener *l)
     if (!il)
         return -PIOCP_ENOMEM;
     il->family = info.iAddressFamily;
-    il->accept_ex = (LPFN_ACCEPTEX)extension(l->fd, (GUID)WSAID_ACCEPTEX);
+    il->accept_ex = (LPFN_ACCEPTEX)iocp_extension(l->fd, (GUID)WSAID_ACCEPTEX);
     il->get_addresses =
-        (LPFN_GETACCEPTEXSOCKADDRS)extension(l->fd, (GUID)WSAID_GETACCEPTEXSOCKADDRS);
+        (LPFN_GETACCEPTEXSOCKADDRS)iocp_extension(l->fd, (GUID)WSAID_GETACCEPTEXSOCKADDRS);
     int rc = il->accept_ex && il->get_addresses ? iocp_associate(e, l->fd) : -PIOCP_EOPNOTSUPP;
     if (rc < 0) {
         free(il);

@@ -107,6 +107,12 @@ struct piocp_backend_ops {
      * hear of it (epoll: the writable edge once a send met a full buffer;
      * io_uring: a poll while lingering).  -errno aborts it.  May be NULL. */
     int (*park)(piocp_worker *worker, piocp_conn *conn);
+    /* A connecting connection's turn: how its connect is going, 0
+     * connected, -EINPROGRESS not yet, -errno failed.  NULL: the core looks
+     * at the socket (piocp_socket_connect_result), which turns writable
+     * when the connect ends; a backend that connects itself (IOCP's
+     * ConnectEx, started in add_conn) answers from its completion. */
+    int (*connect_result)(piocp_conn *conn);
     /* A queued shutdown reached the head of the send queue: send the FIN
      * now, returning 0 or -errno.  NULL: shutdown(2) on conn->fd (a
      * backend whose sockets are not the kernel's plays it itself). */

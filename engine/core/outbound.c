@@ -131,7 +131,8 @@ int piocp_connect(piocp_engine *e, const struct sockaddr *addr, socklen_t addrle
 
 bool piocp_connect_step_locked(piocp_conn *c)
 {
-    int rc = piocp_socket_connect_result(c->fd);
+    const piocp_backend_ops *ops = c->engine->backend;
+    int rc = ops->connect_result ? ops->connect_result(c) : piocp_socket_connect_result(c->fd);
     if (rc == -PIOCP_EINPROGRESS)
         return false; /* not yet: park waits for writability */
     if (rc < 0) {

@@ -69,7 +69,10 @@ int piocp_socket_is_nonblocking(piocp_socket fd);
 int piocp_socket_make_nonblocking(piocp_socket fd);
 /* A non-blocking stream socket for `addr`, and its connect(2) started:
  * 0 (connected at once), -EINPROGRESS, or connect's -errno, with the socket
- * in `*out` in all three cases; socket(2)'s -errno with no socket. */
+ * in `*out` in all three cases; socket(2)'s -errno with no socket.
+ * Windows: the socket is only made and bound to the wildcard address of
+ * its family (-EINPROGRESS); the IOCP backend connects it with ConnectEx,
+ * which wants an unconnected, bound socket. */
 int piocp_socket_connect_start(const struct sockaddr *addr, socklen_t addrlen, piocp_socket *out);
 /* How a started connect is going: 0 connected, -EINPROGRESS not yet,
  * else its -errno (-ECONNREFUSED...). */

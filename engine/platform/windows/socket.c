@@ -15,6 +15,8 @@
 #include <mswsock.h>
 #include <windows.h>
 
+#include <string.h>
+
 static int wsa_error(void) { return -piocp_error_from_win32((unsigned long)WSAGetLastError()); }
 
 /* Not inherited by child processes: Windows' close-on-exec. */
@@ -193,21 +195,34 @@ int piocp_socket_make_nonblocking(piocp_socket fd)
 
 int piocp_socket_connect_start(const struct sockaddr *addr, socklen_t addrlen, piocp_socket *out)
 {
+    /* ConnectEx (TCP only) wants a bound socket: the wildcard address and
+     * port 0 of the peer's family, as connect(2) would pick implicitly */
+    struct sockaddr_storage local;
+    memset(&local, 0, sizeof local);
+    int local_len;
+    if (addr->sa_family == AF_INET && addrlen >= (socklen_t)sizeof(struct sockaddr_in)) {
+        ((struct sockaddr_in *)&local)->sin_family = AF_INET; /* INADDR_ANY, port 0 */
+        local_len = sizeof(struct sockaddr_in);
+    } else if (addr->sa_family == AF_INET6 && addrlen >= (socklen_t)sizeof(struct sockaddr_in6)) {
+        ((struct sockaddr_in6 *)&local)->sin6_family = AF_INET6; /* in6addr_any, port 0 */
+        local_len = sizeof(struct sockaddr_in6);
+    } else {
+        *out = PIOCP_INVALID_SOCKET;
+        return -PIOCP_EAFNOSUPPORT;
+    }
     *out = WSASocketW(addr->sa_family, SOCK_STREAM, IPPROTO_TCP, NULL, 0,
                       WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
     if (*out == INVALID_SOCKET) {
         *out = PIOCP_INVALID_SOCKET;
         return wsa_error();
     }
+    /* non-blocking as an accepted socket is: the core's drain reads it */
     u_long one = 1;
     if (ioctlsocket(*out, FIONBIO, &one) == SOCKET_ERROR)
         return wsa_error();
-    if (connect(*out, addr, addrlen) == 0)
-        return 0;
-    int rc = wsa_error();
-    /* a non-blocking connect under way is WSAEWOULDBLOCK here, not
-     * EINPROGRESS as on POSIX */
-    return rc == -PIOCP_EWOULDBLOCK ? -PIOCP_EINPROGRESS : rc;
+    if (bind(*out, (struct sockaddr *)&local, local_len) == SOCKET_ERROR)
+        return wsa_error();
+    return -PIOCP_EINPROGRESS; /* the backend's ConnectEx connects it */
 }
 
 int piocp_socket_connect_result(piocp_socket fd)
