@@ -350,7 +350,11 @@ int piocp_conn_set_close_deadline(piocp_conn *conn, int timeout_ms);
  * call it at once, then post.  Callable from any thread.  Errors, after
  * which the caller still owns `fd` (possibly made non-blocking): -EINVAL
  * (not a socket, not a stream, not connected), -ENOSPC (max_connections
- * are open), -ESHUTDOWN (the engine is stopping). */
+ * are open), -ESHUTDOWN (the engine is stopping).  Windows (IOCP): the
+ * socket joins the engine's completion port, and a handle belongs to one
+ * port for life: a socket already on another (an event loop's, asyncio's
+ * Proactor) fails with -EINVAL, left open and still the caller's; it must
+ * have been made overlapped (socket() and accept() make them so). */
 int piocp_adopt(piocp_engine *engine, piocp_socket fd, piocp_conn **out);
 /* Borrows a connected stream socket from its owner (an asyncio event loop
  * lending a transport's socket for a zero-copy file transmission) and
@@ -382,7 +386,13 @@ int piocp_adopt(piocp_engine *engine, piocp_socket fd, piocp_conn **out);
  * another registration) and may read from it, but must not write to it,
  * shut it down or close it.  Errors, after which `fd` is the caller's as it
  * was: -EINVAL (not a socket, not a stream, not connected, blocking),
- * -ENOSPC (max_connections are open), -ESHUTDOWN (the engine is stopping). */
+ * -ENOSPC (max_connections are open), -ESHUTDOWN (the engine is stopping).
+ *
+ * Windows (IOCP): not supported, -EOPNOTSUPP with `fd` untouched.  The
+ * engine would have to put the socket on its completion port, which a
+ * handle joins only once for life; the lender's sockets (asyncio's
+ * Proactor) are on its own port already, and one lent for a while could
+ * not go back to it. */
 int piocp_borrow(piocp_engine *engine, piocp_socket fd, piocp_conn **out);
 
 /* How an outbound connect ended: `conn` is the new connection (error 0),

@@ -25,12 +25,19 @@ static ULONG wsabuf_len(size_t len) { return (ULONG)(len > 0x7fffffff ? 0x7fffff
 int iocp_add_conn(piocp_worker *w, piocp_conn *c)
 {
     (void)w;
+    /* A handle joins one completion port for life, and a lent socket's
+     * owner (asyncio's Proactor) has put it on its own port already: our
+     * completions could never reach us.  Refused before anything is done
+     * to it, so it goes back untouched (documented at piocp_borrow). */
+    if (c->borrowed)
+        return -PIOCP_EOPNOTSUPP;
     iocp_conn *ic = piocp_conn_backend(c);
     ic->recv_io.kind = IOCP_IO_RECV;
     ic->recv_io.conn = c;
     ic->send_io.kind = IOCP_IO_SEND;
     ic->send_io.conn = c;
     c->owner = -1; /* any worker: the port decides who gets a completion */
+    /* an adopted socket already on another port fails here (EINVAL) */
     int rc = iocp_associate(c->engine, c->fd);
     if (rc == 0 && c->connecting)
         rc = iocp_start_connect(c, ic);

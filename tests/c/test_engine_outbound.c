@@ -1,10 +1,11 @@
 /*
  * test_engine_outbound.c - connections the engine did not accept, written
  * portably (test_net.h) so that they also run under Wine on the IOCP
- * backend (ConnectEx): an outbound connect to a listener of the same
- * engine with an echo through it, a refused connect, a connect timing out,
- * a stop while connects are pending (each `done` runs once, with an
- * error).
+ * backend (ConnectEx, an adopted socket on the port): an outbound connect
+ * to a listener of the same engine with an echo through it, a refused
+ * connect, a connect timing out, a stop while connects are pending (each
+ * `done` runs once, with an error), an adopted socket echoing, and on IOCP
+ * a socket already on another completion port refused at adoption.
  * `test_engine_outbound NAME BACKEND`; `test_engine_outbound list`.
  */
 #include "pyiocp.h"
@@ -257,11 +258,84 @@ static void test_connect_timeout(void) { run_held_connects(300, -PIOCP_ETIMEDOUT
 
 static void test_connect_stop(void) { run_held_connects(0, -PIOCP_ECANCELED); }
 
+/* ------------------------------------------------------------ adopt -- */
+
+/* A connected pair of the test's own: `*client`, and the accepted side. */
+static piocp_socket connected_pair(piocp_socket *client)
+{
+    int port;
+    piocp_socket lfd = plain_listener(1, &port);
+    *client = net_connect_loopback(port);
+    piocp_socket server = accept(lfd, NULL, NULL);
+    CHECK(server != PIOCP_INVALID_SOCKET);
+    net_close(lfd);
+    return server;
+}
+
+/* The accepted side handed to the engine echoes what the client sends.  On
+ * IOCP, borrowing it first is refused (its owner's port would get the
+ * completions) and leaves it as it was, adoptable. */
+static void test_adopt_echo(void)
+{
+    piocp_engine *e = new_engine(2);
+    CHECK(piocp_engine_start(e) == 0);
+    piocp_socket client;
+    piocp_socket server = connected_pair(&client);
+    piocp_conn *conn = NULL;
+    if (strcmp(backend, "iocp") == 0)
+        CHECK(piocp_borrow(e, server, &conn) == -PIOCP_EOPNOTSUPP);
+    CHECK(piocp_adopt(e, server, &conn) == 0);
+    start_echo(conn);
+    for (int i = 0; i < 20; i++) {
+        char out[300], in[300];
+        for (size_t j = 0; j < sizeof out; j++)
+            out[j] = (char)(i * 7 + j);
+        CHECK(net_send_all(client, out, sizeof out) == 0);
+        CHECK(net_recv_exact(client, in, sizeof in) == 0);
+        CHECK(memcmp(in, out, sizeof in) == 0);
+    }
+    net_close(client);
+    portable_wait_until(&echo_closed_count, 1, 5000);
+    CHECK(atomic_load(&echo_closed_count) == 1);
+    CHECK(piocp_engine_stop(e, 1000) == 0);
+    piocp_engine_free(e);
+    CHECK(atomic_load(&closed_twice) == 0);
+}
+
+/* A socket already on another completion port cannot join the engine's (a
+ * handle belongs to one port for life): -EINVAL, and it stays the
+ * caller's.  IOCP only. */
+static void test_adopt_foreign_port(void)
+{
+#ifdef _WIN32
+    piocp_engine *e = new_engine(1);
+    CHECK(piocp_engine_start(e) == 0);
+    piocp_socket client;
+    piocp_socket server = connected_pair(&client);
+    HANDLE other = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 1);
+    CHECK(other != NULL);
+    CHECK(CreateIoCompletionPort((HANDLE)server, other, 1, 0) == other);
+    piocp_conn *conn = NULL;
+    CHECK(piocp_adopt(e, server, &conn) == -PIOCP_EINVAL);
+    CHECK(piocp_engine_connections(e) == 0);
+    CHECK(net_send_all(server, "still mine", 10) == 0); /* not closed by the refusal */
+    char in[10];
+    CHECK(net_recv_exact(client, in, sizeof in) == 0 && memcmp(in, "still mine", 10) == 0);
+    net_close(server);
+    net_close(client);
+    CloseHandle(other);
+    CHECK(piocp_engine_stop(e, 1000) == 0);
+    piocp_engine_free(e);
+#endif
+}
+
 static const test_case cases[] = {
     {"connect_echo", test_connect_echo},
     {"connect_refused", test_connect_refused},
     {"connect_timeout", test_connect_timeout},
     {"connect_stop", test_connect_stop},
+    {"adopt_echo", test_adopt_echo},
+    {"adopt_foreign_port", test_adopt_foreign_port},
     {NULL, NULL},
 };
 
@@ -276,6 +350,10 @@ int main(int argc, char **argv)
         if (piocp_engine_new(&e, &probe) < 0)
             return 77; /* refused here (io_uring under seccomp): skipped */
         piocp_engine_free(e);
+#ifndef _WIN32
+        if (strcmp(argv[1], "adopt_foreign_port") == 0)
+            return 77; /* completion ports only */
+#endif
     }
     return run_test_case(cases, argc > 1 ? argv[1] : "list");
 }
