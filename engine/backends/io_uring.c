@@ -268,8 +268,9 @@ static int uring_worker_init(piocp_worker *w)
     if (rc == 0)
         rc = piocp_uring_init(&uw->ring, RING_ENTRIES, 0);
     if (rc < 0) {
+        char text[128];
         fprintf(stderr, "pyiocp: worker %d could not create its io_uring ring: %s\n", w->index,
-                strerror(-rc));
+                piocp_error_text(-rc, text, sizeof text));
         return rc;
     }
     uw->ready = true;

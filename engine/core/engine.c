@@ -73,7 +73,9 @@ const char *piocp_backend_describe(const char *name, char *buf, size_t len)
     if (backend->describe)
         return backend->describe(buf, len);
     int rc = backend->probe();
-    snprintf(buf, len, "%s: %s", name, rc == 0 ? "available" : strerror(-rc));
+    char text[128];
+    snprintf(buf, len, "%s: %s", name,
+             rc == 0 ? "available" : piocp_error_text(-rc, text, sizeof text));
     return buf;
 }
 
@@ -102,8 +104,10 @@ static int choose_backend(const char *wanted, const piocp_backend_ops **out, cha
             *out = all_backends[i];
             return 0;
         }
+        char text[128];
         if (!note[0])
-            snprintf(note, note_len, "%s refused: %s", all_backends[i]->name, strerror(-rc));
+            snprintf(note, note_len, "%s refused: %s", all_backends[i]->name,
+                     piocp_error_text(-rc, text, sizeof text));
     }
     return -PIOCP_ENOSYS;
 }

@@ -334,8 +334,9 @@ static void worker_loop(piocp_worker *w)
         }
         int events = ops->poll(w, timeout);
         if (events < 0) {
+            char text[128];
             fprintf(stderr, "pyiocp: worker %d cannot wait on the %s backend: %s\n", w->index,
-                    ops->name, strerror(-events));
+                    ops->name, piocp_error_text(-events, text, sizeof text));
             break;
         }
         if (events & PIOCP_POLL_WOKEN) {

@@ -17,6 +17,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* The text of error `err` (a positive PIOCP_E*) for a log line, in `buf`
+ * or a constant string; never NULL, safe on any thread (strerror is not:
+ * it may share one buffer).  POSIX: strerror_r.  Windows: the system's
+ * message for Winsock numbers (FormatMessageA), the C runtime's for the
+ * others (strerror_s); strerror would print "Unknown error" for the
+ * Winsock ones the engine's socket errors are there. */
+const char *piocp_error_text(int err, char *buf, size_t len);
+
 /* Milliseconds of a monotonic clock, cheap enough to stamp every
  * completion (coarse: a few ms of resolution). */
 long long piocp_now_ms(void);

@@ -6,7 +6,10 @@
  * (piocp_error_from_win32). */
 #include "errors.h"
 #include "pyiocp.h" /* builds on both platforms: its handle types below */
+#include "platform/platform.h" /* piocp_error_text */
 #include "test_check.h"
+
+#include <ctype.h>
 
 #include <stdbool.h>
 
@@ -114,10 +117,48 @@ static void test_from_win32(void)
 #endif
 }
 
+/* Whether `text` contains `word`, ignoring case. */
+static bool mentions(const char *text, const char *word)
+{
+    for (const char *t = text; *t; t++) {
+        size_t i = 0;
+        while (word[i] && t[i] && tolower((unsigned char)t[i]) == tolower((unsigned char)word[i]))
+            i++;
+        if (!word[i])
+            return true;
+    }
+    return false;
+}
+
+/* piocp_error_text: a message for every engine number, on one line, not
+ * the C runtime's "Unknown error" for the Winsock ones (Windows); and
+ * small or empty buffers are safe. */
+static void test_text(void)
+{
+    size_t n = sizeof all_errors / sizeof all_errors[0];
+    for (size_t i = 0; i < n; i++) {
+        char buf[128];
+        const char *text = piocp_error_text(all_errors[i], buf, sizeof buf);
+        CHECK(text != NULL && text[0] != '\0');
+        CHECK(!mentions(text, "unknown error"));
+        CHECK(strchr(text, '\n') == NULL && strchr(text, '\r') == NULL);
+    }
+    char buf[128];
+    CHECK(mentions(piocp_error_text(PIOCP_ECONNREFUSED, buf, sizeof buf), "refused"));
+    CHECK(mentions(piocp_error_text(PIOCP_ECONNRESET, buf, sizeof buf), "reset"));
+    CHECK(mentions(piocp_error_text(PIOCP_ENOENT, buf, sizeof buf), "no such file"));
+    CHECK(mentions(piocp_error_text(PIOCP_ECANCELED, buf, sizeof buf), "cancel"));
+    char tiny[4];
+    CHECK(piocp_error_text(PIOCP_ECONNREFUSED, tiny, sizeof tiny) != NULL);
+    CHECK(piocp_error_text(PIOCP_EINVAL, tiny, sizeof tiny) != NULL);
+    CHECK(strcmp(piocp_error_text(PIOCP_EINVAL, buf, 0), "") == 0);
+}
+
 static const test_case cases[] = {
     {"distinct", test_distinct},
     {"python_values", test_python_values},
     {"from_win32", test_from_win32},
+    {"text", test_text},
     {NULL, NULL},
 };
 

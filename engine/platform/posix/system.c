@@ -8,8 +8,25 @@
 #include "platform/platform.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+const char *piocp_error_text(int err, char *buf, size_t len)
+{
+    if (!buf || len == 0)
+        return "";
+#if defined(__GLIBC__) && defined(_GNU_SOURCE)
+    /* glibc's GNU variant: returns the text, in `buf` or a constant */
+    return strerror_r(err, buf, len);
+#else
+    /* the XSI variant (musl, the BSDs, macOS): 0 or an error number */
+    if (strerror_r(err, buf, len) != 0)
+        snprintf(buf, len, "error %d", err);
+    return buf;
+#endif
+}
 
 long long piocp_now_ms(void)
 {

@@ -7,12 +7,18 @@
  * ERROR_NETNAME_DELETED (64), an aborted one with ERROR_CONNECTION_ABORTED,
  * a cancelled request (CancelIoEx) with ERROR_OPERATION_ABORTED.  Each is
  * given the meaning a POSIX program would see for the same event.
+ *
+ * And the other way, for log lines: the text of a PIOCP_E* number
+ * (piocp_error_text).
  */
 #include "errors.h"
 
 #define WIN32_LEAN_AND_MEAN
 #include <winsock2.h>
 #include <windows.h>
+
+#include <stdio.h>
+#include <string.h>
 
 int piocp_error_from_win32(unsigned long code)
 {
@@ -106,4 +112,61 @@ int piocp_error_from_win32(unsigned long code)
     default:
         return PIOCP_EIO;
     }
+}
+
+/* The name of a Winsock number errors.h uses, for a system without its
+ * message (Wine's tables lack some: WSAETIMEDOUT, WSAESHUTDOWN). */
+static const char *winsock_name(int err)
+{
+    switch (err) {
+    case WSAEWOULDBLOCK: return "WSAEWOULDBLOCK";
+    case WSAEINPROGRESS: return "WSAEINPROGRESS";
+    case WSAEALREADY: return "WSAEALREADY";
+    case WSAENOTSOCK: return "WSAENOTSOCK";
+    case WSAEMSGSIZE: return "WSAEMSGSIZE";
+    case WSAEOPNOTSUPP: return "WSAEOPNOTSUPP";
+    case WSAEAFNOSUPPORT: return "WSAEAFNOSUPPORT";
+    case WSAEADDRINUSE: return "WSAEADDRINUSE";
+    case WSAEADDRNOTAVAIL: return "WSAEADDRNOTAVAIL";
+    case WSAENETDOWN: return "WSAENETDOWN";
+    case WSAENETUNREACH: return "WSAENETUNREACH";
+    case WSAECONNABORTED: return "WSAECONNABORTED";
+    case WSAECONNRESET: return "WSAECONNRESET";
+    case WSAENOBUFS: return "WSAENOBUFS";
+    case WSAENOTCONN: return "WSAENOTCONN";
+    case WSAESHUTDOWN: return "WSAESHUTDOWN";
+    case WSAETIMEDOUT: return "WSAETIMEDOUT";
+    case WSAECONNREFUSED: return "WSAECONNREFUSED";
+    case WSAELOOP: return "WSAELOOP";
+    case WSAEHOSTUNREACH: return "WSAEHOSTUNREACH";
+    default: return "Winsock error";
+    }
+}
+
+const char *piocp_error_text(int err, char *buf, size_t len)
+{
+    if (!buf || len == 0)
+        return "";
+    if (err >= WSABASEERR) {
+        /* The socket errors are Winsock numbers here (errors.h), which the
+         * C runtime does not know; the system has their messages. */
+        DWORD n = FormatMessageA(FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS, NULL,
+                                 (DWORD)err, MAKELANGID(LANG_NEUTRAL, SUBLANG_DEFAULT), buf,
+                                 (DWORD)(len > 0xffff ? 0xffff : len), NULL);
+        /* one line in a log: without the message's trailing ".\r\n" */
+        while (n > 0 && (buf[n - 1] == '\r' || buf[n - 1] == '\n' || buf[n - 1] == '.' ||
+                         buf[n - 1] == ' '))
+            buf[--n] = '\0';
+        if (n == 0)
+            snprintf(buf, len, "%s (%d)", winsock_name(err), err);
+        return buf;
+    }
+    /* POSIX numbers the classic C runtime (msvcrt) has no text for */
+    if (err == PIOCP_ECANCELED)
+        return "Operation canceled";
+    if (err == PIOCP_ETIME)
+        return "Timer expired";
+    if (strerror_s(buf, len, err) != 0)
+        snprintf(buf, len, "error %d", err);
+    return buf;
 }

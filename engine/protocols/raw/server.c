@@ -14,6 +14,7 @@
 #endif
 
 #include "pyiocp.h"
+#include "platform/platform.h"
 #include "files/served_root.h"
 #include "log/format.h"
 
@@ -80,19 +81,6 @@ static void settle(raw_conn *rc);
 
 /* ------------------------------------------------------ access log -- */
 
-/* strerror_r, not strerror: completions run on several threads at once,
- * and strerror may hand them all one shared buffer. */
-static const char *error_text(int err, char *buf, size_t size)
-{
-#if defined(__GLIBC__) && defined(_GNU_SOURCE)
-    return strerror_r(err, buf, size); /* the GNU variant */
-#else
-    if (strerror_r(err, buf, size) != 0)
-        snprintf(buf, size, "error %d", err);
-    return buf;
-#endif
-}
-
 static void log_reply(raw_conn *rc, const raw_reply *reply, ssize_t result)
 {
     char errbuf[128];
@@ -106,7 +94,7 @@ static void log_reply(raw_conn *rc, const raw_reply *reply, ssize_t result)
         snprintf(outcome, sizeof outcome, "failed: short transfer");
     } else {
         snprintf(outcome, sizeof outcome, "failed: %s",
-                 error_text((int)-result, errbuf, sizeof errbuf));
+                 piocp_error_text((int)-result, errbuf, sizeof errbuf));
     }
     /* On failure the request still says how far it got. */
     unsigned long long sent =
