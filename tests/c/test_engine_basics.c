@@ -10,6 +10,7 @@
 #include "pyiocp.h"
 #include "core/fault.h"
 #include "errors.h"
+#include "test_backend_arg.h"
 #include "test_portable.h"
 
 #ifndef _WIN32
@@ -20,15 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *backend = "auto";
-
 static piocp_engine *new_engine_on(int threads, piocp_config *cfg)
 {
-    cfg->threads = threads;
-    cfg->backend = backend;
-    piocp_engine *e = NULL;
-    CHECK(piocp_engine_new(&e, cfg) == 0);
-    return e;
+    return engine_on_backend(threads, cfg);
 }
 
 /* -------------------------------------------------- user completions -- */
@@ -264,15 +259,5 @@ static const test_case cases[] = {
 
 int main(int argc, char **argv)
 {
-    if (argc > 2)
-        backend = argv[2];
-    if (argc > 1 && strcmp(argv[1], "list") != 0) {
-        /* a backend this kernel refuses (io_uring under seccomp): skipped */
-        piocp_config probe = {.threads = 1, .backend = backend};
-        piocp_engine *e = NULL;
-        if (piocp_engine_new(&e, &probe) < 0)
-            return 77;
-        piocp_engine_free(e);
-    }
-    return run_test_case(cases, argc > 1 ? argv[1] : "list");
+    return run_on_backend(argc, argv, cases);
 }

@@ -10,14 +10,13 @@
  */
 #include "pyiocp.h"
 #include "errors.h"
+#include "test_backend_arg.h"
 #include "test_net.h"
 
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const char *backend = "auto";
 
 /* ------------------------------------------- the engine's echo side -- */
 
@@ -79,16 +78,7 @@ static void echo_on_connection(piocp_listener *l, piocp_conn *conn, void *user)
     start_echo(conn);
 }
 
-static piocp_engine *new_engine(int threads)
-{
-    piocp_config cfg;
-    piocp_config_init(&cfg);
-    cfg.threads = threads;
-    cfg.backend = backend;
-    piocp_engine *e = NULL;
-    CHECK(piocp_engine_new(&e, &cfg) == 0);
-    return e;
-}
+static piocp_engine *new_engine(int threads) { return engine_on_backend(threads, NULL); }
 
 static struct sockaddr_in loopback(int port)
 {
@@ -341,19 +331,10 @@ static const test_case cases[] = {
 
 int main(int argc, char **argv)
 {
-    if (argc > 2)
-        backend = argv[2];
     net_init();
-    if (argc > 1 && strcmp(argv[1], "list") != 0) {
-        piocp_config probe = {.threads = 1, .backend = backend};
-        piocp_engine *e = NULL;
-        if (piocp_engine_new(&e, &probe) < 0)
-            return 77; /* refused here (io_uring under seccomp): skipped */
-        piocp_engine_free(e);
 #ifndef _WIN32
-        if (strcmp(argv[1], "adopt_foreign_port") == 0)
-            return 77; /* completion ports only */
+    if (argc > 1 && strcmp(argv[1], "adopt_foreign_port") == 0)
+        return 77; /* completion ports only */
 #endif
-    }
-    return run_test_case(cases, argc > 1 ? argv[1] : "list");
+    return run_on_backend(argc, argv, cases);
 }

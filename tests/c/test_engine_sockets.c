@@ -10,14 +10,13 @@
 #include "pyiocp.h"
 #include "errors.h"
 #include "platform/threads.h"
+#include "test_backend_arg.h"
 #include "test_net.h"
 
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const char *backend = "auto";
 
 static atomic_int conns_made, conns_closed, recv_done, recv_posted, send_done, cancelled,
     closed_twice;
@@ -86,16 +85,7 @@ static void echo_on_connection(piocp_listener *l, piocp_conn *conn, void *user)
 
 static const piocp_listener_callbacks echo_callbacks = {.on_connection = echo_on_connection};
 
-static piocp_engine *start_engine(int threads)
-{
-    piocp_config cfg;
-    piocp_config_init(&cfg);
-    cfg.threads = threads;
-    cfg.backend = backend;
-    piocp_engine *e = NULL;
-    CHECK(piocp_engine_new(&e, &cfg) == 0);
-    return e;
-}
+static piocp_engine *start_engine(int threads) { return engine_on_backend(threads, NULL); }
 
 static int listen_on(piocp_engine *e, const piocp_listener_callbacks *cb)
 {
@@ -280,15 +270,6 @@ static const test_case cases[] = {
 
 int main(int argc, char **argv)
 {
-    if (argc > 2)
-        backend = argv[2];
     net_init();
-    if (argc > 1 && strcmp(argv[1], "list") != 0) {
-        piocp_config probe = {.threads = 1, .backend = backend};
-        piocp_engine *e = NULL;
-        if (piocp_engine_new(&e, &probe) < 0)
-            return 77; /* refused here (io_uring under seccomp): skipped */
-        piocp_engine_free(e);
-    }
-    return run_test_case(cases, argc > 1 ? argv[1] : "list");
+    return run_on_backend(argc, argv, cases);
 }

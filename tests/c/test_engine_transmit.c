@@ -13,6 +13,7 @@
  */
 #include "pyiocp.h"
 #include "errors.h"
+#include "test_backend_arg.h"
 #include "test_net.h"
 
 #include <stdatomic.h>
@@ -25,7 +26,6 @@
 #include <unistd.h>
 #endif
 
-static const char *backend = "auto";
 static int windows_transmit = PIOCP_WINDOWS_TRANSMIT_AUTO;
 static int copies; /* 1: the path copies file bytes (read_send on Windows) */
 
@@ -146,12 +146,8 @@ static piocp_engine *start_engine(void)
 {
     piocp_config cfg;
     piocp_config_init(&cfg);
-    cfg.threads = 2;
-    cfg.backend = backend;
     cfg.windows_transmit = windows_transmit;
-    piocp_engine *e = NULL;
-    CHECK(piocp_engine_new(&e, &cfg) == 0);
-    return e;
+    return engine_on_backend(2, &cfg);
 }
 
 static int listen_on(piocp_engine *e)
@@ -323,8 +319,6 @@ static const test_case cases[] = {
 
 int main(int argc, char **argv)
 {
-    if (argc > 2)
-        backend = argv[2];
     if (argc > 3) {
 #ifdef _WIN32
         if (strcmp(argv[3], "transmitfile") == 0) {
@@ -339,12 +333,5 @@ int main(int argc, char **argv)
 #endif
     }
     net_init();
-    if (argc > 1 && strcmp(argv[1], "list") != 0) {
-        piocp_config probe = {.threads = 1, .backend = backend};
-        piocp_engine *e = NULL;
-        if (piocp_engine_new(&e, &probe) < 0)
-            return 77; /* refused here (io_uring under seccomp): skipped */
-        piocp_engine_free(e);
-    }
-    return run_test_case(cases, argc > 1 ? argv[1] : "list");
+    return run_on_backend(argc, argv, cases);
 }
