@@ -11,6 +11,7 @@
 #include "pyiocp.h"
 #include "errors.h"
 #include "test_backend_arg.h"
+#include "test_echo.h"
 #include "test_net.h"
 
 #include <stdatomic.h>
@@ -18,65 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ------------------------------------------- the engine's echo side -- */
-
-static atomic_int echo_closed_count, closed_twice;
-
-typedef struct echo_conn {
-    piocp_request recv_req, send_req;
-    char buf[1024];
-    atomic_int closed;
-} echo_conn;
-
-static void echo_send_done(piocp_request *req, ssize_t result)
-{
-    echo_conn *ec = req->user;
-    if (result < 0)
-        return;
-    int rc = piocp_recv(req->conn, &ec->recv_req, ec->buf, sizeof ec->buf);
-    CHECK(rc == 0 || rc == -PIOCP_ENOTCONN);
-}
-
-static void echo_recv_done(piocp_request *req, ssize_t result)
-{
-    echo_conn *ec = req->user;
-    if (result <= 0) {
-        piocp_close(req->conn);
-        return;
-    }
-    int rc = piocp_send(req->conn, &ec->send_req, ec->buf, (size_t)result);
-    CHECK(rc == 0 || rc == -PIOCP_ENOTCONN);
-}
-
-static void echo_closed(piocp_conn *conn, int error)
-{
-    (void)error;
-    echo_conn *ec = piocp_conn_user(conn);
-    if (atomic_fetch_add(&ec->closed, 1))
-        atomic_fetch_add(&closed_twice, 1);
-    free(ec);
-    atomic_fetch_add(&echo_closed_count, 1);
-}
-
-/* Makes `conn` an echo: its callbacks and its first recv. */
-static void start_echo(piocp_conn *conn)
-{
-    echo_conn *ec = calloc(1, sizeof *ec);
-    CHECK(ec != NULL);
-    ec->recv_req.complete = echo_recv_done;
-    ec->recv_req.user = ec;
-    ec->send_req.complete = echo_send_done;
-    ec->send_req.user = ec;
-    piocp_conn_set_callbacks(conn, echo_closed, ec);
-    CHECK(piocp_recv(conn, &ec->recv_req, ec->buf, sizeof ec->buf) == 0);
-}
-
-static void echo_on_connection(piocp_listener *l, piocp_conn *conn, void *user)
-{
-    (void)l;
-    (void)user;
-    start_echo(conn);
-}
+/* ---------------------------------------------------------- helpers -- */
 
 static piocp_engine *new_engine(int threads) { return engine_on_backend(threads, NULL); }
 
@@ -159,11 +102,10 @@ static void connect_done(piocp_conn *conn, int error, void *user)
 /* Connects the engine to a listener of its own and echoes through it. */
 static void test_connect_echo(void)
 {
-    static const piocp_listener_callbacks callbacks = {.on_connection = echo_on_connection};
     piocp_engine *e = new_engine(2);
     struct sockaddr_in addr = loopback(0);
     piocp_listener *l = NULL;
-    CHECK(piocp_listen(e, (struct sockaddr *)&addr, sizeof addr, 16, &callbacks, NULL, &l) == 0);
+    CHECK(piocp_listen(e, (struct sockaddr *)&addr, sizeof addr, 16, &echo_callbacks, NULL, &l) == 0);
     struct sockaddr_storage bound;
     socklen_t len;
     CHECK(piocp_listener_address(l, &bound, &len) == 0);
@@ -171,12 +113,12 @@ static void test_connect_echo(void)
     static outcome o;
     CHECK(piocp_connect(e, (struct sockaddr *)&bound, len, 5000, connect_done, &o) == 0);
     portable_wait_until(&o.closed, 1, 5000);
-    portable_wait_until(&echo_closed_count, 1, 5000);
+    portable_wait_until(&conns_closed, 1, 5000);
     CHECK(atomic_load(&o.calls) == 1);
     CHECK(atomic_load(&o.error) == 0);
     CHECK(atomic_load(&o.echoed) == 1);
     CHECK(atomic_load(&o.closed) == 1);
-    CHECK(atomic_load(&echo_closed_count) == 1); /* the listener's side saw the EOF */
+    CHECK(atomic_load(&conns_closed) == 1); /* the listener's side saw the EOF */
     CHECK(piocp_engine_stop(e, 1000) == 0);
     piocp_engine_free(e);
     CHECK(atomic_load(&o.calls) == 1);
@@ -285,8 +227,8 @@ static void test_adopt_echo(void)
         CHECK(memcmp(in, out, sizeof in) == 0);
     }
     net_close(client);
-    portable_wait_until(&echo_closed_count, 1, 5000);
-    CHECK(atomic_load(&echo_closed_count) == 1);
+    portable_wait_until(&conns_closed, 1, 5000);
+    CHECK(atomic_load(&conns_closed) == 1);
     CHECK(piocp_engine_stop(e, 1000) == 0);
     piocp_engine_free(e);
     CHECK(atomic_load(&closed_twice) == 0);
