@@ -98,8 +98,9 @@ class Bridge:
             return self._engine
 
     def stats(self) -> Dict[str, int]:
-        """The engine's counters (borrowed, borrowed_bytes,
-        transmit_file_bytes...): proof of which path moved the bytes."""
+        """The engine's counters (sent_in_place, sent_in_place_bytes,
+        borrowed, borrowed_bytes, transmit_file_bytes...): proof of which
+        path moved the bytes."""
         return self.engine.stats()
 
     async def __aenter__(self) -> "Bridge":
