@@ -1,6 +1,7 @@
 """A serve_workers() supervisor for tests/test_workers.py, run as its own
 process (the test process never forks with threads running).  Each worker
-answers a line with its pid.  Prints "READY <port>" once serving.
+answers a line with its pid: "pid?" and then closes, "who?" and stays
+open.  Prints "READY <port>" once serving.
 
 usage: workers_supervisor.py N [--reuse-port] [--engine-before-fork]"""
 import logging
@@ -17,7 +18,10 @@ class AnswerPid(pyiocp.Handler):
     def data_received(self, conn, data):
         if data.endswith(b"\n"):
             conn.send(b"%d\n" % os.getpid())
-            conn.close()
+            if data.endswith(b"who?\n"):
+                conn.recv()
+            else:
+                conn.close()
         else:
             conn.recv()
 

@@ -225,7 +225,8 @@ static void on_listener_event(piocp_engine *e, uint32_t index)
     piocp_listener *l = piocp_listener_at(e, index);
     if (!l)
         return;
-    for (int i = 0; i < ACCEPTS_PER_EVENT && piocp_listener_accepting(l); i++) {
+    for (int i = 0; i < ACCEPTS_PER_EVENT && piocp_listener_accepting(l) && piocp_accept_enter(l);
+         i++) {
         struct sockaddr_storage peer;
         socklen_t peer_len = sizeof peer;
         int fd = accept4(l->fd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -233,9 +234,11 @@ static void on_listener_event(piocp_engine *e, uint32_t index)
             piocp_accepted(l, fd, (struct sockaddr *)&peer, peer_len);
             continue;
         }
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
+        int error = -errno;
+        piocp_accept_leave(l);
+        if (error == -EAGAIN || error == -EWOULDBLOCK)
             return; /* the backlog is empty: wait for the next event */
-        if (!piocp_listener_accept_failed(l, -errno))
+        if (!piocp_listener_accept_failed(l, error))
             break; /* paused or closed */
     }
     /* Paused or closed (a shut-down listener stays readable for ever):

@@ -529,14 +529,17 @@ static void accept_shared(piocp_listener *l)
 {
     /* bounded, like epoll's ACCEPTS_PER_EVENT: the re-armed poll fires at
      * once if more are queued, and this worker's connections get a turn */
-    for (int i = 0; i < 64 && piocp_listener_accepting(l); i++) {
+    for (int i = 0; i < 64 && piocp_listener_accepting(l) && piocp_accept_enter(l); i++) {
         struct sockaddr_storage peer;
         socklen_t peer_len = sizeof peer;
         int fd = accept4(l->fd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd >= 0)
+        if (fd >= 0) {
             piocp_accepted(l, fd, (struct sockaddr *)&peer, peer_len);
-        else if (errno == EAGAIN || errno == EWOULDBLOCK ||
-                 !piocp_listener_accept_failed(l, -errno))
+            continue;
+        }
+        int error = -errno;
+        piocp_accept_leave(l);
+        if (error == -EAGAIN || error == -EWOULDBLOCK || !piocp_listener_accept_failed(l, error))
             return; /* the queue is empty (another process may have taken it), or paused */
     }
 }
@@ -559,7 +562,7 @@ static void on_accept_cqe(piocp_engine *e, uring_worker *uw, uint64_t data, int 
         socklen_t peer_len = sizeof peer;
         if (getpeername(res, (struct sockaddr *)&peer, &peer_len) < 0)
             peer_len = 0;
-        piocp_accepted(l, res, (struct sockaddr *)&peer, peer_len);
+        piocp_accept_completed(l, res, (struct sockaddr *)&peer, peer_len);
     } else if (!piocp_listener_accept_failed(l, res)) {
         return; /* paused (out of descriptors) or closed: no re-arm until resumed */
     }

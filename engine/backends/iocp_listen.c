@@ -164,7 +164,7 @@ void iocp_on_accept(piocp_engine *e, iocp_io *io, bool ok)
         arm_accept_locked(il, a);
     piocp_mutex_unlock(&il->lock);
     if (error == 0)
-        piocp_accepted(l, s, (struct sockaddr *)&peer, peer_len);
+        piocp_accept_completed(l, s, (struct sockaddr *)&peer, peer_len);
 }
 
 void iocp_listeners_destroy(iocp_backend *b)

@@ -127,10 +127,7 @@ static int scripted_poll(piocp_worker *w, int timeout_ms)
         accepts = a->next;
         struct sockaddr_in peer = {.sin_family = AF_INET, .sin_port = htons(40000),
                                    .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        if (piocp_listener_accepting(a->listener))
-            piocp_accepted(a->listener, a->fd, (struct sockaddr *)&peer, sizeof peer);
-        else
-            close(a->fd);
+        piocp_accept_completed(a->listener, a->fd, (struct sockaddr *)&peer, sizeof peer);
         free(a);
     }
     return result;

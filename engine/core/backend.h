@@ -165,9 +165,22 @@ piocp_sends piocp_run_sends_locked(piocp_conn *conn, piocp_done_list *done, size
 piocp_listener *piocp_listener_at(piocp_engine *engine, uint32_t index);
 /* Whether a backend should accept on it now (not closed, not paused). */
 bool piocp_listener_accepting(const piocp_listener *listener);
-/* A backend accepted `fd`: the core gives it a slot (or refuses it). */
+/* The accept gate (see listener.c).  A backend that takes sockets off the
+ * queue itself (accept until EAGAIN) enters before each accept: false, the
+ * listener is closed and nothing may be taken.  After entering it calls
+ * piocp_accepted with the socket it took, or piocp_accept_leave if it took
+ * none. */
+bool piocp_accept_enter(piocp_listener *listener);
+void piocp_accept_leave(piocp_listener *listener);
+/* Inside the gate, the backend took `fd`: the core gives it a slot (or
+ * refuses it: max_connections) and leaves the gate. */
 void piocp_accepted(piocp_listener *listener, piocp_socket fd, const struct sockaddr *peer,
                     socklen_t peer_len);
+/* A completion brought `fd`, taken before the gate could be asked (a ring's
+ * multishot accept, AcceptEx): served if the listener still accepts,
+ * refused (closed) if the stop came first. */
+void piocp_accept_completed(piocp_listener *listener, piocp_socket fd,
+                            const struct sockaddr *peer, socklen_t peer_len);
 /* An accept failed with `error` (-errno).  true: go on accepting; false:
  * stop accepting on it until resume_listener (out of descriptors: retrying
  * at once would spin), or for good (closed). */

@@ -317,6 +317,7 @@ int piocp_engine_stop(piocp_engine *e, int drain_ms)
         return 0;
     }
     piocp_listeners_stop(e);
+    piocp_accepts_wait_out(e);
     if (e->threads_joinable > 0) {
         if (e->config.stopping)
             e->config.stopping(e->config.user);

@@ -166,6 +166,7 @@ struct piocp_engine {
     piocp_listener *_Atomic listeners[PIOCP_MAX_LISTENERS];
     uint32_t listener_count;
     atomic_int paused_listeners;
+    atomic_int accepts_under_way; /* inside the accept gate (listener.c) */
 
     piocp_mutex ready_lock;
     ready_list ready;          /* posts from non-worker threads */
@@ -249,6 +250,9 @@ void piocp_timers_destroy(piocp_engine *engine);
 void piocp_listeners_close_sockets(piocp_engine *engine);
 /* Stops accepting on every listener (their sockets stay open). */
 void piocp_listeners_stop(piocp_engine *engine);
+/* Waits until no accept is inside the gate: after piocp_listeners_stop,
+ * every connection this engine will ever take is counted open. */
+void piocp_accepts_wait_out(piocp_engine *engine);
 /* Lets paused listeners accept again (descriptors may have been freed). */
 void piocp_listeners_resume(piocp_engine *engine);
 void piocp_listeners_free(piocp_engine *engine);

@@ -118,32 +118,73 @@ bool piocp_listener_accepting(const piocp_listener *l)
     return !atomic_load(&l->closed) && !atomic_load(&l->paused);
 }
 
+/* ------------------------------------------------- the accept gate -- */
+
+/* A listener's queue may be shared with other processes (a supervisor's
+ * workers, a reload's new generation): a client whose connection this
+ * engine takes off it while stopping expects an answer like any other, and
+ * would get a reset if the stop dropped it.  So every accept runs inside a
+ * gate: enter (refused once the listener is closed), take the socket, count
+ * it open (piocp_accepted), leave.  Stop closes the listeners, then waits for
+ * the gate to empty before it counts what is open and drains: each accept
+ * either found the listener closed and took nothing, or its connection is
+ * served through the drain (its first request read and answered).  Entering
+ * counts first, then checks; stop closes first, then counts (both seq_cst):
+ * one of the two sees the other. */
+bool piocp_accept_enter(piocp_listener *l)
+{
+    atomic_fetch_add(&l->engine->accepts_under_way, 1);
+    if (!atomic_load(&l->closed))
+        return true;
+    piocp_accept_leave(l);
+    return false;
+}
+
+void piocp_accept_leave(piocp_listener *l)
+{
+    piocp_engine *e = l->engine;
+    if (atomic_fetch_sub(&e->accepts_under_way, 1) == 1 && atomic_load(&l->closed)) {
+        piocp_mutex_lock(&e->pool_lock);
+        piocp_cond_broadcast(&e->idle_cond); /* a stop may wait for the gate */
+        piocp_mutex_unlock(&e->pool_lock);
+    }
+}
+
+void piocp_accepts_wait_out(piocp_engine *e)
+{
+    piocp_mutex_lock(&e->pool_lock);
+    while (atomic_load(&e->accepts_under_way) > 0)
+        piocp_cond_timedwait(&e->idle_cond, &e->pool_lock, 10);
+    piocp_mutex_unlock(&e->pool_lock);
+}
+
+static void refuse(piocp_listener *l, piocp_socket fd, bool stopping)
+{
+    piocp_engine *e = l->engine;
+    atomic_fetch_add(&l->refused, 1);
+    atomic_fetch_add_explicit(&e->counters.refused, 1, memory_order_relaxed);
+    if (l->callbacks.on_refused && !stopping)
+        l->callbacks.on_refused(l, fd, l->user);
+    piocp_socket_close(fd, false);
+}
+
+void piocp_accept_completed(piocp_listener *l, piocp_socket fd, const struct sockaddr *peer,
+                            socklen_t peer_len)
+{
+    if (piocp_accept_enter(l))
+        piocp_accepted(l, fd, peer, peer_len);
+    else
+        refuse(l, fd, true);
+}
+
 void piocp_accepted(piocp_listener *l, piocp_socket fd, const struct sockaddr *peer,
                     socklen_t peer_len)
 {
     piocp_engine *e = l->engine;
-    bool stopping = atomic_load(&e->stopping) || atomic_load(&l->closed);
-    piocp_conn *c = stopping ? NULL : piocp_pool_acquire(e, fd, peer, peer_len);
-    if (c && atomic_load(&e->stopping)) {
-        /* Stop began while the slot was taken.  Counted open first, then
-         * checked (stop sets `stopping`, then counts what is open): either
-         * stop waits for this connection, or it is refused here; never
-         * left open behind a stop that has returned. */
-        piocp_mutex_lock(&c->lock);
-        piocp_close_socket_locked(c, 0);
-        piocp_mutex_unlock(&c->lock);
-        piocp_finish_closed(c);
-        c = NULL;
-        fd = PIOCP_INVALID_SOCKET;
-        stopping = true;
-    }
+    piocp_conn *c = piocp_pool_acquire(e, fd, peer, peer_len);
+    piocp_accept_leave(l); /* counted open (or refused): the stop may count */
     if (!c) {
-        atomic_fetch_add(&l->refused, 1);
-        atomic_fetch_add_explicit(&e->counters.refused, 1, memory_order_relaxed);
-        if (l->callbacks.on_refused && !stopping)
-            l->callbacks.on_refused(l, fd, l->user);
-        if (fd != PIOCP_INVALID_SOCKET)
-            piocp_socket_close(fd, false);
+        refuse(l, fd, atomic_load(&l->closed));
         return;
     }
     piocp_socket_set_nodelay(fd);
