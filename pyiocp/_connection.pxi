@@ -85,7 +85,7 @@ cdef class Connection:
                         self._state.recv_size)
         if rc < 0:
             self._recv_outstanding = False   # a failed post never completes
-            if rc == -ENOTCONN:
+            if rc == -PIOCP_ENOTCONN:
                 return False
             raise os_error(rc, "recv")
         return True
@@ -99,7 +99,7 @@ cdef class Connection:
         cdef size_t length = 0
         cdef const void *pointer = NULL
         cdef send_request *sr = new_send_request(data, &pointer, &length)
-        return self._post_send(sr, pointer, length, NULL, 0, -1, 0, 0, length)
+        return self._post_send(sr, pointer, length, NULL, 0, PIOCP_INVALID_FILE, 0, 0, length)
 
     def transmit_file(self, file, offset=0, count=None, head=b""):
         """Posts head bytes followed by `count` bytes of a regular file (a
@@ -112,12 +112,12 @@ cdef class Connection:
         cdef uint64_t c_count = PIOCP_TRANSMIT_TO_EOF
         cdef uint64_t c_offset
         cdef uint64_t file_bytes
-        cdef int fd
-        cdef int open_error = 0
+        cdef piocp_file fd = PIOCP_INVALID_FILE
+        cdef int rc = 0, kind = 0
+        cdef uint64_t size = 0
         cdef bint own = 0
         cdef bytes path
         cdef const char *c_path
-        cdef struct_stat st
         if isinstance(offset, bool) or not isinstance(offset, int):
             raise TypeError(f"offset must be an integer, not {offset!r}")
         if offset < 0:
@@ -132,42 +132,41 @@ cdef class Connection:
         if isinstance(file, int):
             if file < 0:
                 raise ValueError("file descriptor must be >= 0")
-            fd = file
+            fd = binding_file_from_os_handle(_os_handle(file))
         else:
             path = os.fsencode(file)
             if b"\0" in path:
                 raise ValueError("transmit_file: embedded null byte in the path")
             c_path = path
             with nogil:
-                fd = c_open(c_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-                if fd < 0:
-                    open_error = errno
-            if fd < 0:
-                raise os_error(-open_error, None, os.fsdecode(path))
+                rc = binding_open_file(c_path, &fd)
+            if rc < 0:
+                raise os_error(rc, None, os.fsdecode(path))
             own = 1
         try:
             # a regular file only: a directory or a FIFO would fail later,
             # as a reset, instead of here
-            if fstat(fd, &st) < 0:
-                raise os_error(-errno, "transmit_file")
-            if not S_ISREG(st.st_mode):
-                if S_ISDIR(st.st_mode):
-                    raise IsADirectoryError(EISDIR, "transmit_file: is a directory", file)
-                raise OSError(EINVAL, "transmit_file: not a regular file", file)
+            rc = binding_file_info(fd, &kind, &size)
+            if rc < 0:
+                raise os_error(rc, "transmit_file")
+            if kind != BINDING_FILE_REGULAR:
+                if kind == BINDING_FILE_DIRECTORY:
+                    raise IsADirectoryError(PIOCP_EISDIR, "transmit_file: is a directory", file)
+                raise OSError(PIOCP_EINVAL, "transmit_file: not a regular file", file)
             if c_count == PIOCP_TRANSMIT_TO_EOF:
                 # fixed here: the engine then needs no fstat of its own
-                c_count = <uint64_t>st.st_size - c_offset if <uint64_t>st.st_size > c_offset else 0
+                c_count = size - c_offset if size > c_offset else 0
             file_bytes = c_count
             sr = new_send_request(head, &head_ptr, &head_len)
         except BaseException:
             if own:
-                c_close(fd)
+                binding_close_file(fd)
             raise
         return self._post_send(sr, NULL, 0, head_ptr, head_len, fd, c_offset, c_count,
                                head_len + <size_t>file_bytes, own, 1)
 
     cdef object _post_send(self, send_request *sr, const void *data, size_t length,
-                           const void *head, size_t head_len, int fd, uint64_t offset,
+                           const void *head, size_t head_len, piocp_file fd, uint64_t offset,
                            uint64_t count, size_t counted, bint own_fd=0, bint transmit=0):
         cdef int rc
         cdef size_t queued
@@ -211,7 +210,7 @@ cdef class Connection:
             if sr.connection != NULL:
                 Py_DECREF(self)
             free_send_request(sr)
-            if rc == -ENOTCONN:
+            if rc == -PIOCP_ENOTCONN:
                 return False
             raise os_error(rc, "transmit_file" if transmit else "send")
         if queued > self._write_high and not self._writing_paused:
@@ -327,11 +326,11 @@ cdef class Connection:
         sr.req.complete = on_send_done   # frees it: no payload, nobody to tell
         sr.shared = &self._engine._shared
         sr.cs = self._state
-        sr.file_fd = -1
+        sr.file_fd = PIOCP_INVALID_FILE
         rc = piocp_shutdown(self._conn, &sr.req)
         if rc < 0:
             free(sr)
-            if rc == -ENOTCONN:
+            if rc == -PIOCP_ENOTCONN:
                 return False
             raise os_error(rc, "write_eof")
         self._eof_written = True
@@ -415,7 +414,7 @@ cdef class Connection:
                 # asyncio's rule: a false value (None) closes, once the
                 # pending sends are done; a true one leaves it to the handler
                 self.close()
-        elif result == -ECANCELED:
+        elif result == -PIOCP_ECANCELED:
             # the engine is stopping (or the connection closing): read no more
             self.close()
         # other errors broke the connection: connection_lost reports them

@@ -14,16 +14,9 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
-from libc.errno cimport errno, ENOTCONN, EINVAL, EISDIR, ENOMEM, ETIMEDOUT
-
-cdef extern from "<errno.h>":
-    int ECANCELED
-from libc.stdint cimport uint64_t, int64_t
+from libc.stdint cimport uint64_t, int64_t, intptr_t
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy, memset, strlen
-from posix.fcntl cimport open as c_open, O_RDONLY, O_CLOEXEC
-from posix.unistd cimport close as c_close
-from posix.stat cimport struct_stat, fstat, S_ISREG, S_ISDIR
 
 from ._engine_api cimport *
 
@@ -41,27 +34,38 @@ log = logging.getLogger("pyiocp")
 
 __version__ = PIOCP_VERSION.decode()
 
-cdef extern from "<poll.h>" nogil:
-    struct pollfd:
-        int fd
-        short events
-        short revents
-    int poll(pollfd *fds, unsigned long nfds, int timeout)
-    short POLLIN
+if os.name == "nt":
+    import msvcrt
 
-cdef extern from "<fcntl.h>" nogil:
-    int O_NONBLOCK
-    int F_DUPFD_CLOEXEC
-    int F_GETFL
-    int fcntl(int fd, int cmd, ...)
+    def _os_handle(fd):
+        """A Python file descriptor's Windows HANDLE (OSError if bad)."""
+        return msvcrt.get_osfhandle(fd)
+else:
+    def _os_handle(fd):
+        return fd
 
-cdef extern from "<arpa/inet.h>" nogil:
+# What the binding asks of the system, POSIX or Windows (binding_platform.h):
+# nothing below includes a POSIX-only header.  Errors are -PIOCP_E*.
+cdef extern from "binding_platform.h" nogil:
+    int PIOCP_ENOTCONN, PIOCP_EINVAL, PIOCP_EISDIR, PIOCP_ENOMEM, PIOCP_ETIMEDOUT
+    int PIOCP_ECANCELED
+    int BINDING_FILE_REGULAR, BINDING_FILE_DIRECTORY
+    int binding_open_file(const char *path, piocp_file *out)
+    piocp_file binding_file_from_os_handle(intptr_t handle)
+    int binding_file_info(piocp_file f, int *kind, uint64_t *size)
+    void binding_close_file(piocp_file f)
+    int binding_dup_file(piocp_file f, piocp_file *out)
+    int binding_socket_is_nonblocking(piocp_socket s)
+    int binding_wait_readable(piocp_socket s)
+    const char *piocp_error_text(int err, char *buf, size_t len)
+
+cdef extern from "binding_platform.h" nogil:   # <arpa/inet.h>, <ws2tcpip.h>
     int inet_pton(int af, const char *src, void *dst)
     const char *inet_ntop(int af, const void *src, char *dst, socklen_t size)
     unsigned short htons(unsigned short)
     unsigned short ntohs(unsigned short)
 
-cdef extern from "<netinet/in.h>" nogil:
+cdef extern from "binding_platform.h" nogil:   # <netinet/in.h>, <winsock2.h>
     struct in_addr:
         pass
     struct in6_addr:
@@ -107,7 +111,10 @@ cdef object os_error(ssize_t rc, str context=None, object filename=None):
     FileNotFoundError and the rest by itself; `context` prefixes the
     message ("send: Broken pipe")."""
     cdef int error = <int>-rc
-    message = os.strerror(error)
+    cdef char text[256]
+    # not os.strerror: on Windows it calls the Winsock numbers Python's
+    # errno uses for socket errors "Unknown error"
+    message = piocp_error_text(error, text, sizeof(text)).decode("utf-8", "replace")
     if context:
         message = f"{context}: {message}"
     if filename is None:

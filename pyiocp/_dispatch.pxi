@@ -42,7 +42,7 @@ cdef struct send_request:
     PyObject *connection      # strong, only when Python must be told
     Py_buffer view            # a held buffer (payload or head), while holds_view
     bint holds_view
-    int file_fd
+    piocp_file file_fd
     bint own_fd
     bint notify
     bint is_transmit
@@ -117,7 +117,7 @@ cdef void on_connect_done(piocp_conn *conn, int error, void *user) noexcept nogi
             dispatch_queue_push(&cs.listener.shared.queue, &cs.accept_node, 0)
             return
         piocp_abort(conn)
-        error = -ENOMEM
+        error = -PIOCP_ENOMEM
     dispatch_queue_push(&cr.ls.shared.queue, &cr.node, error)
 
 
@@ -141,7 +141,7 @@ cdef void on_closed(piocp_conn *conn, int error) noexcept nogil:
 cdef void on_send_done(piocp_request *req, ssize_t result) noexcept nogil:
     cdef send_request *sr = <send_request *>req
     if sr.own_fd:
-        c_close(sr.file_fd)   # no GIL needed for that
+        binding_close_file(sr.file_fd)   # no GIL needed for that
         sr.own_fd = 0
     write_budget_give(&sr.shared.budget, sr.held)
     if write_flow_done(&sr.cs.flow, sr.counted):
@@ -334,7 +334,7 @@ cdef void free_send_request(send_request *sr) noexcept:
     if sr.holds_view:
         PyBuffer_Release(&sr.view)
     if sr.own_fd:
-        c_close(sr.file_fd)
+        binding_close_file(sr.file_fd)
     free(sr)
 
 

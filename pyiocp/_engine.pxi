@@ -116,6 +116,15 @@ def _check_listening_socket(sock, address, backlog, reuse_port):
 _running_engines = weakref.WeakSet()
 
 
+def _wake_pair():
+    """run()'s wake-up: readable once request_stop() or a signal wrote to
+    the other end.  Both ends non-blocking and not inherited."""
+    read, write = socket.socketpair()
+    read.setblocking(False)
+    write.setblocking(False)
+    return read, write
+
+
 def _stop_engines_at_exit():
     for engine in list(_running_engines):
         if engine.creator_pid != os.getpid():
@@ -155,7 +164,10 @@ cdef class Engine:
     cdef bint _queue_ready
     cdef list _listeners
     cdef object _natives
-    cdef int _wake_read, _wake_write
+    # run()'s wake-up: a socket pair, not a pipe, because Windows'
+    # signal.set_wakeup_fd and WSAPoll take sockets only (asyncio's own
+    # loops use one for the same reason); None once closed
+    cdef object _wake_read, _wake_write
     cdef readonly bint started
     cdef bint _stopped
     cdef bint _stop_requested
@@ -175,8 +187,8 @@ cdef class Engine:
     # hooks.  Touched with the GIL held (dispatch).
     cdef set _open_connections
     cdef double _drain_timeout
-    # A run() is polling the wake pipe: stop() from another thread must
-    # leave the pipe to it (run() closes it on its way out).
+    # A run() is polling the wake pair: stop() from another thread must
+    # leave the pair to it (run() closes it on its way out).
     cdef bint _in_run
     # The listener state of connections no listener made (connect, adopt).
     cdef listener_state _outbound
@@ -188,7 +200,7 @@ cdef class Engine:
     def __cinit__(self, *args, **kwargs):
         self._c = NULL
         self._queue_ready = 0
-        self._wake_read = self._wake_write = -1
+        self._wake_read = self._wake_write = None
         self._stop_done = threading.Event()
         self._open_connections = set()
 
@@ -235,7 +247,7 @@ cdef class Engine:
             # said once per process: the reason matters, the repetition not
             _log_backend_choice_once(self._backend_name, note)
         self._threads = piocp_engine_threads(self._c)
-        self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wake_read, self._wake_write = _wake_pair()
 
     cdef _check_process(self):
         if self.creator_pid != os.getpid():
@@ -269,10 +281,13 @@ cdef class Engine:
         if self._queue_ready:
             dispatch_queue_destroy(&self._shared.queue)
             self._queue_ready = 0
-        if self._wake_read >= 0 and not self._in_run:
-            c_close(self._wake_read)
-            c_close(self._wake_write)
-            self._wake_read = self._wake_write = -1
+        if self._wake_read is not None and not self._in_run:
+            self._close_wake_pair()
+
+    cdef _close_wake_pair(self):
+        self._wake_read.close()
+        self._wake_write.close()
+        self._wake_read = self._wake_write = None
 
     @property
     def backend(self):
@@ -365,12 +380,12 @@ cdef class Engine:
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
             if not infos:
-                raise OSError(EINVAL, f"no address for {host!r}")
+                raise OSError(PIOCP_EINVAL, f"no address for {host!r}")
             timeout_ms = 0
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(ETIMEDOUT, f"connect: resolving {host!r} timed out")
+                    raise TimeoutError(PIOCP_ETIMEDOUT, f"connect: resolving {host!r} timed out")
                 timeout_ms = max(1, _milliseconds(left))
             self._connect_resolved(infos[0], timeout_ms, handler)
         except BaseException as exc:
@@ -414,7 +429,8 @@ cdef class Engine:
         on a worker."""
         cdef piocp_conn *conn
         cdef conn_state *cs
-        cdef int rc, fd
+        cdef int rc
+        cdef piocp_socket fd
         self._check_process()
         if self._c == NULL or self._stopped:
             raise RuntimeError("the engine is stopped")
@@ -432,7 +448,7 @@ cdef class Engine:
         fd = sock.detach()
         rc = piocp_adopt(self._c, fd, &conn)
         if rc < 0:
-            c_close(fd)
+            socket.socket(fileno=fd).close()
             raise os_error(rc, "adopt")
         cs = new_conn_state(&self._outbound, conn)
         if cs == NULL:
@@ -447,7 +463,7 @@ cdef class Engine:
         self._wake_dispatch()
         return handler
 
-    def lend_transmit(self, int sock_fd, int file_fd, offset=0, count=None, head=b"", *,
+    def lend_transmit(self, piocp_socket sock_fd, int file_fd, offset=0, count=None, head=b"", *,
                       done):
         """Transmits `head`, then `count` bytes (None: to the end) of the
         file `file_fd` from `offset`, zero-copy, on a connected non-blocking
@@ -466,7 +482,7 @@ cdef class Engine:
         return lend_transmit(self, sock_fd, file_fd, _file_offset(offset), _file_count(count),
                              head, done)
 
-    def send_in_place(self, int sock_fd, int file_fd, offset=0, count=None, head=b"", *,
+    def send_in_place(self, piocp_socket sock_fd, int file_fd, offset=0, count=None, head=b"", *,
                       limit=262144):
         """What lend_transmit would send, but only what the non-blocking
         socket takes at once, at most `limit` file bytes, on this thread
@@ -478,10 +494,10 @@ cdef class Engine:
         self._check_process()
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise ValueError(f"limit must be a non-negative integer, not {limit!r}")
-        flags = fcntl(sock_fd, F_GETFL)
-        if flags < 0:
-            raise os_error(-errno, "sendfile")
-        if flags & O_NONBLOCK == 0:
+        rc = binding_socket_is_nonblocking(sock_fd)   # refused on Windows: nothing to ask
+        if rc < 0:
+            raise os_error(rc, "sendfile")
+        if rc == 0:
             raise ValueError("the socket must be non-blocking")
         return send_in_place(self, sock_fd, file_fd, _file_offset(offset), _file_count(count),
                              head, limit)
@@ -586,7 +602,7 @@ cdef class Engine:
         if sock is not None:
             # last, after every check: from here the engine owns the dup
             # (piocp_listen_ex closes it also when it fails)
-            options.fd = os.dup(sock.fileno())
+            options.fd = sock.dup().detach()   # os.dup takes no socket on Windows
         rc = piocp_listen_ex(self._c, &options, callbacks, user, &listener._listener)
         if rc < 0:
             raise os_error(rc, f"cannot listen on {address if sock is None else sock!r}")
@@ -632,12 +648,13 @@ cdef class Engine:
     cdef _request_stop(self, drain_timeout):
         self._stop_requested = True
         if self._inherited():
-            return   # its wake-up pipe is shared with the parent's run()
-        if self._wake_write >= 0:
+            return   # its wake-up pair is shared with the parent's run()
+        wake = self._wake_write
+        if wake is not None:
             try:
-                os.write(self._wake_write, b"s")
+                wake.send(b"s")
             except BlockingIOError:
-                pass     # the pipe is full, so run() is awake anyway
+                pass     # its buffer is full, so run() is awake anyway
         if (self.started and not self._in_run and not self._stopped
                 and not self._stop_thread_started):
             # nobody polls for the request: a worker cannot join itself,
@@ -679,8 +696,7 @@ cdef class Engine:
     def run(self, drain_timeout=5.0):
         """Serves in the foreground until Ctrl-C, SIGTERM (unless the program
         handles it itself) or request_stop(), then stops gracefully."""
-        cdef pollfd pfd
-        cdef int rc
+        cdef piocp_socket wake_fd
         self._check_process()
         previous = previous_term = None
         in_main = threading.current_thread() is threading.main_thread()
@@ -692,7 +708,8 @@ cdef class Engine:
         try:
             if in_main:
                 # a signal handled by any thread still wakes the poll below
-                previous = signal.set_wakeup_fd(self._wake_write, warn_on_full_buffer=False)
+                previous = signal.set_wakeup_fd(self._wake_write.fileno(),
+                                                warn_on_full_buffer=False)
                 # SIGTERM, like Ctrl-C, stops gracefully, unless the program
                 # has a handler of its own
                 if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
@@ -700,8 +717,7 @@ cdef class Engine:
                                                   lambda signum, frame: self.request_stop())
             # after the handlers: once connections are served, signals stop it
             self.start()
-            pfd.fd = self._wake_read
-            pfd.events = POLLIN
+            wake_fd = self._wake_read.fileno()
             while True:
                 # compiled code never passes through the eval loop's signal
                 # check: run handlers of signals that came before the wake-up
@@ -710,9 +726,9 @@ cdef class Engine:
                 if self._stop_requested:
                     break
                 with nogil:
-                    rc = poll(&pfd, 1, -1)
+                    binding_wait_readable(wake_fd)   # EINTR: the signal check above
                 try:
-                    while os.read(self._wake_read, 64):
+                    while self._wake_read.recv(64):
                         pass
                 except BlockingIOError:
                     pass
@@ -725,11 +741,9 @@ cdef class Engine:
                 self.stop(drain_timeout)   # waits if another thread is stopping it
             finally:
                 self._in_run = False
-                if self._c == NULL and self._wake_read >= 0:
-                    # freed while this run() polled: the pipe was left to it
-                    c_close(self._wake_read)
-                    c_close(self._wake_write)
-                    self._wake_read = self._wake_write = -1
+                if self._c == NULL and self._wake_read is not None:
+                    # freed while this run() polled: the pair was left to it
+                    self._close_wake_pair()
             if previous_term is not None:
                 signal.signal(signal.SIGTERM, previous_term)
 

@@ -3,12 +3,13 @@
 # Written by hand, as Cython requires: tests/test_api_declarations.py fails
 # when a declaration here stops matching its header.
 from libc.stdint cimport uint64_t, int64_t
-from posix.types cimport off_t
 
-cdef extern from "<sys/types.h>":
+# pyiocp.h includes what names these on each platform (<sys/types.h> and
+# <sys/socket.h>, or Winsock's headers and its own ssize_t on Windows)
+cdef extern from "pyiocp.h":
     ctypedef long ssize_t
 
-cdef extern from "<sys/socket.h>":
+cdef extern from "pyiocp.h":
     ctypedef unsigned int socklen_t
     struct sockaddr:
         unsigned short sa_family

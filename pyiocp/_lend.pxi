@@ -11,7 +11,7 @@ cdef struct lend_request:
     PyObject *lending         # strong: the Lending, until dispatched
     ssize_t result            # the transmit's: bytes, or -errno
     size_t sent               # bytes handed to the kernel (head + file)
-    int file_fd               # a dup: the caller may close its file meanwhile
+    piocp_file file_fd        # a dup: the caller may close its file meanwhile
     # the head's bytes follow the struct
 
 
@@ -25,9 +25,9 @@ cdef void on_lend_returned(piocp_conn *conn, int error) noexcept nogil:
     # every request has completed and the socket is no longer the engine's:
     # only now may its owner touch it again
     cdef lend_request *lr = <lend_request *>piocp_conn_user(conn)
-    if lr.file_fd >= 0:
-        c_close(lr.file_fd)
-        lr.file_fd = -1
+    if lr.file_fd != PIOCP_INVALID_FILE:
+        binding_close_file(lr.file_fd)
+        lr.file_fd = PIOCP_INVALID_FILE
     dispatch_queue_push(&lr.shared.queue, &lr.node, error)
 
 
@@ -75,9 +75,11 @@ cdef Lending lend_transmit(Engine engine, int sock_fd, int file_fd, unsigned lon
     cdef Py_buffer view
     cdef lend_request *lr
     cdef piocp_conn *conn
-    cdef int rc, dup_fd
+    cdef int rc
+    cdef piocp_file file = PIOCP_INVALID_FILE, dup_fd = PIOCP_INVALID_FILE
     cdef char *head_copy
     cdef Lending lending = Lending()
+    file = binding_file_from_os_handle(_os_handle(file_fd))   # may raise: before allocating
     PyObject_GetBuffer(head, &view, PyBUF_SIMPLE)
     try:
         lr = <lend_request *>calloc(1, sizeof(lend_request) + <size_t>view.len)
@@ -87,17 +89,16 @@ cdef Lending lend_transmit(Engine engine, int sock_fd, int file_fd, unsigned lon
         memcpy(head_copy, view.buf, <size_t>view.len)
         lr.req.complete = on_lend_transmit_done
         lr.shared = &engine._shared
-        lr.file_fd = -1
+        lr.file_fd = PIOCP_INVALID_FILE
         dispatch_node_init(&lr.node, ITEM_LEND, lr)
-        dup_fd = fcntl(file_fd, F_DUPFD_CLOEXEC, 0)
-        if dup_fd < 0:
-            rc = -errno
+        rc = binding_dup_file(file, &dup_fd)
+        if rc < 0:
             free(lr)
             raise os_error(rc, "sendfile")
         lr.file_fd = dup_fd
         rc = piocp_borrow(engine._c, sock_fd, &conn)
         if rc < 0:
-            c_close(dup_fd)
+            binding_close_file(dup_fd)
             free(lr)
             raise os_error(rc, "sendfile")
         lr.conn = conn

@@ -32,7 +32,7 @@ def http_defaults():
 
 
 cdef object _log_target(piocp_file fd):
-    return None if fd == PIOCP_INVALID_FILE else fd
+    return None if fd == PIOCP_INVALID_FILE else <intptr_t>fd
 
 
 _RAW = raw_defaults()
@@ -57,7 +57,7 @@ cdef class RawFileServer(NativeHandler):
         piocp_raw_options_init(&self._options)
         self._options.max_name = max_name
         if access_log is not None:
-            self._options.access_log_fd = _fileno(access_log)
+            self._options.access_log_fd = _access_log_file(access_log)
         path = os.fsencode(self.root)
         rc = piocp_raw_server_new(&self._server, path, &self._options)
         if rc < 0:
@@ -116,7 +116,7 @@ cdef class StaticFiles(NativeHandler):
         # 0 is allowed: every request then checks the file with fstat
         self._options.cache_valid_ms = _milliseconds(cache_valid, "cache_valid")
         if access_log is not None:
-            self._options.access_log_fd = _fileno(access_log)
+            self._options.access_log_fd = _access_log_file(access_log)
         path = os.fsencode(self.root)
         rc = piocp_http_server_new(&self._server, path, &self._options)
         if rc < 0:
@@ -177,8 +177,10 @@ def _milliseconds(seconds, name="timeout"):
     return int(min(math.ceil(seconds * 1000), 2**31 - 1))
 
 
-def _fileno(target):
-    if isinstance(target, int):
-        return target
-    target.flush()
-    return target.fileno()
+cdef piocp_file _access_log_file(object target) except *:
+    """The file an access log writes to: a descriptor, or an object with
+    fileno() (flushed first).  The caller keeps it open while serving."""
+    if not isinstance(target, int):
+        target.flush()
+        target = target.fileno()
+    return binding_file_from_os_handle(_os_handle(target))

@@ -40,7 +40,10 @@ RESTART_DELAY = 0.1
 MAX_RESTART_DELAY = 10.0
 # How long a reload waits for the new workers before keeping the old ones.
 RELOAD_TIMEOUT = 30.0
-SUPERVISOR_SIGNALS = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
+# POSIX only (fork, SIGHUP, SIGCHLD): empty on Windows, where serve_workers
+# refuses, so that importing pyiocp works there.
+SUPERVISOR_SIGNALS = ({signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
+                      if hasattr(os, "fork") else set())
 
 Setup = Callable[[socket.socket], "_core.Engine"]
 Address = Tuple[Any, ...]    # (host, port), or IPv6's (host, port, flowinfo, scope_id)
@@ -73,8 +76,12 @@ def serve_workers(workers: int, setup: Setup, *, address: Optional[Address] = No
     serving.  stop_timeout (default drain_timeout + 5 s): how long a stop
     waits for the workers before SIGKILL.  Call it from a process with no
     other thread running (fork copies only the calling thread) and with no
-    Engine made yet.
+    Engine made yet.  POSIX only: on Windows it raises NotImplementedError
+    (there is no fork; serve with one process and more threads).
     """
+    if not hasattr(os, "fork"):
+        raise NotImplementedError("serve_workers needs fork(), which Windows does not have; "
+                                  "serve with one process (Engine(threads=N)) instead")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, not {workers!r}")
     if not callable(setup):

@@ -239,3 +239,11 @@ def test_engine_made_before_fork_is_refused(start_supervisor):
     line = supervisor.wait_line("REFUSED", timeout=1)
     assert line and (f"this Engine was created in process {supervisor.proc.pid} before a fork; "
                      "create engines in the worker (after the fork)") in line
+
+
+def test_refused_clearly_where_there_is_no_fork(monkeypatch):
+    """Windows has no fork: pyiocp imports there, and serve_workers says why
+    it cannot run instead of failing on a missing signal or os.fork."""
+    monkeypatch.delattr(os, "fork")
+    with pytest.raises(NotImplementedError, match="fork"):
+        pyiocp.serve_workers(2, lambda sock: None, address=("127.0.0.1", 0))
