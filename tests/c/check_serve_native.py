@@ -158,10 +158,12 @@ def server_command(args: argparse.Namespace, root: Path) -> Tuple[List[str], Dic
     if args.wine:
         # as .ci/wine-ctest runs Wine: headless, quiet, the prefix it made
         # (WINEPREFIX, inherited); Z: is Wine's drive for the Unix root.
+        # Wine converts Unix file names with the locale's charset: under a
+        # C locale it cannot find "with space é.bin" (seen with Wine 8).
         command = [args.wine, args.exe]
         root_arg = "Z:" + root_arg.replace("/", "\\")
         env.update(WINEDEBUG="-all", WINEDLLOVERRIDES="mscoree,mshtml=", WINEARCH="win64",
-                   LC_ALL="C.UTF-8")  # Unix file names read as UTF-8
+                   LC_ALL="C.UTF-8")
         env.pop("DISPLAY", None)
     command += ["--root", root_arg, "--protocol", args.protocol, "--port", "0",
                 "--backend", args.backend, "--windows-transmit", args.windows_transmit]
