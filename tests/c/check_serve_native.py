@@ -192,7 +192,8 @@ class Curl:
 
     def fetch(self, paths: List[str], *options: str) -> List[Tuple[int, bytes]]:
         """(status, body) per path, all on one connection when it stays open."""
-        command = ["curl", "-sS", "--noproxy", "*", "--http1.1", "--path-as-is",
+        # -q (first): no ~/.curlrc; no proxy from the environment either
+        command = ["curl", "-q", "-sS", "--noproxy", "*", "--http1.1", "--path-as-is",
                    "--max-time", str(int(self.timeout)), "-w", "%{http_code}\n", *options]
         files = []
         for path in paths:
