@@ -243,6 +243,10 @@ typedef struct piocp_engine_stats {
      * instead of zero-copy (Windows' read+send path, see
      * piocp_config.windows_transmit); 0 on Linux. */
     uint64_t transmit_copied_bytes;
+    /* Windows: operations that finished as they were posted and were
+     * handled there, without a completion packet (sockets whose provider
+     * allows FILE_SKIP_COMPLETION_PORT_ON_SUCCESS); 0 on Linux. */
+    uint64_t completed_inline;
 } piocp_engine_stats;
 void piocp_engine_get_stats(const piocp_engine *engine, piocp_engine_stats *out);
 /* Index of the calling worker thread in [0, threads), or -1 elsewhere. */

@@ -313,7 +313,11 @@ cdef class Engine:
         (open now), transmit_file_bytes (file bytes sent zero-copy),
         borrowed and borrowed_bytes (sockets lent by pyiocp.aio and the
         bytes sent on them), sent_in_place and sent_in_place_bytes (its
-        sends finished by send_in_place, and the file bytes it sent).  After stop(): the final values."""
+        sends finished by send_in_place, and the file bytes it sent),
+        transmit_copied_bytes (of transmit_file_bytes, those read and sent
+        as a copy: Windows' read + WSASend path) and completed_inline
+        (Windows: operations handled as posted, without a completion
+        packet); both 0 on Linux.  After stop(): the final values."""
         cdef piocp_engine_stats s
         if self._c == NULL:
             return dict(self._final_stats) if self._final_stats else {}
@@ -323,7 +327,9 @@ cdef class Engine:
                 "connections": s.connections, "transmit_file_bytes": s.transmit_file_bytes,
                 "borrowed": s.borrowed, "borrowed_bytes": s.borrowed_bytes,
                 "sent_in_place": self._in_place_sends,
-                "sent_in_place_bytes": self._in_place_bytes}
+                "sent_in_place_bytes": self._in_place_bytes,
+                "transmit_copied_bytes": s.transmit_copied_bytes,
+                "completed_inline": s.completed_inline}
 
     @property
     def write_buffer_used(self):

@@ -71,6 +71,8 @@ cdef extern from "pyiocp.h" nogil:
         uint64_t transmit_file_bytes
         uint64_t borrowed
         uint64_t borrowed_bytes
+        uint64_t transmit_copied_bytes
+        uint64_t completed_inline
     void piocp_engine_get_stats(const piocp_engine *engine, piocp_engine_stats *out)
     void piocp_engine_free(piocp_engine *engine)
     const char *piocp_engine_backend(const piocp_engine *engine)

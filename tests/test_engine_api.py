@@ -316,6 +316,11 @@ def test_transmit_file_path_with_head(make_engine, data_file, offset, count):
     assert hashlib.sha256(got).hexdigest() == hashlib.sha256(expected).hexdigest()
     assert wait_for(lambda: done)
     assert done == [len(expected)]
+    # every file byte went zero-copy: Linux has no copying path, nor
+    # Windows' completions handled without a packet
+    stats = engine.stats()
+    assert stats["transmit_file_bytes"] == len(expected) - len(b"HEAD\n")
+    assert stats["transmit_copied_bytes"] == 0 and stats["completed_inline"] == 0
 
 
 def test_transmit_file_descriptor_stays_callers(make_engine, data_file):

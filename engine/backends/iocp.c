@@ -117,6 +117,20 @@ int iocp_associate(piocp_engine *e, SOCKET s)
     return 0;
 }
 
+bool iocp_skip_port_on_success(SOCKET s)
+{
+    /* A non-IFS layered provider (an old firewall's or antivirus' LSP)
+     * completes through its own path, and with this mode set its
+     * completions can be lost: libuv and .NET check the same flag. */
+    WSAPROTOCOL_INFOW info;
+    int len = sizeof info;
+    if (getsockopt(s, SOL_SOCKET, SO_PROTOCOL_INFOW, (char *)&info, &len) == SOCKET_ERROR ||
+        !(info.dwServiceFlags1 & XP1_IFS_HANDLES))
+        return false;
+    return SetFileCompletionNotificationModes(
+               (HANDLE)s, FILE_SKIP_COMPLETION_PORT_ON_SUCCESS | FILE_SKIP_SET_EVENT_ON_HANDLE) != 0;
+}
+
 void *iocp_extension(SOCKET s, GUID guid)
 {
     void *fn = NULL;

@@ -77,6 +77,10 @@ void *iocp_extension(SOCKET s, GUID guid);
 
 /* Associates `s` with the engine's port (once for the handle's life). */
 int iocp_associate(piocp_engine *e, SOCKET s);
+/* Asks that an operation on `s` that succeeds at once queue no completion
+ * packet (FILE_SKIP_COMPLETION_PORT_ON_SUCCESS), where that is safe: only
+ * if the socket's provider is an IFS one.  true if it is set. */
+bool iocp_skip_port_on_success(SOCKET s);
 
 /* iocp_listen.c */
 int iocp_add_listener(piocp_engine *e, piocp_listener *l);
@@ -111,6 +115,7 @@ typedef struct iocp_conn {
     bool cancel_started;              /* CancelIoEx for the close went out */
     bool send_cancel_started, recv_cancel_started;
     bool connect_pending;             /* the ConnectEx on send_io */
+    bool skip_port_on_success;        /* an operation done at once queues no packet */
     iocp_result recv_result, send_result, connect_result;
 } iocp_conn;
 
@@ -122,6 +127,11 @@ void iocp_cancel(piocp_worker *w, piocp_conn *c);
 int iocp_park(piocp_worker *w, piocp_conn *c);
 /* A connection's WSARecv or WSASend came back (any worker may get it). */
 void iocp_on_conn_io(iocp_io *io, DWORD bytes, bool ok);
+/* An operation on `io` was just started (its pending flag set, in_kernel
+ * counted) and its call returned success at once: on a socket that skips
+ * the port on success no packet will come, so it completes here, as the
+ * packet would have.  Elsewhere nothing happens: the packet comes. */
+void iocp_finished_at_once_locked(piocp_conn *c, iocp_io *io);
 /* Starts a WSASend of `bufs` on send_io; a failure sets c->abort_error. */
 void iocp_start_send(piocp_conn *c, iocp_conn *ic, WSABUF *bufs, DWORD count);
 

@@ -39,6 +39,8 @@ int iocp_add_conn(piocp_worker *w, piocp_conn *c)
     c->owner = -1; /* any worker: the port decides who gets a completion */
     /* an adopted socket already on another port fails here (EINVAL) */
     int rc = iocp_associate(c->engine, c->fd);
+    if (rc == 0)
+        ic->skip_port_on_success = iocp_skip_port_on_success(c->fd);
     if (rc == 0 && c->connecting)
         rc = iocp_start_connect(c, ic);
     return rc;
@@ -49,13 +51,13 @@ static void start_recv(piocp_conn *c, iocp_conn *ic, char *buf, size_t len, bool
     WSABUF wsabuf = {.len = wsabuf_len(len), .buf = buf};
     DWORD flags = 0;
     memset(&ic->recv_io.ov, 0, sizeof ic->recv_io.ov);
-    if (WSARecv(c->fd, &wsabuf, 1, NULL, &flags, &ic->recv_io.ov, NULL) == 0 ||
-        WSAGetLastError() == WSA_IO_PENDING) {
-        /* a success at once still queues its completion (no
-         * FILE_SKIP_COMPLETION_PORT_ON_SUCCESS): one path for both */
+    int rc = WSARecv(c->fd, &wsabuf, 1, NULL, &flags, &ic->recv_io.ov, NULL);
+    if (rc == 0 || WSAGetLastError() == WSA_IO_PENDING) {
         ic->recv_pending = true;
         ic->linger_recv = linger;
         c->in_kernel++;
+        if (rc == 0)
+            iocp_finished_at_once_locked(c, &ic->recv_io);
     } else if (!c->abort_error) {
         c->abort_error = iocp_wsa_error();
     }
@@ -64,10 +66,12 @@ static void start_recv(piocp_conn *c, iocp_conn *ic, char *buf, size_t len, bool
 void iocp_start_send(piocp_conn *c, iocp_conn *ic, WSABUF *bufs, DWORD count)
 {
     memset(&ic->send_io.ov, 0, sizeof ic->send_io.ov);
-    if (WSASend(c->fd, bufs, count, NULL, 0, &ic->send_io.ov, NULL) == 0 ||
-        WSAGetLastError() == WSA_IO_PENDING) {
+    int rc = WSASend(c->fd, bufs, count, NULL, 0, &ic->send_io.ov, NULL);
+    if (rc == 0 || WSAGetLastError() == WSA_IO_PENDING) {
         ic->send_pending = true;
         c->in_kernel++;
+        if (rc == 0)
+            iocp_finished_at_once_locked(c, &ic->send_io);
     } else if (!c->abort_error) {
         c->abort_error = iocp_wsa_error();
     }
@@ -229,12 +233,9 @@ int iocp_park(piocp_worker *w, piocp_conn *c)
     return 0;
 }
 
-void iocp_on_conn_io(iocp_io *io, DWORD bytes, bool ok)
+/* Records a completion for the connection's turn and schedules it. */
+static void completed_locked(piocp_conn *c, iocp_io *io, DWORD bytes, bool ok)
 {
-    piocp_conn *c = io->conn;
-    /* never stale: the socket closes only once every completion is in, so
-     * the slot still holds this connection (and its socket is open) */
-    piocp_mutex_lock(&c->lock);
     iocp_conn *ic = piocp_conn_backend(c);
     iocp_result res = {.ready = true, .bytes = bytes, .error = 0};
     if (!ok)
@@ -256,5 +257,24 @@ void iocp_on_conn_io(iocp_io *io, DWORD bytes, bool ok)
     if (--c->in_kernel == 0)
         ic->cancel_started = false; /* what starts later needs a cancel of its own */
     piocp_schedule_on_owner_locked(c);
+}
+
+void iocp_on_conn_io(iocp_io *io, DWORD bytes, bool ok)
+{
+    piocp_conn *c = io->conn;
+    /* never stale: the socket closes only once every completion is in, so
+     * the slot still holds this connection (and its socket is open) */
+    piocp_mutex_lock(&c->lock);
+    completed_locked(c, io, bytes, ok);
     piocp_mutex_unlock(&c->lock);
+}
+
+void iocp_finished_at_once_locked(piocp_conn *c, iocp_io *io)
+{
+    iocp_conn *ic = piocp_conn_backend(c);
+    if (!ic->skip_port_on_success)
+        return; /* the packet comes anyway: one path for both */
+    atomic_fetch_add_explicit(&c->engine->counters.completed_inline, 1, memory_order_relaxed);
+    /* InternalHigh: the bytes moved, set when the request completed */
+    completed_locked(c, io, (DWORD)io->ov.InternalHigh, true);
 }

@@ -27,16 +27,16 @@ int iocp_start_connect(piocp_conn *c, iocp_conn *ic)
         return -PIOCP_EOPNOTSUPP;
     ic->send_io.kind = IOCP_IO_CONNECT;
     memset(&ic->send_io.ov, 0, sizeof ic->send_io.ov);
-    if (!connect_ex(c->fd, (const struct sockaddr *)&c->peer, (int)c->peer_len, NULL, 0, NULL,
-                    &ic->send_io.ov) &&
-        WSAGetLastError() != ERROR_IO_PENDING) {
+    BOOL done = connect_ex(c->fd, (const struct sockaddr *)&c->peer, (int)c->peer_len, NULL, 0,
+                           NULL, &ic->send_io.ov);
+    if (!done && WSAGetLastError() != ERROR_IO_PENDING) {
         ic->send_io.kind = IOCP_IO_SEND;
         return iocp_wsa_error(); /* the core reports it to `done` */
     }
-    /* done at once or not, the completion comes through the port (no
-     * FILE_SKIP_COMPLETION_PORT_ON_SUCCESS): one path for both */
     ic->connect_pending = true;
     c->in_kernel++;
+    if (done)
+        iocp_finished_at_once_locked(c, &ic->send_io);
     return 0;
 }
 

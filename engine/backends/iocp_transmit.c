@@ -116,13 +116,13 @@ static void start_transmit_file(piocp_conn *c, iocp_conn *ic, piocp_request *r, 
     ic->step_buffers.TailLength = 0;
     memset(&ic->send_io.ov, 0, sizeof ic->send_io.ov);
     set_offset(&ic->send_io.ov, offset);
-    if (TransmitFile(c->fd, r->u.transmit.fd, (DWORD)file_part, 0, &ic->send_io.ov,
-                     head_part ? &ic->step_buffers : NULL, 0) ||
-        WSAGetLastError() == WSA_IO_PENDING) {
-        /* a success at once still queues its completion (no
-         * FILE_SKIP_COMPLETION_PORT_ON_SUCCESS), as for WSASend */
+    BOOL done = TransmitFile(c->fd, r->u.transmit.fd, (DWORD)file_part, 0, &ic->send_io.ov,
+                             head_part ? &ic->step_buffers : NULL, 0);
+    if (done || WSAGetLastError() == WSA_IO_PENDING) {
         ic->send_pending = true;
         c->in_kernel++;
+        if (done)
+            iocp_finished_at_once_locked(c, &ic->send_io); /* as for WSASend */
     } else if (!c->abort_error) {
         c->abort_error = iocp_wsa_error();
     }

@@ -397,6 +397,8 @@ void piocp_engine_get_stats(const piocp_engine *e, piocp_engine_stats *out)
     out->borrowed_bytes = atomic_load_explicit(&e->counters.borrowed_bytes, memory_order_relaxed);
     out->transmit_copied_bytes =
         atomic_load_explicit(&e->counters.transmit_copied_bytes, memory_order_relaxed);
+    out->completed_inline =
+        atomic_load_explicit(&e->counters.completed_inline, memory_order_relaxed);
     out->connections = (uint64_t)atomic_load(&e->open_conns);
 }
 

@@ -139,6 +139,7 @@ typedef struct engine_counters {
     atomic_uint_fast64_t transmit_file_bytes; /* file bytes handed to the kernel */
     atomic_uint_fast64_t borrowed, borrowed_bytes;
     atomic_uint_fast64_t transmit_copied_bytes; /* of those, read and sent as a copy */
+    atomic_uint_fast64_t completed_inline;      /* IOCP: finished when posted, no packet */
 } engine_counters;
 
 struct piocp_engine {
