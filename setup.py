@@ -22,7 +22,8 @@ elif sys.platform == "win32":
     # setuptools' documentation; the same sources build with mingw-w64 and
     # pass their C tests under Wine, but no MSVC build has run.  MSVC's C
     # compiler has <stdatomic.h> only from Visual Studio 2022 17.5 on, behind
-    # /experimental:c11atomics; Windows 8 (0x0602) for the IOCP calls used.
+    # /experimental:c11atomics (engine/platform/atomics.h says why that and
+    # not a layer of our own); Windows 8 (0x0602) for the IOCP calls used.
     build = dict(
         define_macros=[("WIN32_LEAN_AND_MEAN", None), ("_WIN32_WINNT", "0x0602")],
         extra_compile_args=["/O2", "/W3", "/std:c11", "/experimental:c11atomics"],

@@ -19,9 +19,9 @@
 #define PYIOCP_DISPATCH_QUEUE_H
 
 #include "platform/threads.h" /* engine/ is on the include path */
+#include "platform/atomics.h"
 
 #include <errno.h>
-#include <stdatomic.h>
 #include <stddef.h>
 #include <sys/types.h>
 

@@ -20,7 +20,8 @@
 #ifndef PYIOCP_WRITE_FLOW_H
 #define PYIOCP_WRITE_FLOW_H
 
-#include <stdatomic.h>
+#include "platform/atomics.h" /* engine/ is on the include path */
+
 #include <stddef.h>
 
 typedef struct write_flow {

@@ -5,8 +5,8 @@
 
 #ifdef PIOCP_FAULT_INJECTION
 #include "platform/threads.h"
+#include "platform/atomics.h"
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
 

@@ -8,9 +8,9 @@
 
 #include "pyiocp.h"
 #include "platform/threads.h"
+#include "platform/atomics.h"
 
 #include <stdalign.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
