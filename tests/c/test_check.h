@@ -38,4 +38,14 @@ static inline int run_test_case(const test_case *cases, const char *name)
     return 2;
 }
 
+/* The whole main() of a test with no backend argument: `test_x CASE|list`. */
+static inline int run_test_main(const test_case *cases, int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s CASE|list\n", argv[0]);
+        return 2;
+    }
+    return run_test_case(cases, argv[1]);
+}
+
 #endif

@@ -97,11 +97,4 @@ static const test_case cases[] = {
     {NULL, NULL},
 };
 
-int main(int argc, char **argv)
-{
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s CASE|list\n", argv[0]);
-        return 2;
-    }
-    return run_test_case(cases, argv[1]);
-}
+int main(int argc, char **argv) { return run_test_main(cases, argc, argv); }
