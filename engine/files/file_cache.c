@@ -5,7 +5,7 @@
  * section is a hash lookup and a few pointer moves.  Entries are reference
  * counted: one evicted or invalidated while a transmit still uses its fd is
  * unlinked at once and closed when the last user releases it.  An entry is
- * never changed once made (its descriptor, stat and bytes stay what they
+ * never changed once made (its descriptor, info and bytes stay what they
  * were): revalidation either restarts its period or replaces it, so an
  * answer being built or sent from it keeps one consistent view.
  */
@@ -45,11 +45,11 @@ typedef struct cache_entry {
 } cache_entry;
 
 struct piocp_file_cache {
-    int root_fd;
+    piocp_file root;
     char *root_path;
     size_t capacity, count;
     int period_ms;             /* an entry is re-checked by name this often */
-    bool check_every_hit;      /* and fstat'ed on every hit (valid_ms 0) */
+    bool check_every_hit;      /* and its info re-read on every hit (valid_ms 0) */
     piocp_mutex lock;
     cache_entry **buckets;
     size_t bucket_mask;
@@ -105,7 +105,7 @@ static void lru_push_front(piocp_file_cache *c, cache_entry *e)
 /* Closes and frees an entry nobody holds any more. */
 static void entry_destroy(cache_entry *e)
 {
-    close(e->file.fd);
+    piocp_file_close(e->file.fd);
     free((char *)e->file.bytes);
     free(e);
 }
@@ -116,29 +116,28 @@ static void entry_put_locked(cache_entry *e)
         entry_destroy(e);
 }
 
-static bool same_file(const struct stat *a, const struct stat *b)
+static bool same_file(const piocp_file_info *a, const piocp_file_info *b)
 {
     /* ctime too: it cannot be set from user space, so a rewrite that
      * restores size and mtime (cp -p, rsync --inplace -t) still shows */
-    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
-           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
-           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+    return a->device == b->device && a->file_id == b->file_id && a->size == b->size &&
+           a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns;
 }
 
 /* Reads a small file whole.  The copy is answered from for a whole
  * validity period, so it must be one version: a short read, or a file
- * whose stat changed while we read it (written in place), keeps none and
+ * whose info changed while we read it (written in place), keeps none and
  * sets *changing. */
-static const char *load_small(int fd, const struct stat *st, bool *changing)
+static const char *load_small(piocp_file fd, const piocp_file_info *info, bool *changing)
 {
-    if (st->st_size <= 0 || st->st_size > FILE_CACHE_SMALL_FILE)
+    if (info->size == 0 || info->size > FILE_CACHE_SMALL_FILE)
         return NULL;
-    char *bytes = malloc((size_t)st->st_size);
+    char *bytes = malloc((size_t)info->size);
     if (!bytes)
         return NULL;
-    struct stat after;
-    if (pread(fd, bytes, (size_t)st->st_size, 0) != st->st_size || fstat(fd, &after) != 0 ||
-        !same_file(st, &after)) {
+    piocp_file_info after;
+    if (piocp_file_pread(fd, bytes, (size_t)info->size, 0) != (ssize_t)info->size ||
+        piocp_file_get_info(fd, &after) != 0 || !same_file(info, &after)) {
         free(bytes);
         *changing = true;
         return NULL;
@@ -239,7 +238,7 @@ size_t piocp_file_cache_default_capacity(void)
     return capacity;
 }
 
-int piocp_file_cache_new(piocp_file_cache **out, int root_fd, const char *root_path,
+int piocp_file_cache_new(piocp_file_cache **out, piocp_file root, const char *root_path,
                          size_t capacity, int valid_ms)
 {
     if (valid_ms < 0)
@@ -247,10 +246,10 @@ int piocp_file_cache_new(piocp_file_cache **out, int root_fd, const char *root_p
     piocp_file_cache *c = calloc(1, sizeof *c);
     if (!c)
         return -ENOMEM;
-    c->root_fd = root_fd;
+    c->root = root;
     c->capacity = capacity;
     c->check_every_hit = valid_ms == 0;
-    /* checked on every hit, a name is still re-opened now and then: fstat
+    /* checked on every hit, a name is still re-opened now and then: the info
      * of the open descriptor cannot see the name renamed to another file */
     c->period_ms = valid_ms > 0 ? valid_ms : FILE_CACHE_VALID_MS;
     c->inotify_fd = c->stop_fd = -1;
@@ -326,8 +325,8 @@ static cache_entry *take_cached(piocp_file_cache *c, const char *name, size_t le
         return e;
     /* Checked on every hit: a file rewritten in place since is seen at
      * once, for protocols that carry no length (raw) */
-    struct stat st;
-    if (fstat(e->file.fd, &st) == 0 && same_file(&e->file.st, &st))
+    piocp_file_info info;
+    if (piocp_file_get_info(e->file.fd, &info) == 0 && same_file(&e->file.info, &info))
         return e;
     piocp_mutex_lock(&c->lock);
     if (e->linked)
@@ -340,10 +339,10 @@ static cache_entry *take_cached(piocp_file_cache *c, const char *name, size_t le
 /* The entry under `name`, if the file just opened under it is the one it
  * holds: its period restarts and it is returned referenced. */
 static cache_entry *revalidate_locked(piocp_file_cache *c, const char *name, size_t len,
-                                      uint32_t h, const struct stat *st, long long now)
+                                      uint32_t h, const piocp_file_info *info, long long now)
 {
     cache_entry *e = find_locked(c, name, len, h);
-    if (!e || e->changing || !same_file(&e->file.st, st))
+    if (!e || e->changing || !same_file(&e->file.info, info))
         return NULL;
     e->checked_ms = now;
     e->refs++;
@@ -365,15 +364,15 @@ static void forget_name(piocp_file_cache *c, const char *name, size_t len, uint3
 /* A new entry for a file just opened, held by the caller alone (not yet in
  * the table); NULL without memory. */
 static cache_entry *entry_new(const piocp_file_cache *c, const char *name, size_t len, uint32_t h,
-                              int fd, const struct stat *st, long long now)
+                              piocp_file fd, const piocp_file_info *info, long long now)
 {
     cache_entry *e = malloc(sizeof *e + len);
     if (!e)
         return NULL;
     memset(e, 0, sizeof *e);
     e->file.fd = fd;
-    e->file.st = *st;
-    e->file.bytes = c->capacity > 0 ? load_small(fd, st, &e->changing) : NULL;
+    e->file.info = *info;
+    e->file.bytes = c->capacity > 0 ? load_small(fd, info, &e->changing) : NULL;
     /* a file seen changing is served from its descriptor this once and
      * re-opened by the next request, not trusted for a period */
     e->checked_ms = e->changing ? now - c->period_ms : now;
@@ -391,10 +390,10 @@ static cache_entry *entry_new(const piocp_file_cache *c, const char *name, size_
 static cache_entry *insert_or_revalidate(piocp_file_cache *c, cache_entry *fresh)
 {
     piocp_mutex_lock(&c->lock);
-    /* one seen changing replaces what is there, whatever its stat said */
+    /* one seen changing replaces what is there, whatever its info said */
     cache_entry *old = fresh->changing ? NULL
                                        : revalidate_locked(c, fresh->name, fresh->name_len,
-                                                           fresh->hash, &fresh->file.st,
+                                                           fresh->hash, &fresh->file.info,
                                                            fresh->checked_ms);
     if (old) {
         piocp_mutex_unlock(&c->lock);
@@ -431,9 +430,9 @@ int piocp_file_cache_open(piocp_file_cache *c, const char *name, size_t len,
     }
     atomic_fetch_add_explicit(&c->misses, 1, memory_order_relaxed);
 
-    int fd;
-    struct stat st;
-    int rc = piocp_open_beneath(c->root_fd, name, len, &fd, reason, &st);
+    piocp_file fd;
+    piocp_file_info info;
+    int rc = piocp_open_beneath(c->root, name, len, &fd, reason, &info);
     if (rc < 0) {
         if (caching)
             forget_name(c, name, len, h);
@@ -443,17 +442,17 @@ int piocp_file_cache_open(piocp_file_cache *c, const char *name, size_t len,
         /* a due entry whose name still leads to the same file: keep its
          * descriptor and bytes (no read of the file), trust it anew */
         piocp_mutex_lock(&c->lock);
-        e = revalidate_locked(c, name, len, h, &st, now);
+        e = revalidate_locked(c, name, len, h, &info, now);
         piocp_mutex_unlock(&c->lock);
         if (e) {
-            close(fd);
+            piocp_file_close(fd);
             *out = &e->file;
             return 0;
         }
     }
-    e = entry_new(c, name, len, h, fd, &st, now);
+    e = entry_new(c, name, len, h, fd, &info, now);
     if (!e) {
-        close(fd);
+        piocp_file_close(fd);
         *reason = "out of memory";
         return -ENOMEM;
     }

@@ -13,10 +13,10 @@
  * but inotify tells us late: its thread has to run after the change.  So an
  * entry is also trusted for `valid_ms` only (nginx's open_file_cache_valid,
  * h2o's file cache): the first hit after that re-opens the name and
- * compares device, inode, size, mtime and ctime; the same file keeps its
+ * compares device, file id (inode), size, mtime and ctime; the same file keeps its
  * descriptor and is trusted for another period, a different one replaces
  * it.  Within the period a hit makes no system call.  With `valid_ms` 0
- * every hit also fstats the open descriptor (what the raw protocol, which
+ * every hit also re-reads the open file's info (what the raw protocol, which
  * carries no length, needs), and names are re-opened every
  * FILE_CACHE_VALID_MS.
  *
@@ -40,9 +40,11 @@
 #ifndef PIOCP_FILE_CACHE_H
 #define PIOCP_FILE_CACHE_H
 
+#include "pyiocp.h"
+#include "platform/file.h"
+
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/stat.h>
 
 typedef struct piocp_file_cache piocp_file_cache;
 
@@ -51,8 +53,8 @@ typedef struct piocp_file_cache piocp_file_cache;
 #define FILE_CACHE_SMALL_FILE 16384
 
 typedef struct piocp_cached_file {
-    int fd;              /* open for reading; valid until released */
-    struct stat st;      /* as of opening: what answers promise (size, ETag) */
+    piocp_file fd;         /* open for reading; valid until released */
+    piocp_file_info info;  /* as of opening: what answers promise (size, ETag) */
     const char *bytes;   /* the whole file if it is small, else NULL */
 } piocp_cached_file;
 
@@ -63,11 +65,11 @@ typedef struct piocp_cached_file {
 /* A capacity that leaves room for connections under RLIMIT_NOFILE. */
 size_t piocp_file_cache_default_capacity(void);
 
-/* root_path: the root directory's path (for inotify), root_fd: the open root.
+/* root_path: the root directory's path (for inotify), root: the open root.
  * capacity 0 disables caching (every open goes to the file system).
  * valid_ms: how long an entry is trusted without a system call (above);
- * 0: every hit is checked with fstat. */
-int piocp_file_cache_new(piocp_file_cache **out, int root_fd, const char *root_path,
+ * 0: every hit re-reads the open file's info (fstat). */
+int piocp_file_cache_new(piocp_file_cache **out, piocp_file root, const char *root_path,
                          size_t capacity, int valid_ms);
 void piocp_file_cache_free(piocp_file_cache *cache);
 

@@ -274,7 +274,7 @@ static void put_page(sink *out, const listing *l, const char *url_path, size_t u
     PUT_LIT(out, "<hr>\n</body>\n</html>\n");
 }
 
-int piocp_http_listing(int dir_fd, const char *url_path, size_t url_path_len, char **out,
+int piocp_http_listing(piocp_file dir_fd, const char *url_path, size_t url_path_len, char **out,
                        size_t *out_len)
 {
     if (out == NULL || out_len == NULL)

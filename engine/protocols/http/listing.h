@@ -6,6 +6,8 @@
 #ifndef PIOCP_HTTP_LISTING_H
 #define PIOCP_HTTP_LISTING_H
 
+#include "pyiocp.h"
+
 #include <stddef.h>
 
 /* At most this many entries are listed (then the page says so). */
@@ -36,7 +38,7 @@
  * (-EINVAL for a url_path that does not start and end with '/', -ENOMEM,
  * or what openat/readdir failed with) and stores NULL and 0.  Thread-safe.
  */
-int piocp_http_listing(int dir_fd, const char *url_path, size_t url_path_len, char **out,
+int piocp_http_listing(piocp_file dir, const char *url_path, size_t url_path_len, char **out,
                        size_t *out_len);
 
 /* Test hook: non-zero makes every entry's type come from fstatat, as when
