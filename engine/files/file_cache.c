@@ -14,21 +14,15 @@
 #endif
 #include "files/file_cache.h"
 #include "files/path_confine.h"
+#include "platform/file_watch.h"
+#include "platform/platform.h"
 #include "platform/threads.h"
 
 #include <errno.h>
-#include <limits.h>
-#include <poll.h>
 #include <stdatomic.h>
 #include <stdbool.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <sys/inotify.h>
-#include <sys/resource.h>
-#include <time.h>
-#include <unistd.h>
 
 typedef struct cache_entry {
     piocp_cached_file file;    /* first: the public view */
@@ -36,7 +30,7 @@ typedef struct cache_entry {
     struct cache_entry *lru_prev, *lru_next;
     long long checked_ms;      /* when it was last known to match its name */
     int refs;                  /* the table's (while linked) + users' */
-    int watch;                 /* inotify watch of its directory, or -1 */
+    int watch;                 /* file_watch.h's watch of its directory, or -1 */
     bool linked;
     bool changing;             /* the file changed while we read it */
     uint32_t hash;
@@ -46,7 +40,6 @@ typedef struct cache_entry {
 
 struct piocp_file_cache {
     piocp_file root;
-    char *root_path;
     size_t capacity, count;
     int period_ms;             /* an entry is re-checked by name this often */
     bool check_every_hit;      /* and its info re-read on every hit (valid_ms 0) */
@@ -56,17 +49,8 @@ struct piocp_file_cache {
     cache_entry *lru_head, *lru_tail; /* head: most recently used */
     atomic_uint_fast64_t hits, misses;
 
-    int inotify_fd, stop_fd;
-    piocp_thread watcher;
-    bool watching;
+    piocp_file_watch *watch;   /* NULL: time-based revalidation only */
 };
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static uint32_t hash_name(const char *name, size_t len)
 {
@@ -166,11 +150,9 @@ static cache_entry *find_locked(piocp_file_cache *c, const char *name, size_t le
     return NULL;
 }
 
-/* ---------------------------------------------------------- inotify -- */
+/* ------------------------------------------------ change notices -- */
 
-#define WATCH_EVENTS (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | \
-                      IN_CREATE | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
-
+/* Drops every entry of the directory `watch` (-1: every entry). */
 static void invalidate_watch(piocp_file_cache *c, int watch)
 {
     piocp_mutex_lock(&c->lock);
@@ -182,46 +164,18 @@ static void invalidate_watch(piocp_file_cache *c, int watch)
     piocp_mutex_unlock(&c->lock);
 }
 
-static void *watcher_main(void *arg)
+/* file_watch.h's callback, on its thread. */
+static void on_change(void *user, int watch)
 {
-    piocp_file_cache *c = arg;
-    char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
-    struct pollfd fds[2] = {{.fd = c->inotify_fd, .events = POLLIN}, {.fd = c->stop_fd, .events = POLLIN}};
-    for (;;) {
-        if (poll(fds, 2, -1) < 0) {
-            if (errno == EINTR)
-                continue;
-            break;
-        }
-        if (fds[1].revents)
-            break;
-        ssize_t n = read(c->inotify_fd, buf, sizeof buf);
-        if (n <= 0)
-            continue;
-        for (char *p = buf; p < buf + n;) {
-            const struct inotify_event *ev = (const struct inotify_event *)p;
-            /* a lost event queue or a directory gone: trust nothing cached */
-            bool all = ev->mask & (IN_Q_OVERFLOW | IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF);
-            invalidate_watch(c, all ? -1 : ev->wd);
-            p += sizeof *ev + ev->len;
-        }
-    }
-    return NULL;
+    invalidate_watch(user, watch);
 }
 
 static int watch_directory(piocp_file_cache *c, const char *name, size_t len)
 {
-    if (!c->watching)
-        return -1;
     size_t dir_len = len;
     while (dir_len > 0 && name[dir_len - 1] != '/')
         dir_len--;
-    char path[PATH_MAX];
-    int n = snprintf(path, sizeof path, "%s/%.*s", c->root_path, (int)dir_len, name);
-    if (n < 0 || (size_t)n >= sizeof path)
-        return -1;
-    /* the same directory returns the same watch: no table of our own */
-    return inotify_add_watch(c->inotify_fd, path, WATCH_EVENTS);
+    return piocp_file_watch_add(c->watch, name, dir_len);
 }
 
 /* ------------------------------------------------------------- API -- */
@@ -230,11 +184,10 @@ size_t piocp_file_cache_default_capacity(void)
 {
     /* cached descriptors must leave room for connections: at most 1/16 of
      * the descriptor limit, and 1024 */
-    struct rlimit limit;
+    uint64_t limit = piocp_file_open_limit();
     size_t capacity = 1024;
-    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY &&
-        limit.rlim_cur / 16 < capacity)
-        capacity = (size_t)(limit.rlim_cur / 16);
+    if (limit != 0 && limit / 16 < capacity)
+        capacity = (size_t)(limit / 16);
     return capacity;
 }
 
@@ -252,29 +205,20 @@ int piocp_file_cache_new(piocp_file_cache **out, piocp_file root, const char *ro
     /* checked on every hit, a name is still re-opened now and then: the info
      * of the open descriptor cannot see the name renamed to another file */
     c->period_ms = valid_ms > 0 ? valid_ms : FILE_CACHE_VALID_MS;
-    c->inotify_fd = c->stop_fd = -1;
     size_t buckets = 16;
     while (buckets < 2 * capacity)
         buckets *= 2;
     c->bucket_mask = buckets - 1;
     c->buckets = calloc(buckets, sizeof *c->buckets);
-    c->root_path = strdup(root_path ? root_path : ".");
-    if (!c->buckets || !c->root_path) {
-        free(c->buckets);
-        free(c->root_path);
+    if (!c->buckets) {
         free(c);
         return -ENOMEM;
     }
     piocp_mutex_init(&c->lock);
-    if (capacity > 0) {
-        /* without inotify (limits, seccomp) the validity period still
-         * bounds how stale an entry can be */
-        c->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-        c->stop_fd = eventfd(0, EFD_CLOEXEC);
-        if (c->inotify_fd >= 0 && c->stop_fd >= 0) {
-            c->watching = piocp_thread_start(&c->watcher, watcher_main, c) == 0;
-        }
-    }
+    /* without notices (Windows, limits, seccomp) the validity period
+     * still bounds how stale an entry can be */
+    if (capacity > 0)
+        c->watch = piocp_file_watch_start(root_path ? root_path : ".", on_change, c);
     *out = c;
     return 0;
 }
@@ -283,19 +227,10 @@ void piocp_file_cache_free(piocp_file_cache *c)
 {
     if (!c)
         return;
-    if (c->watching) {
-        uint64_t one = 1;
-        (void)!write(c->stop_fd, &one, sizeof one);
-        piocp_thread_join(&c->watcher);
-    }
+    piocp_file_watch_stop(c->watch); /* no notice runs after this */
     invalidate_watch(c, -1);
-    if (c->inotify_fd >= 0)
-        close(c->inotify_fd);
-    if (c->stop_fd >= 0)
-        close(c->stop_fd);
     piocp_mutex_destroy(&c->lock);
     free(c->buckets);
-    free(c->root_path);
     free(c);
 }
 
@@ -317,9 +252,9 @@ static cache_entry *take_cached(piocp_file_cache *c, const char *name, size_t le
     lru_unlink(c, e);
     lru_push_front(c, e);
     piocp_mutex_unlock(&c->lock);
-    /* Within the period a hit is trusted as is: no system call.  inotify
-     * drops the entry soon after a change, the period bounds how long it
-     * can be missed, and an answer from it is framed by its own size
+    /* Within the period a hit is trusted as is: no system call.  A change
+     * notice (inotify, on Linux) drops the entry soon after a change, the
+     * period bounds how long it can be missed, and an answer from it is framed by its own size
      * whatever happens to the file meanwhile (file_cache.h). */
     if (!c->check_every_hit)
         return e;
@@ -420,7 +355,7 @@ int piocp_file_cache_open(piocp_file_cache *c, const char *name, size_t len,
                           const piocp_cached_file **out, const char **reason)
 {
     uint32_t h = hash_name(name, len);
-    long long now = now_ms();
+    long long now = piocp_now_ms();
     bool caching = c->capacity > 0;
     cache_entry *e = caching ? take_cached(c, name, len, h, now) : NULL;
     if (e) {

@@ -8,10 +8,7 @@
 #include "platform/file.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 int piocp_served_root_open(piocp_served_root *root, const char *path, piocp_file access_log_fd,
                            int cache_valid_ms)
@@ -22,11 +19,8 @@ int piocp_served_root_open(piocp_served_root *root, const char *path, piocp_file
     int rc = piocp_dir_open_root(path, &root->dir);
     if (rc < 0)
         return rc;
-    char real_path[PATH_MAX];
-    rc = realpath(path, real_path) ? 0 : -errno;
-    if (rc == 0)
-        rc = piocp_file_cache_new(&root->files, root->dir, real_path,
-                                  piocp_file_cache_default_capacity(), cache_valid_ms);
+    rc = piocp_file_cache_new(&root->files, root->dir, path, piocp_file_cache_default_capacity(),
+                              cache_valid_ms);
     if (rc == 0 && access_log_fd != PIOCP_INVALID_FILE &&
         (root->log = piocp_access_log_new(access_log_fd)) == NULL)
         rc = -ENOMEM;
