@@ -32,8 +32,6 @@
 
 /* The longest path the W functions take with "\\?\", in wide characters. */
 #define WIDE_PATH_MAX 32768
-/* The longest client name looked at, in bytes (Linux: PATH_MAX). */
-#define NAME_MAX_BYTES 4096
 
 /* Others may read, write, rename and delete a served file while it is
  * open, as on POSIX: the file cache holds handles for a while, and that
@@ -131,7 +129,8 @@ static int join_name(wchar_t *path, size_t root_len, const char *name, size_t na
 
 /* Opens `name` under `root` with CreateFileW (`access`, `flags`), checks
  * that the handle stayed under the root and is a disk file, and reads its
- * info.  `root_path` (WIDE_PATH_MAX) gets the root's final path. */
+ * info.  The two paths (64 KiB each) are on the heap: workers' stacks are
+ * not made for that. */
 static int open_checked(HANDLE root, const char *name, size_t name_len, DWORD access, DWORD flags,
                         HANDLE *out, piocp_file_info *info, const char **reason)
 {
@@ -181,7 +180,7 @@ done:
 
 static int check_name(const char *name, size_t name_len, const char **reason)
 {
-    return piocp_check_served_name(name, name_len, NAME_MAX_BYTES, PIOCP_WINDOWS_NAME_RULES,
+    return piocp_check_served_name(name, name_len, PIOCP_SERVED_NAME_MAX, PIOCP_WINDOWS_NAME_RULES,
                                    reason);
 }
 

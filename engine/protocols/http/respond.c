@@ -15,6 +15,7 @@
 #include "log/clf.h"
 #include "protocols/http/mime_types.h"
 #include "files/path_confine.h"
+#include "files/path_names.h"
 #include "platform/threads.h"
 
 #include <errno.h>
@@ -355,7 +356,7 @@ static http_response *serve_listing(piocp_file root_dir, const http_request *req
     if (piocp_open_dir_beneath(root_dir, path, path_len, &dir, &reason) < 0)
         return error_page(req, 404, keep_alive, "");
     /* the URL path as the client should see it, starting and ending in '/' */
-    char url[PATH_MAX + 2];
+    char url[PIOCP_SERVED_NAME_MAX + 2];
     int url_len = snprintf(url, sizeof url, "/%.*s%s", (int)path_len, path, path_len ? "/" : "");
     char *html = NULL;
     size_t html_len = 0;
@@ -441,7 +442,7 @@ static http_response *serve_directory(const piocp_http_server *s, const http_req
                                       bool keep_alive)
 {
     static const char index_name[] = "index.html";
-    char index[PATH_MAX];
+    char index[PIOCP_SERVED_NAME_MAX];
     if (path_len + 1 + sizeof index_name > sizeof index)
         return error_page(req, 414, keep_alive, "");
     size_t index_len = 0;
@@ -470,7 +471,7 @@ http_response *http_respond(const piocp_http_server *s, const http_request *req)
     bool head_only = method_is(req, "HEAD");
     if (!head_only && !method_is(req, "GET"))
         return error_page(req, 405, keep_alive, "Allow: GET, HEAD\r\n");
-    char path[PATH_MAX];
+    char path[PIOCP_SERVED_NAME_MAX];
     size_t path_len;
     bool trailing_slash;
     int rc = http_decode_path(req->target, req->target_len, path, sizeof path, &path_len,
