@@ -5,6 +5,7 @@
 #ifndef PYIOCP_TEST_FILES_H
 #define PYIOCP_TEST_FILES_H
 
+#include "pyiocp.h"
 #include "test_check.h"
 
 #include <stdbool.h>
@@ -161,6 +162,64 @@ static inline void tree_replace(test_tree *t, const char *rel, const char *text)
     CHECK(rename(from, to) == 0);
 #endif
     tree_note(t, rel, false);
+}
+
+/* A new empty file `rel` open for writing, as a log target: a synchronous
+ * handle on Windows (what the access log wants), a descriptor elsewhere. */
+static inline piocp_file tree_open_log(test_tree *t, const char *rel)
+{
+    char path[2048];
+    tree_path(t, rel, path, sizeof path);
+    tree_note(t, rel, false);
+#ifdef _WIN32
+    wchar_t w[2048];
+    to_wide(path, w, 2048);
+    HANDLE h = CreateFileW(w, GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
+                           NULL, CREATE_ALWAYS, FILE_ATTRIBUTE_NORMAL, NULL);
+    CHECK(h != INVALID_HANDLE_VALUE);
+    return h;
+#else
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    CHECK(fd >= 0);
+    return fd;
+#endif
+}
+
+static inline void tree_close_log(piocp_file f)
+{
+#ifdef _WIN32
+    CloseHandle(f);
+#else
+    close(f);
+#endif
+}
+
+/* Reads the file `rel` (at most cap - 1 bytes), NUL-terminated: its length. */
+static inline size_t tree_read(const test_tree *t, const char *rel, char *buf, size_t cap)
+{
+    char path[2048];
+    tree_path(t, rel, path, sizeof path);
+    size_t len = 0;
+#ifdef _WIN32
+    wchar_t w[2048];
+    to_wide(path, w, 2048);
+    HANDLE h = CreateFileW(w, GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
+                           NULL, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, NULL);
+    CHECK(h != INVALID_HANDLE_VALUE);
+    DWORD n = 0;
+    while (len + 1 < cap && ReadFile(h, buf + len, (DWORD)(cap - 1 - len), &n, NULL) && n > 0)
+        len += n;
+    CloseHandle(h);
+#else
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    CHECK(fd >= 0);
+    ssize_t n;
+    while (len + 1 < cap && (n = read(fd, buf + len, cap - 1 - len)) > 0)
+        len += (size_t)n;
+    close(fd);
+#endif
+    buf[len] = '\0';
+    return len;
 }
 
 /* Removes what the case made, newest first, then the root. */

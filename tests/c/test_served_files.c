@@ -12,7 +12,8 @@
  *                    place with every hit checked, a name gone
  *   listing          a directory's page from piocp_http_listing
  *   http_serve       the HTTP server on an engine: a small file, a big one
- *                    (transmit), a redirect, a listing, refusals
+ *                    (transmit), a redirect, a listing, refusals, and its
+ *                    access log written to a file
  *   raw_serve        the raw protocol server on an engine
  * `test_served_files CASE [BACKEND [PATH|TREE]]`; `test_served_files list`.
  * PATH (Windows): transmitfile or read_send, as test_engine_transmit.
@@ -404,6 +405,7 @@ static void test_http_serve(void)
     piocp_http_server *server;
     piocp_http_options options;
     piocp_http_options_init(&options);
+    options.access_log_fd = tree_open_log(&t, "access.log");
     CHECK(piocp_http_server_new(&server, t.root, &options) == 0);
     piocp_engine *e = start_engine();
     int port = listen_with(e, &piocp_http_server_callbacks, server);
@@ -415,6 +417,15 @@ static void test_http_serve(void)
     CHECK(contains(a, "Content-Length: 13\r\n") && contains(a, "ETag: \""));
     CHECK(contains(a, "Content-Type: text/plain; charset=utf-8\r\n"));
     CHECK(strcmp(body_of(a), "hello, world\n") == 0);
+    /* the validator it gave makes a conditional request a 304 */
+    const char *etag = strstr(a, "ETag: ") + 6;
+    char request[512];
+    snprintf(request, sizeof request,
+             "GET /hello.txt HTTP/1.1\r\nHost: t\r\nIf-None-Match: %.*s\r\n"
+             "Connection: close\r\n\r\n", (int)(strchr(etag, '\r') - etag), etag);
+    free(a);
+    a = exchange(port, request, &len);
+    CHECK(strncmp(a, "HTTP/1.1 304 ", 13) == 0 && *body_of(a) == '\0');
     free(a);
 
     a = get(port, "/big.bin", &len);
@@ -462,8 +473,14 @@ static void test_http_serve(void)
 
     CHECK(piocp_engine_stop(e, 1000) == 0);
     piocp_engine_free(e);
-    CHECK(piocp_http_server_requests(server) >= 8);
-    piocp_http_server_free(server);
+    CHECK(piocp_http_server_requests(server) >= 9);
+    piocp_http_server_free(server); /* writes out the access log */
+    tree_close_log(options.access_log_fd);
+    char log[8192];
+    tree_read(&t, "access.log", log, sizeof log);
+    CHECK(contains(log, "127.0.0.1 - - ["));
+    CHECK(contains(log, " +0000] \"GET /hello.txt HTTP/1.1\" 200 13\n"));
+    CHECK(contains(log, "\"GET /missing.txt HTTP/1.1\" 404 "));
     free(big);
     tree_remove(&t);
 }
