@@ -254,8 +254,9 @@ static cache_entry *take_cached(piocp_file_cache *c, const char *name, size_t le
     piocp_mutex_unlock(&c->lock);
     /* Within the period a hit is trusted as is: no system call.  A change
      * notice (inotify, on Linux) drops the entry soon after a change, the
-     * period bounds how long it can be missed, and an answer from it is framed by its own size
-     * whatever happens to the file meanwhile (file_cache.h). */
+     * period bounds how long it can be missed, and an answer from it is
+     * framed by its own size whatever happens to the file meanwhile
+     * (file_cache.h). */
     if (!c->check_every_hit)
         return e;
     /* Checked on every hit: a file rewritten in place since is seen at
