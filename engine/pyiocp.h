@@ -524,10 +524,13 @@ typedef struct piocp_http_options {
     int header_timeout_ms;     /* a request head must arrive within this; 0 = 10 s */
     int keepalive_timeout_ms;  /* idle time between requests; 0 = 15 s */
     uint64_t max_discard;      /* request body bytes read and dropped on GET/HEAD; 0 = 64 KiB */
-    piocp_file access_log_fd;  /* Common Log Format lines go here; PIOCP_INVALID_FILE = none */
+    /* Common Log Format lines go here; PIOCP_INVALID_FILE = none.  Windows:
+     * a synchronous handle (as _get_osfhandle gives for a C runtime file). */
+    piocp_file access_log_fd;
     /* How long a cached open file is trusted without a system call, in ms:
-     * inotify drops it on a change, and at most this long after its last
-     * check the name is opened again and compared.  0: every request also
+     * inotify drops it on a change (Linux; Windows has no such notice, so
+     * there this period alone bounds staleness), and at most this long
+     * after its last check the name is opened again and compared.  0: every request also
      * checks the open file with fstat; < 0: the default (1000). */
     int cache_valid_ms;
 } piocp_http_options;

@@ -5,7 +5,7 @@
  * section is a hash lookup and a few pointer moves.  Entries are reference
  * counted: one evicted or invalidated while a transmit still uses its fd is
  * unlinked at once and closed when the last user releases it.  An entry is
- * never changed once made (its descriptor, stat and bytes stay what they
+ * never changed once made (its descriptor, info and bytes stay what they
  * were): revalidation either restarts its period or replaces it, so an
  * answer being built or sent from it keeps one consistent view.
  */
@@ -14,21 +14,15 @@
 #endif
 #include "files/file_cache.h"
 #include "files/path_confine.h"
+#include "platform/file_watch.h"
+#include "platform/platform.h"
 #include "platform/threads.h"
 
 #include <errno.h>
-#include <limits.h>
-#include <poll.h>
 #include <stdatomic.h>
 #include <stdbool.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <sys/inotify.h>
-#include <sys/resource.h>
-#include <time.h>
-#include <unistd.h>
 
 typedef struct cache_entry {
     piocp_cached_file file;    /* first: the public view */
@@ -36,7 +30,7 @@ typedef struct cache_entry {
     struct cache_entry *lru_prev, *lru_next;
     long long checked_ms;      /* when it was last known to match its name */
     int refs;                  /* the table's (while linked) + users' */
-    int watch;                 /* inotify watch of its directory, or -1 */
+    int watch;                 /* file_watch.h's watch of its directory, or -1 */
     bool linked;
     bool changing;             /* the file changed while we read it */
     uint32_t hash;
@@ -45,28 +39,18 @@ typedef struct cache_entry {
 } cache_entry;
 
 struct piocp_file_cache {
-    int root_fd;
-    char *root_path;
+    piocp_file root;
     size_t capacity, count;
     int period_ms;             /* an entry is re-checked by name this often */
-    bool check_every_hit;      /* and fstat'ed on every hit (valid_ms 0) */
+    bool check_every_hit;      /* and its info re-read on every hit (valid_ms 0) */
     piocp_mutex lock;
     cache_entry **buckets;
     size_t bucket_mask;
     cache_entry *lru_head, *lru_tail; /* head: most recently used */
     atomic_uint_fast64_t hits, misses;
 
-    int inotify_fd, stop_fd;
-    piocp_thread watcher;
-    bool watching;
+    piocp_file_watch *watch;   /* NULL: time-based revalidation only */
 };
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static uint32_t hash_name(const char *name, size_t len)
 {
@@ -105,7 +89,7 @@ static void lru_push_front(piocp_file_cache *c, cache_entry *e)
 /* Closes and frees an entry nobody holds any more. */
 static void entry_destroy(cache_entry *e)
 {
-    close(e->file.fd);
+    piocp_file_close(e->file.fd);
     free((char *)e->file.bytes);
     free(e);
 }
@@ -116,29 +100,28 @@ static void entry_put_locked(cache_entry *e)
         entry_destroy(e);
 }
 
-static bool same_file(const struct stat *a, const struct stat *b)
+static bool same_file(const piocp_file_info *a, const piocp_file_info *b)
 {
     /* ctime too: it cannot be set from user space, so a rewrite that
      * restores size and mtime (cp -p, rsync --inplace -t) still shows */
-    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
-           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
-           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+    return a->device == b->device && a->file_id == b->file_id && a->size == b->size &&
+           a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns;
 }
 
 /* Reads a small file whole.  The copy is answered from for a whole
  * validity period, so it must be one version: a short read, or a file
- * whose stat changed while we read it (written in place), keeps none and
+ * whose info changed while we read it (written in place), keeps none and
  * sets *changing. */
-static const char *load_small(int fd, const struct stat *st, bool *changing)
+static const char *load_small(piocp_file fd, const piocp_file_info *info, bool *changing)
 {
-    if (st->st_size <= 0 || st->st_size > FILE_CACHE_SMALL_FILE)
+    if (info->size == 0 || info->size > FILE_CACHE_SMALL_FILE)
         return NULL;
-    char *bytes = malloc((size_t)st->st_size);
+    char *bytes = malloc((size_t)info->size);
     if (!bytes)
         return NULL;
-    struct stat after;
-    if (pread(fd, bytes, (size_t)st->st_size, 0) != st->st_size || fstat(fd, &after) != 0 ||
-        !same_file(st, &after)) {
+    piocp_file_info after;
+    if (piocp_file_pread(fd, bytes, (size_t)info->size, 0) != (ssize_t)info->size ||
+        piocp_file_get_info(fd, &after) != 0 || !same_file(info, &after)) {
         free(bytes);
         *changing = true;
         return NULL;
@@ -167,11 +150,9 @@ static cache_entry *find_locked(piocp_file_cache *c, const char *name, size_t le
     return NULL;
 }
 
-/* ---------------------------------------------------------- inotify -- */
+/* ------------------------------------------------ change notices -- */
 
-#define WATCH_EVENTS (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | \
-                      IN_CREATE | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
-
+/* Drops every entry of the directory `watch` (-1: every entry). */
 static void invalidate_watch(piocp_file_cache *c, int watch)
 {
     piocp_mutex_lock(&c->lock);
@@ -183,46 +164,18 @@ static void invalidate_watch(piocp_file_cache *c, int watch)
     piocp_mutex_unlock(&c->lock);
 }
 
-static void *watcher_main(void *arg)
+/* file_watch.h's callback, on its thread. */
+static void on_change(void *user, int watch)
 {
-    piocp_file_cache *c = arg;
-    char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
-    struct pollfd fds[2] = {{.fd = c->inotify_fd, .events = POLLIN}, {.fd = c->stop_fd, .events = POLLIN}};
-    for (;;) {
-        if (poll(fds, 2, -1) < 0) {
-            if (errno == EINTR)
-                continue;
-            break;
-        }
-        if (fds[1].revents)
-            break;
-        ssize_t n = read(c->inotify_fd, buf, sizeof buf);
-        if (n <= 0)
-            continue;
-        for (char *p = buf; p < buf + n;) {
-            const struct inotify_event *ev = (const struct inotify_event *)p;
-            /* a lost event queue or a directory gone: trust nothing cached */
-            bool all = ev->mask & (IN_Q_OVERFLOW | IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF);
-            invalidate_watch(c, all ? -1 : ev->wd);
-            p += sizeof *ev + ev->len;
-        }
-    }
-    return NULL;
+    invalidate_watch(user, watch);
 }
 
 static int watch_directory(piocp_file_cache *c, const char *name, size_t len)
 {
-    if (!c->watching)
-        return -1;
     size_t dir_len = len;
     while (dir_len > 0 && name[dir_len - 1] != '/')
         dir_len--;
-    char path[PATH_MAX];
-    int n = snprintf(path, sizeof path, "%s/%.*s", c->root_path, (int)dir_len, name);
-    if (n < 0 || (size_t)n >= sizeof path)
-        return -1;
-    /* the same directory returns the same watch: no table of our own */
-    return inotify_add_watch(c->inotify_fd, path, WATCH_EVENTS);
+    return piocp_file_watch_add(c->watch, name, dir_len);
 }
 
 /* ------------------------------------------------------------- API -- */
@@ -231,15 +184,14 @@ size_t piocp_file_cache_default_capacity(void)
 {
     /* cached descriptors must leave room for connections: at most 1/16 of
      * the descriptor limit, and 1024 */
-    struct rlimit limit;
+    uint64_t limit = piocp_file_open_limit();
     size_t capacity = 1024;
-    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY &&
-        limit.rlim_cur / 16 < capacity)
-        capacity = (size_t)(limit.rlim_cur / 16);
+    if (limit != 0 && limit / 16 < capacity)
+        capacity = (size_t)(limit / 16);
     return capacity;
 }
 
-int piocp_file_cache_new(piocp_file_cache **out, int root_fd, const char *root_path,
+int piocp_file_cache_new(piocp_file_cache **out, piocp_file root, const char *root_path,
                          size_t capacity, int valid_ms)
 {
     if (valid_ms < 0)
@@ -247,35 +199,26 @@ int piocp_file_cache_new(piocp_file_cache **out, int root_fd, const char *root_p
     piocp_file_cache *c = calloc(1, sizeof *c);
     if (!c)
         return -ENOMEM;
-    c->root_fd = root_fd;
+    c->root = root;
     c->capacity = capacity;
     c->check_every_hit = valid_ms == 0;
-    /* checked on every hit, a name is still re-opened now and then: fstat
+    /* checked on every hit, a name is still re-opened now and then: the info
      * of the open descriptor cannot see the name renamed to another file */
     c->period_ms = valid_ms > 0 ? valid_ms : FILE_CACHE_VALID_MS;
-    c->inotify_fd = c->stop_fd = -1;
     size_t buckets = 16;
     while (buckets < 2 * capacity)
         buckets *= 2;
     c->bucket_mask = buckets - 1;
     c->buckets = calloc(buckets, sizeof *c->buckets);
-    c->root_path = strdup(root_path ? root_path : ".");
-    if (!c->buckets || !c->root_path) {
-        free(c->buckets);
-        free(c->root_path);
+    if (!c->buckets) {
         free(c);
         return -ENOMEM;
     }
     piocp_mutex_init(&c->lock);
-    if (capacity > 0) {
-        /* without inotify (limits, seccomp) the validity period still
-         * bounds how stale an entry can be */
-        c->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-        c->stop_fd = eventfd(0, EFD_CLOEXEC);
-        if (c->inotify_fd >= 0 && c->stop_fd >= 0) {
-            c->watching = piocp_thread_start(&c->watcher, watcher_main, c) == 0;
-        }
-    }
+    /* without notices (Windows, limits, seccomp) the validity period
+     * still bounds how stale an entry can be */
+    if (capacity > 0)
+        c->watch = piocp_file_watch_start(root_path ? root_path : ".", on_change, c);
     *out = c;
     return 0;
 }
@@ -284,19 +227,10 @@ void piocp_file_cache_free(piocp_file_cache *c)
 {
     if (!c)
         return;
-    if (c->watching) {
-        uint64_t one = 1;
-        (void)!write(c->stop_fd, &one, sizeof one);
-        piocp_thread_join(&c->watcher);
-    }
+    piocp_file_watch_stop(c->watch); /* no notice runs after this */
     invalidate_watch(c, -1);
-    if (c->inotify_fd >= 0)
-        close(c->inotify_fd);
-    if (c->stop_fd >= 0)
-        close(c->stop_fd);
     piocp_mutex_destroy(&c->lock);
     free(c->buckets);
-    free(c->root_path);
     free(c);
 }
 
@@ -318,16 +252,17 @@ static cache_entry *take_cached(piocp_file_cache *c, const char *name, size_t le
     lru_unlink(c, e);
     lru_push_front(c, e);
     piocp_mutex_unlock(&c->lock);
-    /* Within the period a hit is trusted as is: no system call.  inotify
-     * drops the entry soon after a change, the period bounds how long it
-     * can be missed, and an answer from it is framed by its own size
-     * whatever happens to the file meanwhile (file_cache.h). */
+    /* Within the period a hit is trusted as is: no system call.  A change
+     * notice (inotify, on Linux) drops the entry soon after a change, the
+     * period bounds how long it can be missed, and an answer from it is
+     * framed by its own size whatever happens to the file meanwhile
+     * (file_cache.h). */
     if (!c->check_every_hit)
         return e;
     /* Checked on every hit: a file rewritten in place since is seen at
      * once, for protocols that carry no length (raw) */
-    struct stat st;
-    if (fstat(e->file.fd, &st) == 0 && same_file(&e->file.st, &st))
+    piocp_file_info info;
+    if (piocp_file_get_info(e->file.fd, &info) == 0 && same_file(&e->file.info, &info))
         return e;
     piocp_mutex_lock(&c->lock);
     if (e->linked)
@@ -340,10 +275,10 @@ static cache_entry *take_cached(piocp_file_cache *c, const char *name, size_t le
 /* The entry under `name`, if the file just opened under it is the one it
  * holds: its period restarts and it is returned referenced. */
 static cache_entry *revalidate_locked(piocp_file_cache *c, const char *name, size_t len,
-                                      uint32_t h, const struct stat *st, long long now)
+                                      uint32_t h, const piocp_file_info *info, long long now)
 {
     cache_entry *e = find_locked(c, name, len, h);
-    if (!e || e->changing || !same_file(&e->file.st, st))
+    if (!e || e->changing || !same_file(&e->file.info, info))
         return NULL;
     e->checked_ms = now;
     e->refs++;
@@ -365,15 +300,15 @@ static void forget_name(piocp_file_cache *c, const char *name, size_t len, uint3
 /* A new entry for a file just opened, held by the caller alone (not yet in
  * the table); NULL without memory. */
 static cache_entry *entry_new(const piocp_file_cache *c, const char *name, size_t len, uint32_t h,
-                              int fd, const struct stat *st, long long now)
+                              piocp_file fd, const piocp_file_info *info, long long now)
 {
     cache_entry *e = malloc(sizeof *e + len);
     if (!e)
         return NULL;
     memset(e, 0, sizeof *e);
     e->file.fd = fd;
-    e->file.st = *st;
-    e->file.bytes = c->capacity > 0 ? load_small(fd, st, &e->changing) : NULL;
+    e->file.info = *info;
+    e->file.bytes = c->capacity > 0 ? load_small(fd, info, &e->changing) : NULL;
     /* a file seen changing is served from its descriptor this once and
      * re-opened by the next request, not trusted for a period */
     e->checked_ms = e->changing ? now - c->period_ms : now;
@@ -391,10 +326,10 @@ static cache_entry *entry_new(const piocp_file_cache *c, const char *name, size_
 static cache_entry *insert_or_revalidate(piocp_file_cache *c, cache_entry *fresh)
 {
     piocp_mutex_lock(&c->lock);
-    /* one seen changing replaces what is there, whatever its stat said */
+    /* one seen changing replaces what is there, whatever its info said */
     cache_entry *old = fresh->changing ? NULL
                                        : revalidate_locked(c, fresh->name, fresh->name_len,
-                                                           fresh->hash, &fresh->file.st,
+                                                           fresh->hash, &fresh->file.info,
                                                            fresh->checked_ms);
     if (old) {
         piocp_mutex_unlock(&c->lock);
@@ -421,7 +356,7 @@ int piocp_file_cache_open(piocp_file_cache *c, const char *name, size_t len,
                           const piocp_cached_file **out, const char **reason)
 {
     uint32_t h = hash_name(name, len);
-    long long now = now_ms();
+    long long now = piocp_now_ms();
     bool caching = c->capacity > 0;
     cache_entry *e = caching ? take_cached(c, name, len, h, now) : NULL;
     if (e) {
@@ -431,9 +366,9 @@ int piocp_file_cache_open(piocp_file_cache *c, const char *name, size_t len,
     }
     atomic_fetch_add_explicit(&c->misses, 1, memory_order_relaxed);
 
-    int fd;
-    struct stat st;
-    int rc = piocp_open_beneath(c->root_fd, name, len, &fd, reason, &st);
+    piocp_file fd;
+    piocp_file_info info;
+    int rc = piocp_open_beneath(c->root, name, len, &fd, reason, &info);
     if (rc < 0) {
         if (caching)
             forget_name(c, name, len, h);
@@ -443,17 +378,17 @@ int piocp_file_cache_open(piocp_file_cache *c, const char *name, size_t len,
         /* a due entry whose name still leads to the same file: keep its
          * descriptor and bytes (no read of the file), trust it anew */
         piocp_mutex_lock(&c->lock);
-        e = revalidate_locked(c, name, len, h, &st, now);
+        e = revalidate_locked(c, name, len, h, &info, now);
         piocp_mutex_unlock(&c->lock);
         if (e) {
-            close(fd);
+            piocp_file_close(fd);
             *out = &e->file;
             return 0;
         }
     }
-    e = entry_new(c, name, len, h, fd, &st, now);
+    e = entry_new(c, name, len, h, fd, &info, now);
     if (!e) {
-        close(fd);
+        piocp_file_close(fd);
         *reason = "out of memory";
         return -ENOMEM;
     }

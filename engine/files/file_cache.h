@@ -8,15 +8,16 @@
  * piocp_open_beneath, so everything cached was confined to the root when
  * it was opened, and every revalidation opens the name that way again.
  *
- * Revalidation.  An entry is dropped as soon as inotify reports a change in
- * its directory (a write, truncation, rename, deletion, symlink swapped),
- * but inotify tells us late: its thread has to run after the change.  So an
- * entry is also trusted for `valid_ms` only (nginx's open_file_cache_valid,
+ * Revalidation.  On Linux an entry is dropped as soon as inotify reports a
+ * change in its directory (a write, truncation, rename, deletion, symlink
+ * swapped; platform/file_watch.h), but inotify tells us late: its thread
+ * has to run after the change.  So an entry is also trusted for `valid_ms`
+ * only (nginx's open_file_cache_valid,
  * h2o's file cache): the first hit after that re-opens the name and
- * compares device, inode, size, mtime and ctime; the same file keeps its
+ * compares device, file id (inode), size, mtime and ctime; the same file keeps its
  * descriptor and is trusted for another period, a different one replaces
  * it.  Within the period a hit makes no system call.  With `valid_ms` 0
- * every hit also fstats the open descriptor (what the raw protocol, which
+ * every hit also re-reads the open file's info (what the raw protocol, which
  * carries no length, needs), and names are re-opened every
  * FILE_CACHE_VALID_MS.
  *
@@ -36,13 +37,25 @@
  *     from the changed file, unless the change kept all five fields equal
  *     (an in-place rewrite of the same size within one timestamp tick),
  *     which only inotify catches.
+ *
+ * Windows has no change notices here (platform/windows/file_watch.c): the
+ * validity period alone bounds staleness.  So there a request within
+ * `valid_ms` of a change may still be answered from the previous version
+ * (one complete version, framed as above), where Linux usually sees the
+ * change within milliseconds; and an in-place rewrite that keeps size,
+ * last-write time and ChangeTime (all in 100 ns steps) goes unseen until
+ * the entry is evicted.  The five fields there are the volume serial
+ * number, the file index, the size, the last write time and ChangeTime.
+ * With `valid_ms` 0 (the raw protocol) both platforms check every hit.
  */
 #ifndef PIOCP_FILE_CACHE_H
 #define PIOCP_FILE_CACHE_H
 
+#include "pyiocp.h"
+#include "platform/file.h"
+
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/stat.h>
 
 typedef struct piocp_file_cache piocp_file_cache;
 
@@ -51,8 +64,8 @@ typedef struct piocp_file_cache piocp_file_cache;
 #define FILE_CACHE_SMALL_FILE 16384
 
 typedef struct piocp_cached_file {
-    int fd;              /* open for reading; valid until released */
-    struct stat st;      /* as of opening: what answers promise (size, ETag) */
+    piocp_file fd;         /* open for reading; valid until released */
+    piocp_file_info info;  /* as of opening: what answers promise (size, ETag) */
     const char *bytes;   /* the whole file if it is small, else NULL */
 } piocp_cached_file;
 
@@ -63,11 +76,12 @@ typedef struct piocp_cached_file {
 /* A capacity that leaves room for connections under RLIMIT_NOFILE. */
 size_t piocp_file_cache_default_capacity(void);
 
-/* root_path: the root directory's path (for inotify), root_fd: the open root.
+/* root_path: the root directory's path (for change notices, file_watch.h),
+ * root: the open root (piocp_dir_open_root).
  * capacity 0 disables caching (every open goes to the file system).
  * valid_ms: how long an entry is trusted without a system call (above);
- * 0: every hit is checked with fstat. */
-int piocp_file_cache_new(piocp_file_cache **out, int root_fd, const char *root_path,
+ * 0: every hit re-reads the open file's info (fstat). */
+int piocp_file_cache_new(piocp_file_cache **out, piocp_file root, const char *root_path,
                          size_t capacity, int valid_ms);
 void piocp_file_cache_free(piocp_file_cache *cache);
 

@@ -18,6 +18,11 @@
 #define PIOCP_WINDOWS_NAME_RULES false
 #endif
 
+/* The longest client name the handlers look at, in bytes with the NUL, on
+ * every platform: Linux's PATH_MAX (mingw's is 260, Windows' own limit
+ * with "\\?\" is 32767 UTF-16 units). */
+#define PIOCP_SERVED_NAME_MAX 4096
+
 /*
  * 0 if `name` (name_len bytes, '/'-separated, relative to the served root)
  * may be looked up, else -errno with a short static text for the client in

@@ -5,26 +5,22 @@
 #define _GNU_SOURCE
 #endif
 #include "files/served_root.h"
+#include "platform/file.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 int piocp_served_root_open(piocp_served_root *root, const char *path, piocp_file access_log_fd,
                            int cache_valid_ms)
 {
     root->files = NULL;
     root->log = NULL;
-    root->dir = open(path, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-    if (root->dir < 0)
-        return -errno;
-    char real_path[PATH_MAX];
-    int rc = realpath(path, real_path) ? 0 : -errno;
-    if (rc == 0)
-        rc = piocp_file_cache_new(&root->files, root->dir, real_path,
-                                  piocp_file_cache_default_capacity(), cache_valid_ms);
+    root->dir = PIOCP_INVALID_FILE;
+    int rc = piocp_dir_open_root(path, &root->dir);
+    if (rc < 0)
+        return rc;
+    rc = piocp_file_cache_new(&root->files, root->dir, path, piocp_file_cache_default_capacity(),
+                              cache_valid_ms);
     if (rc == 0 && access_log_fd != PIOCP_INVALID_FILE &&
         (root->log = piocp_access_log_new(access_log_fd)) == NULL)
         rc = -ENOMEM;
@@ -40,6 +36,6 @@ void piocp_served_root_close(piocp_served_root *root)
     piocp_file_cache_free(root->files);
     root->files = NULL;
     if (root->dir != PIOCP_INVALID_FILE)
-        close(root->dir);
+        piocp_file_close(root->dir);
     root->dir = PIOCP_INVALID_FILE;
 }

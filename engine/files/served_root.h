@@ -18,8 +18,8 @@ typedef struct piocp_served_root {
     piocp_access_log *log;   /* NULL: no access log */
 } piocp_served_root;
 
-/* Opens the directory `path`, creates its file cache (inotify watches need
- * the real path, so symlinks in `path` are resolved once, here) with the
+/* Opens the directory `path` (UTF-8 on Windows), creates its file cache
+ * (whose change notices resolve `path` to its real path once) with the
  * validity period `cache_valid_ms` (file_cache.h: 0 checks every hit) and,
  * unless access_log_fd is PIOCP_INVALID_FILE, an access log writing to it
  * (the descriptor stays the caller's; 0 is a valid one).  Returns 0, or

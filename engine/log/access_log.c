@@ -2,7 +2,7 @@
  * access_log.c - bounded ring of log lines drained by one writer thread.
  *
  * The mutex is held only to copy bytes in or to move the ring's indices,
- * never across write(2): a slow disk or a full pipe stalls only the writer
+ * never across a write (piocp_file_write_all): a slow disk or a full pipe stalls only the writer
  * thread, and callers lose lines instead of time once the ring is full.
  */
 #ifndef _GNU_SOURCE
@@ -10,22 +10,20 @@
 #endif
 
 #include "log/access_log.h"
+#include "platform/file.h"
 #include "platform/threads.h"
 
-#include <errno.h>
-#include <poll.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 /* Room for several thousand lines: enough to ride out a stalled disk for a
  * moment without making the log a memory hog. */
 #define RING_CAPACITY ((size_t)1 << 20)
 
 struct piocp_access_log {
-    int fd;
+    piocp_file fd;
     piocp_thread thread;
     piocp_mutex lock;
     piocp_cond wake;
@@ -51,30 +49,6 @@ static uint64_t count_lines(const char *p, size_t n)
     return lines;
 }
 
-/* Returns how many bytes reached the descriptor (all of them unless it
- * failed for good). */
-static size_t write_all(int fd, const char *p, size_t n)
-{
-    size_t done = 0;
-    while (done < n) {
-        ssize_t w = write(fd, p + done, n - done);
-        if (w > 0) {
-            done += (size_t)w;
-        } else if (w < 0 && errno == EINTR) {
-            continue;
-        } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            /* We were handed a non-blocking descriptor; this thread exists
-             * precisely so that waiting here costs nobody else anything. */
-            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-            if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
-                break;
-        } else {
-            break;
-        }
-    }
-    return done;
-}
-
 static void *writer_main(void *arg)
 {
     piocp_access_log *log = arg;
@@ -92,7 +66,7 @@ static void *writer_main(void *arg)
         size_t n = log->used < log->capacity - start ? log->used : log->capacity - start;
         piocp_mutex_unlock(&log->lock);
 
-        size_t written = write_all(log->fd, log->ring + start, n);
+        size_t written = piocp_file_write_all(log->fd, log->ring + start, n);
         if (written < n) {
             /* Counting newlines in what is thrown away keeps the figure in
              * lines even when a line was split by the wrap-around. */
@@ -109,7 +83,7 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-piocp_access_log *piocp_access_log_new(int fd)
+piocp_access_log *piocp_access_log_new(piocp_file fd)
 {
     piocp_access_log *log = calloc(1, sizeof *log);
     if (log == NULL)

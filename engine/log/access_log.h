@@ -10,15 +10,18 @@
 #ifndef PIOCP_ACCESS_LOG_H
 #define PIOCP_ACCESS_LOG_H
 
+#include "pyiocp.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
 typedef struct piocp_access_log piocp_access_log;
 
 /* Starts the writer thread for `fd`.  The descriptor stays the caller's:
- * it is not closed by piocp_access_log_free.  Returns NULL if memory or the
+ * it is not closed by piocp_access_log_free.  Windows: a synchronous
+ * handle (platform/file.h, piocp_file_write_all).  Returns NULL if memory or the
  * thread cannot be had. */
-piocp_access_log *piocp_access_log_new(int fd);
+piocp_access_log *piocp_access_log_new(piocp_file fd);
 
 /* Queues `len` bytes (normally one line ending in '\n') as one unit: all of
  * it is written, or none of it and the line is counted as dropped.

@@ -10,8 +10,12 @@
 #include "log/clf.h"
 #include "log/format.h"
 
+#ifdef _WIN32
+#include <ws2tcpip.h> /* inet_ntop, IN6_IS_ADDR_V4MAPPED */
+#else
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#endif
 #include <string.h>
 
 /* 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z. */

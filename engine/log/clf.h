@@ -6,9 +6,10 @@
 #ifndef PIOCP_LOG_CLF_H
 #define PIOCP_LOG_CLF_H
 
+#include "pyiocp.h" /* struct sockaddr_storage, socklen_t on every platform */
+
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/socket.h>
 
 /* Room for any line whose request line is at most n bytes (NUL included). */
 #define PIOCP_CLF_LINE_MAX(n) (128 + 4 * (size_t)(n))

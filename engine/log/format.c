@@ -10,8 +10,12 @@
 
 #include "log/format.h"
 
+#ifdef _WIN32
+#include <ws2tcpip.h> /* inet_ntop, IN6_IS_ADDR_V4MAPPED */
+#else
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#endif
 #include <stdio.h>
 #include <string.h>
 

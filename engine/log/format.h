@@ -5,8 +5,9 @@
 #ifndef PIOCP_LOG_FORMAT_H
 #define PIOCP_LOG_FORMAT_H
 
+#include "pyiocp.h" /* struct sockaddr_storage, socklen_t on every platform */
+
 #include <stddef.h>
-#include <sys/socket.h>
 
 /* "[" + IPv6 text + "]:" + port, NUL included, with room to spare. */
 #define PIOCP_LOG_PEER_MAX 64

@@ -92,6 +92,13 @@ void piocp_socket_shutdown_listener(piocp_socket fd);
  * failed), nothing more will come; false: it may send more. */
 bool piocp_socket_drain(piocp_socket fd);
 
+/* Sends what fits of `buf` now, never waiting: for a short refusal on a
+ * socket about to be closed (an HTTP 503).  Best effort: the bytes sent or
+ * -errno.  POSIX: MSG_DONTWAIT, and no SIGPIPE.  Windows: only when select
+ * says the socket is writable (a fresh one is), since its blocking mode
+ * cannot be read there. */
+ssize_t piocp_socket_send_now(piocp_socket fd, const void *buf, size_t len);
+
 /* POSIX only (readiness backends): one system call moving the request
  * forward by what `done` says it has sent: > 0 bytes moved, 0 the request
  * is complete, -errno (-EAGAIN: the socket is full).  A transmit whose

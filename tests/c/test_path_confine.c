@@ -3,7 +3,8 @@
  *
  * Build and run:
  *   gcc -std=c11 -D_GNU_SOURCE -Wall -Wextra -fsanitize=address,undefined -g \
- *       -Iengine tests/c/test_path_confine.c engine/files/path_confine.c -o /tmp/tpc
+ *       -Iengine tests/c/test_path_confine.c engine/platform/posix/path_confine.c \
+ *       engine/platform/posix/file.c engine/files/path_names.c -o /tmp/tpc
  *   /tmp/tpc
  *
  * Every case runs twice: with openat2 (where the kernel has it) and with

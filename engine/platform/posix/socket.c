@@ -104,6 +104,12 @@ void piocp_socket_shutdown_listener(piocp_socket fd)
     shutdown(fd, SHUT_RDWR);
 }
 
+ssize_t piocp_socket_send_now(piocp_socket fd, const void *buf, size_t len)
+{
+    ssize_t n = send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    return n < 0 ? -errno : n;
+}
+
 bool piocp_socket_drain(piocp_socket fd)
 {
     char scratch[4096];

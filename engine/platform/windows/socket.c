@@ -15,6 +15,7 @@
 #include <mswsock.h>
 #include <windows.h>
 
+#include <limits.h>
 #include <string.h>
 
 static int wsa_error(void) { return -piocp_error_from_win32((unsigned long)WSAGetLastError()); }
@@ -127,6 +128,21 @@ void piocp_socket_shutdown_listener(piocp_socket fd)
      * thread issued it; they complete with ERROR_OPERATION_ABORTED and the
      * backend sees the listener closed. */
     CancelIoEx((HANDLE)fd, NULL);
+}
+
+ssize_t piocp_socket_send_now(piocp_socket fd, const void *buf, size_t len)
+{
+    fd_set writable;
+    FD_ZERO(&writable);
+    FD_SET(fd, &writable);
+    struct timeval now = {0, 0};
+    int ready = select(0, NULL, &writable, NULL, &now);
+    if (ready == SOCKET_ERROR)
+        return wsa_error();
+    if (ready == 0)
+        return -PIOCP_EWOULDBLOCK;
+    int n = send(fd, buf, len > INT_MAX ? INT_MAX : (int)len, 0);
+    return n == SOCKET_ERROR ? wsa_error() : n;
 }
 
 bool piocp_socket_drain(piocp_socket fd)

@@ -10,26 +10,16 @@
  * code: the first only counts bytes, the second writes them into a buffer
  * of exactly that size.
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
-
 #include "protocols/http/listing.h"
+#include "platform/dir.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-static atomic_int force_stat;
 
 void piocp_http_listing_force_stat(int force)
 {
-    atomic_store_explicit(&force_stat, force != 0, memory_order_relaxed);
+    piocp_dir_list_force_stat(force);
 }
 
 /* ------------------------------------------------------------ reading -- */
@@ -64,9 +54,15 @@ static size_t grown(size_t cap, size_t need, size_t first)
     return n;
 }
 
-static int add_entry(listing *l, const char *name, int is_dir)
+/* One name from the platform's walk (piocp_dir_entry_fn): 1 stops it once
+ * the listing is full. */
+static int add_entry(void *user, const char *name, size_t len, bool is_dir)
 {
-    size_t len = strlen(name);
+    listing *l = user;
+    if (l->count == PIOCP_HTTP_LISTING_MAX) {
+        l->truncated = 1;
+        return 1;
+    }
     if (l->count == l->cap) {
         size_t cap = grown(l->cap, l->count + 1, 64);
         entry *e = realloc(l->entries, cap * sizeof *e);
@@ -89,50 +85,10 @@ static int add_entry(listing *l, const char *name, int is_dir)
     return 0;
 }
 
-static int entry_is_dir(DIR *d, const struct dirent *de)
+static int read_entries(piocp_file dir, listing *l)
 {
-    if (de->d_type != DT_UNKNOWN && !atomic_load_explicit(&force_stat, memory_order_relaxed))
-        return de->d_type == DT_DIR;
-    /* Not following a symbolic link: it is listed as what it is. */
-    struct stat st;
-    return fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-           S_ISDIR(st.st_mode);
-}
-
-static int read_entries(int dir_fd, listing *l)
-{
-    /* A descriptor of its own (not a dup, which would share the caller's
-     * file offset with every other thread listing the same directory). */
-    int fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    DIR *d = fdopendir(fd);
-    if (d == NULL) {
-        int err = errno;
-        close(fd);
-        return -err;
-    }
-    int rc = 0;
-    for (;;) {
-        errno = 0;
-        struct dirent *de = readdir(d);
-        if (de == NULL) {
-            rc = errno ? -errno : 0;
-            break;
-        }
-        const char *n = de->d_name;
-        if (n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0')))
-            continue;
-        if (l->count == PIOCP_HTTP_LISTING_MAX) {
-            l->truncated = 1;
-            break;
-        }
-        rc = add_entry(l, n, entry_is_dir(d, de));
-        if (rc < 0)
-            break;
-    }
-    closedir(d); /* closes fd */
-    return rc;
+    int rc = piocp_dir_list(dir, add_entry, l);
+    return rc > 0 ? 0 : rc; /* > 0: stopped when full */
 }
 
 static int by_name(const void *a, const void *b)
@@ -274,7 +230,7 @@ static void put_page(sink *out, const listing *l, const char *url_path, size_t u
     PUT_LIT(out, "<hr>\n</body>\n</html>\n");
 }
 
-int piocp_http_listing(int dir_fd, const char *url_path, size_t url_path_len, char **out,
+int piocp_http_listing(piocp_file dir, const char *url_path, size_t url_path_len, char **out,
                        size_t *out_len)
 {
     if (out == NULL || out_len == NULL)
@@ -286,7 +242,7 @@ int piocp_http_listing(int dir_fd, const char *url_path, size_t url_path_len, ch
         return -EINVAL;
 
     listing l = {0};
-    int rc = read_entries(dir_fd, &l);
+    int rc = read_entries(dir, &l);
     if (rc < 0) {
         listing_free(&l);
         return rc;

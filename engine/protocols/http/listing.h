@@ -6,17 +6,18 @@
 #ifndef PIOCP_HTTP_LISTING_H
 #define PIOCP_HTTP_LISTING_H
 
+#include "pyiocp.h"
+
 #include <stddef.h>
 
 /* At most this many entries are listed (then the page says so). */
 #define PIOCP_HTTP_LISTING_MAX 10000
 
 /*
- * Builds an HTML5 page listing the directory open at `dir_fd`, which stays
- * the caller's: it is neither closed nor moved (the directory is re-opened
- * through it as ".", so its file offset is untouched and any number of
- * threads may list the same descriptor at once; an O_PATH descriptor will
- * do).  `url_path` (url_path_len bytes, need not be NUL-terminated) is the
+ * Builds an HTML5 page listing the directory open at `dir`, which stays
+ * the caller's: it is neither closed nor moved (platform/dir.h re-opens it
+ * for an enumeration position of its own, so any number of threads may
+ * list the same directory at once; an O_PATH descriptor will do).  `url_path` (url_path_len bytes, need not be NUL-terminated) is the
  * decoded URL path of the directory, starting and ending with '/'; the
  * page is titled "Index of " + url_path.
  *
@@ -34,13 +35,14 @@
  * Returns 0 and stores in *out a malloc'd, NUL-terminated page (the caller
  * frees it) and in *out_len its length without the NUL; or returns -errno
  * (-EINVAL for a url_path that does not start and end with '/', -ENOMEM,
- * or what openat/readdir failed with) and stores NULL and 0.  Thread-safe.
+ * or what the directory walk failed with) and stores NULL and 0.  Thread-safe.
  */
-int piocp_http_listing(int dir_fd, const char *url_path, size_t url_path_len, char **out,
+int piocp_http_listing(piocp_file dir, const char *url_path, size_t url_path_len, char **out,
                        size_t *out_len);
 
-/* Test hook: non-zero makes every entry's type come from fstatat, as when
- * the file system reports DT_UNKNOWN; zero restores d_type. */
+/* Test hook (POSIX): non-zero makes every entry's type come from fstatat,
+ * as when the file system reports DT_UNKNOWN; zero restores d_type
+ * (piocp_dir_list_force_stat). */
 void piocp_http_listing_force_stat(int force);
 
 #endif /* PIOCP_HTTP_LISTING_H */

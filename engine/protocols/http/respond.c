@@ -15,6 +15,7 @@
 #include "log/clf.h"
 #include "protocols/http/mime_types.h"
 #include "files/path_confine.h"
+#include "files/path_names.h"
 #include "platform/threads.h"
 
 #include <errno.h>
@@ -25,7 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 /* Room for the status line and the headers we write, besides any
  * Location and the request line kept for the log. */
@@ -235,26 +235,25 @@ void http_response_free(http_response *r)
 
 /* ------------------------------------------------------- validators -- */
 
-static size_t format_etag(char out[64], const struct stat *st)
+static size_t format_etag(char out[64], const piocp_file_info *info)
 {
     /* strong: inode, size and mtime to the nanosecond change with any
      * rewrite that matters (nginx uses mtime-size; the inode also catches
      * a same-size replacement within one second) */
     size_t n = 0;
     out[n++] = '"';
-    n += put_hex(out + n, (uint64_t)st->st_ino);
+    n += put_hex(out + n, info->file_id);
     out[n++] = '-';
-    n += put_hex(out + n, (uint64_t)st->st_size);
+    n += put_hex(out + n, info->size);
     out[n++] = '-';
-    n += put_hex(out + n,
-                 (uint64_t)st->st_mtim.tv_sec * 1000000000u + (uint64_t)st->st_mtim.tv_nsec);
+    n += put_hex(out + n, (uint64_t)info->mtime_ns);
     out[n++] = '"';
     out[n] = '\0'; /* the 304 answer prints it with %s */
     return n; /* at most 3 * 16 + 4 bytes */
 }
 
 /* RFC 9110 13.2.2: If-None-Match first; If-Modified-Since only without it. */
-static bool not_modified(const http_request *req, const struct stat *st, const char *etag,
+static bool not_modified(const http_request *req, const piocp_file_info *info, const char *etag,
                          size_t etag_len)
 {
     if (req->if_none_match)
@@ -262,13 +261,13 @@ static bool not_modified(const http_request *req, const struct stat *st, const c
     int64_t since;
     if (req->if_modified_since &&
         http_parse_date(req->if_modified_since, req->if_modified_since_len, &since) == 0)
-        return (int64_t)st->st_mtim.tv_sec <= since;
+        return piocp_file_time_sec(info->mtime_ns) <= since;
     return false;
 }
 
 /* If-Range: the range holds only if the representation is the one the
  * client has (strong ETag match, or exactly the Last-Modified date). */
-static bool range_applies(const http_request *req, const struct stat *st, const char *etag,
+static bool range_applies(const http_request *req, const piocp_file_info *info, const char *etag,
                           size_t etag_len)
 {
     if (!req->if_range)
@@ -277,7 +276,7 @@ static bool range_applies(const http_request *req, const struct stat *st, const 
         return req->if_range_len == etag_len && memcmp(req->if_range, etag, etag_len) == 0;
     int64_t date;
     return http_parse_date(req->if_range, req->if_range_len, &date) == 0 &&
-           date == (int64_t)st->st_mtim.tv_sec;
+           date == piocp_file_time_sec(info->mtime_ns);
 }
 
 /* ------------------------------------------------------------ files -- */
@@ -287,12 +286,12 @@ static http_response *serve_file(piocp_file_cache *files, const http_request *re
                                  const char *path, size_t path_len,
                                  const piocp_cached_file *file, bool head_only, bool keep_alive)
 {
-    const struct stat *st = &file->st;
+    const piocp_file_info *info = &file->info;
     char etag[64];
-    size_t etag_len = format_etag(etag, st);
+    size_t etag_len = format_etag(etag, info);
     char modified[30];
-    size_t modified_len = http_format_date((int64_t)st->st_mtim.tv_sec, modified);
-    uint64_t size = (uint64_t)st->st_size;
+    size_t modified_len = http_format_date(piocp_file_time_sec(info->mtime_ns), modified);
+    uint64_t size = info->size;
 
     builder b;
     /* a small file's cached bytes go out with the header in one send */
@@ -301,7 +300,7 @@ static http_response *serve_file(piocp_file_cache *files, const http_request *re
         piocp_file_cache_release(files, file);
         return NULL;
     }
-    if (not_modified(req, st, etag, etag_len)) {
+    if (not_modified(req, info, etag, etag_len)) {
         add_status_and_common(&b, 304, keep_alive, req->minor_version);
         addf(&b, "Last-Modified: %s\r\nETag: %s\r\n\r\n", modified, etag);
         piocp_file_cache_release(files, file);
@@ -309,7 +308,7 @@ static http_response *serve_file(piocp_file_cache *files, const http_request *re
     }
     uint64_t start = 0, end = size ? size - 1 : 0;
     int range = 0;
-    if (req->range && !head_only && range_applies(req, st, etag, etag_len))
+    if (req->range && !head_only && range_applies(req, info, etag, etag_len))
         range = http_parse_range(req->range, req->range_len, size, &start, &end);
     if (range < 0) {
         piocp_file_cache_release(files, file);
@@ -352,19 +351,19 @@ static http_response *serve_listing(piocp_file root_dir, const http_request *req
                                     const char *path, size_t path_len, bool head_only,
                                     bool keep_alive)
 {
-    int dir_fd;
+    piocp_file dir;
     const char *reason;
-    if (piocp_open_dir_beneath(root_dir, path, path_len, &dir_fd, &reason) < 0)
+    if (piocp_open_dir_beneath(root_dir, path, path_len, &dir, &reason) < 0)
         return error_page(req, 404, keep_alive, "");
     /* the URL path as the client should see it, starting and ending in '/' */
-    char url[PATH_MAX + 2];
+    char url[PIOCP_SERVED_NAME_MAX + 2];
     int url_len = snprintf(url, sizeof url, "/%.*s%s", (int)path_len, path, path_len ? "/" : "");
     char *html = NULL;
     size_t html_len = 0;
     int rc = url_len > 0 && (size_t)url_len < sizeof url
-                 ? piocp_http_listing(dir_fd, url, (size_t)url_len, &html, &html_len)
+                 ? piocp_http_listing(dir, url, (size_t)url_len, &html, &html_len)
                  : -ENAMETOOLONG;
-    close(dir_fd);
+    piocp_file_close(dir);
     if (rc < 0)
         return error_page(req, rc == -EACCES ? 403 : 500, keep_alive, "");
     builder b;
@@ -443,7 +442,7 @@ static http_response *serve_directory(const piocp_http_server *s, const http_req
                                       bool keep_alive)
 {
     static const char index_name[] = "index.html";
-    char index[PATH_MAX];
+    char index[PIOCP_SERVED_NAME_MAX];
     if (path_len + 1 + sizeof index_name > sizeof index)
         return error_page(req, 414, keep_alive, "");
     size_t index_len = 0;
@@ -472,7 +471,7 @@ http_response *http_respond(const piocp_http_server *s, const http_request *req)
     bool head_only = method_is(req, "HEAD");
     if (!head_only && !method_is(req, "GET"))
         return error_page(req, 405, keep_alive, "Allow: GET, HEAD\r\n");
-    char path[PATH_MAX];
+    char path[PIOCP_SERVED_NAME_MAX];
     size_t path_len;
     bool trailing_slash;
     int rc = http_decode_path(req->target, req->target_len, path, sizeof path, &path_len,

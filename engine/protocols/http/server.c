@@ -10,12 +10,11 @@
 #define _GNU_SOURCE
 #endif
 #include "protocols/http/internal.h"
+#include "platform/platform.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
 
 #define DEFAULT_MAX_HEAD 8192
 #define DEFAULT_HEADER_TIMEOUT_MS 10000
@@ -252,7 +251,7 @@ static void on_connection(piocp_listener *listener, piocp_conn *conn, void *user
 }
 
 /* Over max_connections: say so (503) instead of a bare close. */
-static void on_refused(piocp_listener *listener, int fd, void *user)
+static void on_refused(piocp_listener *listener, piocp_socket fd, void *user)
 {
     (void)listener;
     (void)user;
@@ -261,7 +260,7 @@ static void on_refused(piocp_listener *listener, int fd, void *user)
                                "Content-Length: 20\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
                                "503 server is busy\r\n";
     /* best effort: a fresh socket's buffer takes this without blocking */
-    (void)!send(fd, busy, sizeof busy - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)piocp_socket_send_now(fd, busy, sizeof busy - 1);
 }
 
 const piocp_listener_callbacks piocp_http_server_callbacks = {

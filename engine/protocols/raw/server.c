@@ -25,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define DEFAULT_MAX_NAME 1024
 #define LIMIT_MAX_NAME PIOCP_RAW_MAX_NAME
@@ -238,7 +237,7 @@ static void answer_name(raw_conn *rc, const char *name, size_t name_len)
     }
     bool small = file->bytes != NULL;
     raw_reply *reply = reply_new(rc, name, name_len, NULL, file->bytes,
-                                 small ? (size_t)file->st.st_size : 0);
+                                 small ? (size_t)file->info.size : 0);
     if (reply == NULL) {
         piocp_file_cache_release(rc->server->root.files, file);
         rc->want_abort = true;
@@ -255,7 +254,7 @@ static void answer_name(raw_conn *rc, const char *name, size_t name_len)
      * that shrank while being sent would look complete to the client.  With
      * a count the transmit fails instead, and the connection is aborted. */
     reply->file = file;
-    reply->expected = (uint64_t)file->st.st_size;
+    reply->expected = file->info.size;
     reply_post(rc, reply);
 }
 
@@ -460,8 +459,8 @@ int piocp_raw_server_new(piocp_raw_server **out, const char *root, const piocp_r
         server->max_name = LIMIT_MAX_NAME;
     /* The protocol carries no length: the client knows a file's size from
      * elsewhere and reads that many bytes, so an answer of a file's
-     * previous size would desynchronise it.  Every hit is checked (one
-     * fstat), so that a file changed before its request is served as it
+     * previous size would desynchronise it.  Every hit is checked (the
+     * open file's info read again), so that a file changed before its request is served as it
      * is now. */
     int rc = piocp_served_root_open(&server->root, root, options->access_log_fd, 0);
     if (rc < 0) {

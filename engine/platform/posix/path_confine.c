@@ -1,5 +1,6 @@
 /*
- * path_confine.c - open a client-supplied name strictly inside a root.
+ * path_confine.c (POSIX) - open a client-supplied name strictly inside a
+ * root (files/path_confine.h).
  *
  * The kernel does the confinement (openat2 RESOLVE_BENEATH) rather than a
  * string check, because only the kernel can see symbolic links and renames
@@ -199,11 +200,11 @@ static int open_resolved(int root_fd, char *path, int *out_fd, const char **reas
     return walk_open(root_fd, path, out_fd, reason);
 }
 
-/* Checks the name, opens it beneath the root and fstats the descriptor:
- * the part both public openers share.  The kind of file is checked on the
- * open descriptor, not the name, so nothing can be swapped in between. */
+/* Checks the name, opens it beneath the root and reads its info: the part
+ * both public openers share.  The kind of file is checked on the open
+ * descriptor, not the name, so nothing can be swapped in between. */
 static int open_and_stat(int root_fd, const char *name, size_t name_len, int *out_fd,
-                         const char **reason, struct stat *st)
+                         const char **reason, piocp_file_info *info)
 {
     *out_fd = -1;
     int rc = check_name(name, name_len, reason);
@@ -216,36 +217,37 @@ static int open_and_stat(int root_fd, const char *name, size_t name_len, int *ou
     rc = open_resolved(root_fd, path, &fd, reason);
     if (rc < 0)
         return rc;
-    if (fstat(fd, st) < 0) {
-        int err = errno;
+    rc = piocp_file_get_info(fd, info);
+    if (rc < 0) {
         close(fd);
-        return fail(err, reason_for(err), reason);
+        return fail(-rc, reason_for(-rc), reason);
     }
     *out_fd = fd;
     return 0;
 }
 
-int piocp_open_beneath(int root_fd, const char *name, size_t name_len, int *out_fd,
-                       const char **reason, struct stat *st_out)
+int piocp_open_beneath(piocp_file root_fd, const char *name, size_t name_len, piocp_file *out_fd,
+                       const char **reason, piocp_file_info *info_out)
 {
     *out_fd = -1;
-    struct stat st;
+    piocp_file_info info;
     int fd;
-    int rc = open_and_stat(root_fd, name, name_len, &fd, reason, &st);
+    int rc = open_and_stat(root_fd, name, name_len, &fd, reason, &info);
     if (rc < 0)
         return rc;
-    if (!S_ISREG(st.st_mode)) {
+    if (info.kind != PIOCP_FILE_REGULAR) {
         close(fd);
-        return fail(S_ISDIR(st.st_mode) ? EISDIR : EINVAL, "not a regular file", reason);
+        return fail(info.kind == PIOCP_FILE_DIRECTORY ? EISDIR : EINVAL, "not a regular file",
+                    reason);
     }
     *out_fd = fd;
-    if (st_out)
-        *st_out = st;
+    if (info_out)
+        *info_out = info;
     return 0;
 }
 
-int piocp_open_dir_beneath(int root_fd, const char *name, size_t name_len, int *out_fd,
-                           const char **reason)
+int piocp_open_dir_beneath(piocp_file root_fd, const char *name, size_t name_len,
+                           piocp_file *out_fd, const char **reason)
 {
     *out_fd = -1;
     if (name_len == 0) {
@@ -255,12 +257,12 @@ int piocp_open_dir_beneath(int root_fd, const char *name, size_t name_len, int *
         *out_fd = fd;
         return 0;
     }
-    struct stat st;
+    piocp_file_info info;
     int fd;
-    int rc = open_and_stat(root_fd, name, name_len, &fd, reason, &st);
+    int rc = open_and_stat(root_fd, name, name_len, &fd, reason, &info);
     if (rc < 0)
         return rc;
-    if (!S_ISDIR(st.st_mode)) {
+    if (info.kind != PIOCP_FILE_DIRECTORY) {
         close(fd);
         return fail(ENOTDIR, "not a directory", reason);
     }
