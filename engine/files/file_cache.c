@@ -17,9 +17,9 @@
 #include "platform/file_watch.h"
 #include "platform/platform.h"
 #include "platform/threads.h"
+#include "platform/atomics.h"
 
 #include <errno.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>

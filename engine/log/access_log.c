@@ -12,8 +12,8 @@
 #include "log/access_log.h"
 #include "platform/file.h"
 #include "platform/threads.h"
+#include "platform/atomics.h"
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>

@@ -6,6 +6,7 @@
 #define PYIOCP_TEST_BACKEND_H
 
 #include "pyiocp.h"
+#include "test_net.h"
 #include "test_util.h"
 
 static inline int run_backend_test_case(const test_case *cases, int argc, char **argv,
@@ -39,19 +40,6 @@ static inline piocp_engine *new_engine(const char *backend, int threads)
     piocp_engine *e = NULL;
     CHECK(piocp_engine_new(&e, &cfg) == 0);
     return e;
-}
-
-/* Listens on 127.0.0.1 (any port); returns the port. */
-static inline int listen_loopback(piocp_engine *e, const piocp_listener_callbacks *callbacks,
-                                  void *user)
-{
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    piocp_listener *l = NULL;
-    CHECK(piocp_listen(e, (struct sockaddr *)&addr, sizeof addr, 128, callbacks, user, &l) == 0);
-    struct sockaddr_storage bound;
-    socklen_t len;
-    CHECK(piocp_listener_address(l, &bound, &len) == 0);
-    return ntohs(((struct sockaddr_in *)&bound)->sin_port);
 }
 
 #endif

@@ -105,7 +105,7 @@ static void fixture_open(fixture *f, int threads)
     memset(f, 0, sizeof *f);
     f->fds = count_fds();
     f->engine = new_engine(backend, threads);
-    int port = listen_loopback(f->engine, &callbacks, &f->s);
+    int port = engine_listen_loopback(f->engine, &callbacks, &f->s);
     CHECK(piocp_engine_start(f->engine) == 0);
     f->client = connect_loopback(port);
     long long deadline = now_ms() + 5000;

@@ -21,20 +21,6 @@
 
 static piocp_engine *start_engine(int threads) { return engine_on_backend(threads, NULL); }
 
-static int listen_on(piocp_engine *e, const piocp_listener_callbacks *cb)
-{
-    struct sockaddr_in addr;
-    memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    piocp_listener *l = NULL;
-    CHECK(piocp_listen(e, (struct sockaddr *)&addr, sizeof addr, 128, cb, NULL, &l) == 0);
-    struct sockaddr_storage bound;
-    socklen_t len;
-    CHECK(piocp_listener_address(l, &bound, &len) == 0);
-    return ntohs(((struct sockaddr_in *)&bound)->sin_port);
-}
-
 typedef struct client_args {
     int port, messages;
 } client_args;
@@ -58,7 +44,7 @@ static void *echo_client(void *arg)
 static void run_echo(int threads, int clients, int messages)
 {
     piocp_engine *e = start_engine(threads);
-    int port = listen_on(e, &echo_callbacks);
+    int port = engine_listen_loopback(e, &echo_callbacks, NULL);
     CHECK(piocp_engine_start(e) == 0);
     piocp_thread *t = calloc((size_t)clients, sizeof *t);
     client_args args = {.port = port, .messages = messages};
@@ -96,7 +82,7 @@ static void test_many_clients(void) { run_echo(3, 50, 20); }
 static void test_stop_cancels_recv(void)
 {
     piocp_engine *e = start_engine(2);
-    int port = listen_on(e, &echo_callbacks);
+    int port = engine_listen_loopback(e, &echo_callbacks, NULL);
     CHECK(piocp_engine_start(e) == 0);
     piocp_socket clients[5];
     for (int i = 0; i < 5; i++)
@@ -183,7 +169,7 @@ static void test_half_close(void)
 {
     static const piocp_listener_callbacks callbacks = {.on_connection = half_on_connection};
     piocp_engine *e = start_engine(2);
-    int port = listen_on(e, &callbacks);
+    int port = engine_listen_loopback(e, &callbacks, NULL);
     CHECK(piocp_engine_start(e) == 0);
     piocp_socket fd = net_connect_loopback(port);
     CHECK(net_send_all(fd, "first", 5) == 0);

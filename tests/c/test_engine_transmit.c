@@ -150,20 +150,6 @@ static piocp_engine *start_engine(void)
     return engine_on_backend(2, &cfg);
 }
 
-static int listen_on(piocp_engine *e)
-{
-    struct sockaddr_in addr;
-    memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    piocp_listener *l = NULL;
-    CHECK(piocp_listen(e, (struct sockaddr *)&addr, sizeof addr, 16, &callbacks, NULL, &l) == 0);
-    struct sockaddr_storage bound;
-    socklen_t len;
-    CHECK(piocp_listener_address(l, &bound, &len) == 0);
-    return ntohs(((struct sockaddr_in *)&bound)->sin_port);
-}
-
 /* -------------------------------------------------------------- run -- */
 
 typedef struct tx_case {
@@ -200,7 +186,7 @@ static void run_case(const tx_case *t)
     S.count = t->count;
     S.empty_first = t->empty_first;
     piocp_engine *e = start_engine();
-    int port = listen_on(e);
+    int port = engine_listen_loopback(e, &callbacks, NULL);
     CHECK(piocp_engine_start(e) == 0);
     piocp_socket fd = net_connect_loopback(port);
 

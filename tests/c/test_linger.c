@@ -106,7 +106,7 @@ static void linger_runs_out(bool recv_first)
     int fds = count_fds();
     closer c = {.recv_first = recv_first};
     piocp_engine *e = engine_with_linger(300);
-    int port = listen_loopback(e, &callbacks, &c);
+    int port = engine_listen_loopback(e, &callbacks, &c);
     CHECK(piocp_engine_start(e) == 0);
     long long t0 = now_ms();
     int fd = connect_loopback(port);
@@ -141,7 +141,7 @@ static void test_peer_closes_first(void)
     int fds = count_fds();
     closer c = {0};
     piocp_engine *e = engine_with_linger(10000);
-    int port = listen_loopback(e, &callbacks, &c);
+    int port = engine_listen_loopback(e, &callbacks, &c);
     CHECK(piocp_engine_start(e) == 0);
     int fd = connect_loopback(port);
     expect_hello_then_eof(fd);
@@ -169,7 +169,7 @@ static void stop_while_lingering(bool recv_first)
     int ports[CONNS];
     for (int i = 0; i < CONNS; i++) {
         c[i] = (closer){.recv_first = recv_first};
-        ports[i] = listen_loopback(e, &callbacks, &c[i]);
+        ports[i] = engine_listen_loopback(e, &callbacks, &c[i]);
     }
     CHECK(piocp_engine_start(e) == 0);
     for (int i = 0; i < CONNS; i++) {
@@ -239,7 +239,7 @@ static void deadline_case(bool graceful)
     int fds = count_fds();
     waiter w = {.graceful = graceful};
     piocp_engine *e = engine_with_linger(300);
-    int port = listen_loopback(e, &waiter_callbacks, &w);
+    int port = engine_listen_loopback(e, &waiter_callbacks, &w);
     CHECK(piocp_engine_start(e) == 0);
     int fd = connect_loopback(port);
     char in[4];

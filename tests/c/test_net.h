@@ -77,6 +77,22 @@ static inline int net_recv_exact(piocp_socket fd, void *buf, size_t len)
     return 0;
 }
 
+/* Listens with `e` on 127.0.0.1 (any port); returns the port. */
+static inline int engine_listen_loopback(piocp_engine *e, const piocp_listener_callbacks *callbacks,
+                                         void *user)
+{
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    piocp_listener *l = NULL;
+    CHECK(piocp_listen(e, (struct sockaddr *)&addr, sizeof addr, 128, callbacks, user, &l) == 0);
+    struct sockaddr_storage bound;
+    socklen_t len;
+    CHECK(piocp_listener_address(l, &bound, &len) == 0);
+    return ntohs(((struct sockaddr_in *)&bound)->sin_port);
+}
+
 /* What one recv returns: > 0 bytes, 0 EOF, < 0 an error (a reset). */
 static inline int net_recv_some(piocp_socket fd, void *buf, size_t len)
 {

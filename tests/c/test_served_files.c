@@ -333,20 +333,6 @@ static void test_listing(void)
 
 /* ---------------------------------------------------------- serving -- */
 
-static int listen_with(piocp_engine *e, const piocp_listener_callbacks *callbacks, void *user)
-{
-    struct sockaddr_in addr;
-    memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    piocp_listener *l = NULL;
-    CHECK(piocp_listen(e, (struct sockaddr *)&addr, sizeof addr, 16, callbacks, user, &l) == 0);
-    struct sockaddr_storage bound;
-    socklen_t len;
-    CHECK(piocp_listener_address(l, &bound, &len) == 0);
-    return ntohs(((struct sockaddr_in *)&bound)->sin_port);
-}
-
 static piocp_engine *start_engine(void)
 {
     piocp_config cfg;
@@ -410,7 +396,7 @@ static void test_http_serve(void)
     options.access_log_fd = tree_open_log(&t, "access.log");
     CHECK(piocp_http_server_new(&server, t.root, &options) == 0);
     piocp_engine *e = start_engine();
-    int port = listen_with(e, &piocp_http_server_callbacks, server);
+    int port = engine_listen_loopback(e, &piocp_http_server_callbacks, server);
     CHECK(piocp_engine_start(e) == 0);
 
     size_t len;
@@ -502,7 +488,7 @@ static void test_raw_serve(void)
     piocp_raw_options_init(&options);
     CHECK(piocp_raw_server_new(&server, t.root, &options) == 0);
     piocp_engine *e = start_engine();
-    int port = listen_with(e, &piocp_raw_server_callbacks, server);
+    int port = engine_listen_loopback(e, &piocp_raw_server_callbacks, server);
     CHECK(piocp_engine_start(e) == 0);
 
     piocp_socket s = net_connect_loopback(port);

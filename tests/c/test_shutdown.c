@@ -147,7 +147,7 @@ static void test_half_close(void)
     int fds = count_fds();
     fill_payload();
     piocp_engine *e = new_engine(backend, 2);
-    int port = listen_loopback(e, &callbacks, &server);
+    int port = engine_listen_loopback(e, &callbacks, &server);
     CHECK(piocp_engine_start(e) == 0);
     int fd = connect_loopback(port);
     CHECK(read_to_eof(fd) == PAYLOAD);
@@ -177,7 +177,7 @@ static void test_shutdown_then_close(void)
     server.close_at_once = true;
     fill_payload();
     piocp_engine *e = new_engine(backend, 2);
-    int port = listen_loopback(e, &callbacks, &server);
+    int port = engine_listen_loopback(e, &callbacks, &server);
     CHECK(piocp_engine_start(e) == 0);
     int fd = connect_loopback(port);
     CHECK(read_to_eof(fd) == PAYLOAD);

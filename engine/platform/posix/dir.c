@@ -5,11 +5,11 @@
 #define _GNU_SOURCE
 #endif
 #include "platform/dir.h"
+#include "platform/atomics.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdatomic.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>

@@ -14,11 +14,11 @@
 
 #include "files/path_confine.h"
 #include "files/path_names.h"
+#include "platform/atomics.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>

@@ -9,8 +9,8 @@
 #include "pyiocp.h"
 #include "files/served_root.h"
 #include "protocols/http/parser.h"
+#include "platform/atomics.h"
 
-#include <stdatomic.h>
 #include <stdbool.h>
 
 struct piocp_http_server {

@@ -17,10 +17,10 @@
 #include "platform/platform.h"
 #include "files/served_root.h"
 #include "log/format.h"
+#include "platform/atomics.h"
 
 #include <errno.h>
 #include <limits.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
