@@ -506,6 +506,8 @@ void piocp_raw_server_free(piocp_raw_server *server);
 extern const piocp_listener_callbacks piocp_raw_server_callbacks;
 /* Transfers answered so far (files sent + error lines), for tests/stats. */
 uint64_t piocp_raw_server_requests(const piocp_raw_server *server);
+/* As piocp_http_server_swap_access_log. */
+piocp_file piocp_raw_server_swap_access_log(piocp_raw_server *server, piocp_file fd);
 
 /* ------------------------------------------ native HTTP/1.1 file server -- */
 /*
@@ -518,14 +520,33 @@ uint64_t piocp_raw_server_requests(const piocp_raw_server *server);
  */
 typedef struct piocp_http_server piocp_http_server;
 
+/* The native HTTP server's access-log formats.  No client byte can forge
+ * or split a line in any of them (each escapes quotes, backslashes,
+ * control and non-ASCII bytes), and a line is bounded: long fields are
+ * cut, never the framing. */
+typedef enum piocp_log_format {
+    /* Common Log Format, as Apache's "common":
+     *   127.0.0.1 - - [10/Oct/2000:13:55:36 +0000] "GET /a HTTP/1.1" 200 2326 */
+    PIOCP_LOG_COMMON = 0,
+    /* nginx's default "combined": common + ` "Referer" "User-Agent"`,
+     * "-" for a header that was not sent. */
+    PIOCP_LOG_COMBINED = 1,
+    /* One JSON object per line: remote_addr, time (RFC 3339, UTC), method,
+     * target, protocol, status, bytes, referer, user_agent, duration_us
+     * (from the complete request head to the answer's last byte handed to
+     * the kernel).  Invalid UTF-8 bytes are written as \u00XX of the byte. */
+    PIOCP_LOG_JSON = 2,
+} piocp_log_format;
+
 typedef struct piocp_http_options {
     int listing;               /* 1: list directories without index.html; 0: 403 */
     size_t max_head;           /* request line + headers, bytes; 0 = 8192 */
     int header_timeout_ms;     /* a request head must arrive within this; 0 = 10 s */
     int keepalive_timeout_ms;  /* idle time between requests; 0 = 15 s */
     uint64_t max_discard;      /* request body bytes read and dropped on GET/HEAD; 0 = 64 KiB */
-    /* Common Log Format lines go here; PIOCP_INVALID_FILE = none.  Windows:
-     * a synchronous handle (as _get_osfhandle gives for a C runtime file). */
+    /* Access lines go here, in `log_format`; PIOCP_INVALID_FILE = none.
+     * Windows: a synchronous handle (as _get_osfhandle gives for a C
+     * runtime file). */
     piocp_file access_log_fd;
     /* How long a cached open file is trusted without a system call, in ms:
      * inotify drops it on a change (Linux; Windows has no such notice, so
@@ -533,6 +554,8 @@ typedef struct piocp_http_options {
      * after its last check the name is opened again and compared.  0: every request also
      * checks the open file with fstat; < 0: the default (1000). */
     int cache_valid_ms;
+    /* A piocp_log_format: how each access line is written. */
+    int log_format;
 } piocp_http_options;
 
 /* Fills `options` with the defaults (listing on, the limits above, no
@@ -545,6 +568,14 @@ void piocp_http_server_free(piocp_http_server *server);
 extern const piocp_listener_callbacks piocp_http_server_callbacks;
 /* Responses sent so far (any status). */
 uint64_t piocp_http_server_requests(const piocp_http_server *server);
+/* Hands the access log a new descriptor (the log file opened again after
+ * logrotate moved it away) and returns the previous one, which the server
+ * no longer uses, for the caller to close.  Lines logged before the call
+ * go to the previous descriptor, later ones to `fd`; none is lost or
+ * split.  Waits until the earlier lines are written.  From any thread
+ * while the server exists.  Without an access log: returns
+ * PIOCP_INVALID_FILE and `fd` is not used. */
+piocp_file piocp_http_server_swap_access_log(piocp_http_server *server, piocp_file fd);
 
 #ifdef __cplusplus
 }

@@ -29,6 +29,11 @@ int piocp_served_root_open(piocp_served_root *root, const char *path, piocp_file
     return rc;
 }
 
+piocp_file piocp_served_root_swap_log(piocp_served_root *root, piocp_file fd)
+{
+    return root->log ? piocp_access_log_swap(root->log, fd) : PIOCP_INVALID_FILE;
+}
+
 void piocp_served_root_close(piocp_served_root *root)
 {
     piocp_access_log_free(root->log); /* writes out what is queued */

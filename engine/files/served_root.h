@@ -27,6 +27,9 @@ typedef struct piocp_served_root {
 int piocp_served_root_open(piocp_served_root *root, const char *path, piocp_file access_log_fd,
                            int cache_valid_ms);
 
+/* piocp_access_log_swap, or PIOCP_INVALID_FILE without an access log. */
+piocp_file piocp_served_root_swap_log(piocp_served_root *root, piocp_file fd);
+
 /* Writes out the access log, then frees the cache and closes the root.
  * Only once no connection uses them. */
 void piocp_served_root_close(piocp_served_root *root);

@@ -28,6 +28,15 @@ struct piocp_access_log {
     piocp_mutex lock;
     piocp_cond wake;
     bool stop;
+    /* A swap (piocp_access_log_swap): the writer sends `swap_left` more
+     * bytes, the lines queued before it, to `fd`, then moves to `next_fd`
+     * and signals `swapped`.  Producers append whole lines, so that point
+     * is a line boundary even when the ring wraps inside a line. */
+    bool swap_pending;
+    size_t swap_left;
+    piocp_file next_fd;
+    piocp_cond swapped;
+    uint64_t swaps; /* completed, so a waiter knows its own is done */
     /* Bytes [head, head + used) (modulo capacity) are queued.  The writer
      * thread reads them without the lock: producers only ever touch the
      * free part of the ring. */
@@ -55,18 +64,32 @@ static void *writer_main(void *arg)
 
     piocp_mutex_lock(&log->lock);
     for (;;) {
-        while (log->used == 0 && !log->stop)
+        if (log->swap_pending && log->swap_left == 0) {
+            log->fd = log->next_fd;
+            log->swap_pending = false;
+            log->swaps++;
+            piocp_cond_broadcast(&log->swapped);
+        }
+        while (log->used == 0 && !log->stop && !log->swap_pending)
             piocp_cond_wait(&log->wake, &log->lock);
-        if (log->used == 0)
+        if (log->used == 0 && !log->swap_pending)
             break; /* stopping, and everything is out */
+        if (log->used == 0)
+            continue; /* a swap with nothing before it */
 
         /* One contiguous run per write(): the whole backlog when it does
-         * not wrap, so lines go out in batches. */
+         * not wrap, so lines go out in batches; up to the swap point when
+         * a swap waits. */
         size_t start = log->head;
         size_t n = log->used < log->capacity - start ? log->used : log->capacity - start;
+        if (log->swap_pending && n > log->swap_left)
+            n = log->swap_left;
+        if (log->swap_pending)
+            log->swap_left -= n;
+        piocp_file fd = log->fd; /* only this thread changes it */
         piocp_mutex_unlock(&log->lock);
 
-        size_t written = piocp_file_write_all(log->fd, log->ring + start, n);
+        size_t written = piocp_file_write_all(fd, log->ring + start, n);
         if (written < n) {
             /* Counting newlines in what is thrown away keeps the figure in
              * lines even when a line was split by the wrap-around. */
@@ -98,6 +121,8 @@ piocp_access_log *piocp_access_log_new(piocp_file fd)
         goto fail_mutex;
     if (piocp_cond_init(&log->wake) != 0)
         goto fail_cond;
+    if (piocp_cond_init(&log->swapped) != 0)
+        goto fail_swapped;
 
     /* The writer thread blocks every signal (piocp_thread_start):
      * asynchronous signals belong to the application's own threads (Python
@@ -108,6 +133,8 @@ piocp_access_log *piocp_access_log_new(piocp_file fd)
     return log;
 
 fail_thread:
+    piocp_cond_destroy(&log->swapped);
+fail_swapped:
     piocp_cond_destroy(&log->wake);
 fail_cond:
     piocp_mutex_destroy(&log->lock);
@@ -138,6 +165,24 @@ void piocp_access_log_write(piocp_access_log *log, const char *line, size_t len)
     piocp_mutex_unlock(&log->lock);
 }
 
+piocp_file piocp_access_log_swap(piocp_access_log *log, piocp_file fd)
+{
+    piocp_mutex_lock(&log->lock);
+    /* One swap at a time: a second caller waits for the first's. */
+    while (log->swap_pending)
+        piocp_cond_wait(&log->swapped, &log->lock);
+    piocp_file old = log->fd;
+    log->swap_pending = true;
+    log->swap_left = log->used;
+    log->next_fd = fd;
+    uint64_t mine = log->swaps + 1;
+    piocp_cond_signal(&log->wake);
+    while (log->swaps < mine)
+        piocp_cond_wait(&log->swapped, &log->lock);
+    piocp_mutex_unlock(&log->lock);
+    return old;
+}
+
 uint64_t piocp_access_log_dropped(const piocp_access_log *log)
 {
     return atomic_load_explicit(&log->dropped, memory_order_relaxed);
@@ -153,6 +198,7 @@ void piocp_access_log_free(piocp_access_log *log)
     piocp_mutex_unlock(&log->lock);
     piocp_thread_join(&log->thread);
 
+    piocp_cond_destroy(&log->swapped);
     piocp_cond_destroy(&log->wake);
     piocp_mutex_destroy(&log->lock);
     free(log->ring);

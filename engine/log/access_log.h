@@ -28,6 +28,16 @@ piocp_access_log *piocp_access_log_new(piocp_file fd);
  * Thread-safe; never blocks on the descriptor. */
 void piocp_access_log_write(piocp_access_log *log, const char *line, size_t len);
 
+/* Hands the writer a new descriptor (the log file opened again after
+ * logrotate renamed it, say) and returns the previous one, no longer used,
+ * for the caller to close.  Every line queued before the call goes to the
+ * previous descriptor, every later one to `fd`: lines are never split
+ * between the two, and none is lost by the swap.  Waits until the writer
+ * has written the earlier lines (as long as the previous descriptor makes
+ * it wait).  Thread-safe; not from the writer thread, nor after
+ * piocp_access_log_free. */
+piocp_file piocp_access_log_swap(piocp_access_log *log, piocp_file fd);
+
 /* Lines dropped so far: ring full, or the descriptor refused the bytes. */
 uint64_t piocp_access_log_dropped(const piocp_access_log *log);
 

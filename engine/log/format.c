@@ -1,5 +1,7 @@
 /*
- * log_format.c - peer addresses and escaped names for access-log lines.
+ * log_format.c - the pieces every access-log format is made of: peer
+ * addresses, escaped client bytes, UTC dates and numbers, written by hand
+ * (no stdio on the per-line path, no locale, no time zone database).
  *
  * Client-supplied bytes are escaped before they reach the log so that a
  * name cannot forge extra lines or terminal escapes in it.
@@ -58,4 +60,110 @@ size_t piocp_log_escape(char *dst, const char *src, size_t len)
         }
     }
     return (size_t)(d - dst);
+}
+
+size_t piocp_log_escape_cut(char *dst, size_t cap, const char *src, size_t len, size_t *used)
+{
+    size_t out = 0, i = 0;
+    /* Whole input when it surely fits; byte by byte only near the edge. */
+    if (len <= cap / PIOCP_LOG_ESCAPED_MAX(1)) {
+        out = piocp_log_escape(dst, src, len);
+        i = len;
+    } else {
+        for (; i < len; i++) {
+            char esc[PIOCP_LOG_ESCAPED_MAX(1)];
+            size_t n = piocp_log_escape(esc, src + i, 1);
+            if (n > cap - out)
+                break;
+            memcpy(dst + out, esc, n);
+            out += n;
+        }
+    }
+    if (used)
+        *used = i;
+    return out;
+}
+
+size_t piocp_log_host(char out[PIOCP_LOG_HOST_MAX], const struct sockaddr_storage *peer,
+                      socklen_t peer_len)
+{
+    char ip[INET6_ADDRSTRLEN] = "";
+    const char *text = NULL;
+    if (peer == NULL) {
+        /* "-" */
+    } else if (peer_len >= (socklen_t)sizeof(struct sockaddr_in) &&
+               peer->ss_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)peer;
+        text = inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof ip);
+    } else if (peer_len >= (socklen_t)sizeof(struct sockaddr_in6) &&
+               peer->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)peer;
+        if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
+            text = inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12], ip, sizeof ip);
+        else
+            text = inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof ip);
+    }
+    size_t n = text ? strlen(ip) : 0;
+    if (n == 0 || n > PIOCP_LOG_HOST_MAX) {
+        out[0] = '-';
+        return 1;
+    }
+    memcpy(out, ip, n);
+    return n;
+}
+
+/* 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z. */
+#define LOG_TIME_MIN INT64_C(-62167219200)
+#define LOG_TIME_MAX INT64_C(253402300799)
+
+/* Floor division for a positive divisor. */
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    return a / b - (a % b < 0);
+}
+
+void piocp_log_utc(int64_t t, piocp_log_time *out)
+{
+    if (t < LOG_TIME_MIN)
+        t = LOG_TIME_MIN;
+    if (t > LOG_TIME_MAX)
+        t = LOG_TIME_MAX;
+    int64_t days = floor_div(t, 86400), secs = t - days * 86400;
+    /* The proleptic Gregorian date `days` days after 1970-01-01, computed
+     * in 400-year cycles that start on a 1 March (so the leap day ends a
+     * year). */
+    int64_t z = days + 719468;                 /* days since 0000-03-01 */
+    int64_t cycle = floor_div(z, 146097);
+    int64_t doc = z - cycle * 146097;          /* day of cycle, [0, 146096] */
+    int64_t yoc = (doc - doc / 1460 + doc / 36524 - doc / 146096) / 365; /* [0, 399] */
+    int64_t doy = doc - (365 * yoc + yoc / 4 - yoc / 100); /* from 1 March, [0, 365] */
+    int64_t mp = (5 * doy + 2) / 153;          /* month from March, [0, 11] */
+    out->day = (int)(doy - (153 * mp + 2) / 5 + 1);
+    out->month = (int)(mp < 10 ? mp + 3 : mp - 9);
+    out->year = (int)(yoc + cycle * 400 + (out->month <= 2));
+    out->hour = (int)(secs / 3600);
+    out->minute = (int)(secs / 60 % 60);
+    out->second = (int)(secs % 60);
+}
+
+char *piocp_log_put_digits(char *p, unsigned v, int width)
+{
+    for (int i = width - 1; i >= 0; i--) {
+        p[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+    return p + width;
+}
+
+char *piocp_log_put_u64(char *p, uint64_t v)
+{
+    char tmp[20];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
 }

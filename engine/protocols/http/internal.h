@@ -19,6 +19,10 @@ struct piocp_http_server {
     size_t max_head;
     int header_timeout_ms, keepalive_timeout_ms;
     uint64_t max_discard;
+    int log_format;   /* piocp_log_format */
+    /* An access log whose format shows Referer and User-Agent: only then
+     * does a request pay for keeping them (http_keep_log_fields). */
+    bool log_fields;
     _Atomic uint64_t requests;
 };
 
@@ -37,6 +41,11 @@ typedef struct http_response {
     size_t head_len;               /* bytes of data[] to send before the file */
     uint64_t body_bytes;           /* for the log: body bytes this answer carries */
     size_t request_line_len;       /* after head_len bytes in data[] */
+    /* Kept only by http_keep_log_fields: Referer and User-Agent after the
+     * request line (lengths capped), and when the request was read. */
+    size_t referer_len, user_agent_len;
+    bool has_referer, has_user_agent;
+    long long started_us;          /* piocp_monotonic_us; 0: not measured */
     int status;
     bool close_after;
     char data[];
@@ -48,6 +57,11 @@ http_response *http_respond(const piocp_http_server *server, const http_request 
  * closes after it. */
 http_response *http_respond_error(int status);
 void http_response_free(http_response *r);
+/* For the formats that show them (combined, json): keeps the request's
+ * Referer and User-Agent with its answer, and with `timed` when it was
+ * read.  Returns the answer, moved (realloc); if memory runs out, `r` as
+ * it was, logged without them. */
+http_response *http_keep_log_fields(http_response *r, const http_request *req, bool timed);
 /* Body bytes an answer got out (head excluded, never more than the body),
  * from its completion: the count, or for a failed one req.done. */
 uint64_t http_response_body_sent(const http_response *r, ssize_t result);

@@ -13,6 +13,8 @@
 #include "protocols/http/internal.h"
 #include "protocols/http/listing.h"
 #include "log/clf.h"
+#include "log/entry.h"
+#include "platform/platform.h"
 #include "protocols/http/mime_types.h"
 #include "files/path_confine.h"
 #include "files/path_names.h"
@@ -502,6 +504,57 @@ uint64_t http_response_body_sent(const http_response *r, ssize_t result)
     return body < r->body_bytes ? body : r->body_bytes;
 }
 
+/* ASCII case-insensitive equality of a header name with a lower-case one. */
+static bool name_is(const http_header *h, const char *lower, size_t len)
+{
+    if (h->name_len != len)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = h->name[i];
+        if (c >= 'A' && c <= 'Z')
+            c = (char)(c - 'A' + 'a');
+        if (c != lower[i])
+            return false;
+    }
+    return true;
+}
+
+http_response *http_keep_log_fields(http_response *r, const http_request *req, bool timed)
+{
+    const http_header *referer = NULL, *agent = NULL;
+    for (size_t i = 0; i < req->header_count && !(referer && agent); i++) {
+        const http_header *h = &req->headers[i];
+        /* the first of a repeated field, as nginx's $http_ variables */
+        if (!referer && name_is(h, "referer", 7))
+            referer = h;
+        else if (!agent && name_is(h, "user-agent", 10))
+            agent = h;
+    }
+    /* No more than a line can show: escaping never shortens a value. */
+    size_t referer_len = referer ? referer->value_len : 0;
+    size_t agent_len = agent ? agent->value_len : 0;
+    if (referer_len > PIOCP_LOG_FIELD_MAX)
+        referer_len = PIOCP_LOG_FIELD_MAX;
+    if (agent_len > PIOCP_LOG_FIELD_MAX)
+        agent_len = PIOCP_LOG_FIELD_MAX;
+    size_t at = r->head_len + r->request_line_len;
+    http_response *moved = realloc(r, sizeof *r + at + referer_len + agent_len);
+    if (!moved)
+        return r;
+    r = moved;
+    if (referer)
+        memcpy(r->data + at, referer->value, referer_len);
+    if (agent)
+        memcpy(r->data + at + referer_len, agent->value, agent_len);
+    r->referer_len = referer_len;
+    r->user_agent_len = agent_len;
+    r->has_referer = referer != NULL;
+    r->has_user_agent = agent != NULL;
+    if (timed)
+        r->started_us = piocp_monotonic_us();
+    return r;
+}
+
 void http_log_response(const piocp_http_server *s, piocp_conn *conn, const http_response *r,
                        ssize_t result)
 {
@@ -512,9 +565,32 @@ void http_log_response(const piocp_http_server *s, piocp_conn *conn, const http_
     piocp_conn_peer(conn, &peer, &peer_len);
     /* CLF counts body bytes; a cut-off answer logs what went out */
     uint64_t sent = http_response_body_sent(r, result);
-    char line[1024 + 4 * 256];
     const char *request_line = r->data + r->head_len;
-    size_t n = piocp_clf_line(line, sizeof line, &peer, peer_len, (int64_t)time(NULL),
-                              request_line, r->request_line_len, r->status, sent);
+    int64_t now = (int64_t)time(NULL);
+    if (s->log_format == PIOCP_LOG_COMMON) {
+        char line[1024 + 4 * 256];
+        size_t n = piocp_clf_line(line, sizeof line, &peer, peer_len, now, request_line,
+                                  r->request_line_len, r->status, sent);
+        piocp_access_log_write(s->root.log, line, n);
+        return;
+    }
+    const char *fields = request_line + r->request_line_len;
+    piocp_log_entry e = {
+        .peer = &peer,
+        .peer_len = peer_len,
+        .unix_seconds = now,
+        .request_line = r->request_line_len ? request_line : NULL,
+        .request_line_len = r->request_line_len,
+        .status = r->status,
+        .bytes = sent,
+        .referer = r->has_referer ? fields : NULL,
+        .referer_len = r->referer_len,
+        .user_agent = r->has_user_agent ? fields + r->referer_len : NULL,
+        .user_agent_len = r->user_agent_len,
+        .duration_us = r->started_us ? piocp_monotonic_us() - r->started_us : -1,
+    };
+    char line[PIOCP_LOG_LINE_MAX];
+    size_t n = s->log_format == PIOCP_LOG_JSON ? piocp_json_line(line, sizeof line, &e)
+                                               : piocp_combined_line(line, sizeof line, &e);
     piocp_access_log_write(s->root.log, line, n);
 }

@@ -161,7 +161,12 @@ static void process_buffer(http_conn *hc)
             hc->len = 0;
             break;
         }
-        queue_response(hc, http_respond(s, &req));
+        http_response *r = http_respond(s, &req);
+        /* One test of a flag in the server's own cache line is all the
+         * Common Log Format pays: the header copy is for combined/json. */
+        if (s->log_fields && r)
+            r = http_keep_log_fields(r, &req, s->log_format == PIOCP_LOG_JSON);
+        queue_response(hc, r);
         memmove(hc->buf, hc->buf + rc, hc->len - (size_t)rc);
         hc->len -= (size_t)rc;
         if (req.content_length > 0)
@@ -298,6 +303,13 @@ int piocp_http_server_new(piocp_http_server **out, const char *root,
     s->keepalive_timeout_ms =
         o.keepalive_timeout_ms > 0 ? o.keepalive_timeout_ms : DEFAULT_KEEPALIVE_TIMEOUT_MS;
     s->max_discard = o.max_discard ? o.max_discard : DEFAULT_MAX_DISCARD;
+    if (o.log_format != PIOCP_LOG_COMMON && o.log_format != PIOCP_LOG_COMBINED &&
+        o.log_format != PIOCP_LOG_JSON) {
+        free(s);
+        return -EINVAL;
+    }
+    s->log_format = o.log_format;
+    s->log_fields = o.access_log_fd != PIOCP_INVALID_FILE && o.log_format != PIOCP_LOG_COMMON;
     /* Content-Length frames every answer, so a cached file may be trusted
      * for a while (file_cache.h says what that guarantees) */
     int rc = piocp_served_root_open(&s->root, root, o.access_log_fd,
@@ -321,4 +333,9 @@ void piocp_http_server_free(piocp_http_server *s)
 uint64_t piocp_http_server_requests(const piocp_http_server *s)
 {
     return atomic_load_explicit(&s->requests, memory_order_relaxed);
+}
+
+piocp_file piocp_http_server_swap_access_log(piocp_http_server *s, piocp_file fd)
+{
+    return piocp_served_root_swap_log(&s->root, fd);
 }

@@ -483,3 +483,8 @@ uint64_t piocp_raw_server_requests(const piocp_raw_server *server)
 {
     return atomic_load_explicit(&server->requests, memory_order_relaxed);
 }
+
+piocp_file piocp_raw_server_swap_access_log(piocp_raw_server *server, piocp_file fd)
+{
+    return piocp_served_root_swap_log(&server->root, fd);
+}
