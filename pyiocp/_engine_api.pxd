@@ -139,6 +139,7 @@ cdef extern from "pyiocp.h" nogil:
     void piocp_raw_server_free(piocp_raw_server *server)
     const piocp_listener_callbacks piocp_raw_server_callbacks
     uint64_t piocp_raw_server_requests(const piocp_raw_server *server)
+    piocp_file piocp_raw_server_swap_access_log(piocp_raw_server *server, piocp_file fd)
 
     ctypedef struct piocp_http_server:
         pass
@@ -150,12 +151,15 @@ cdef extern from "pyiocp.h" nogil:
         uint64_t max_discard
         piocp_file access_log_fd
         int cache_valid_ms
+        int log_format
+    int PIOCP_LOG_COMMON, PIOCP_LOG_COMBINED, PIOCP_LOG_JSON
     void piocp_http_options_init(piocp_http_options *options)
     int piocp_http_server_new(piocp_http_server **out, const char *root,
                               const piocp_http_options *options)
     void piocp_http_server_free(piocp_http_server *server)
     const piocp_listener_callbacks piocp_http_server_callbacks
     uint64_t piocp_http_server_requests(const piocp_http_server *server)
+    piocp_file piocp_http_server_swap_access_log(piocp_http_server *server, piocp_file fd)
 
 cdef extern from "dispatch_queue.h" nogil:
     ctypedef struct dispatch_node:

@@ -28,7 +28,15 @@ def http_defaults():
             "keepalive_timeout": options.keepalive_timeout_ms / 1000,
             "max_head": options.max_head,
             "max_discard": options.max_discard,
-            "cache_valid": options.cache_valid_ms / 1000}
+            "cache_valid": options.cache_valid_ms / 1000,
+            "log_format": _LOG_FORMAT_NAMES[options.log_format]}
+
+
+# The access-log formats of StaticFiles (pyiocp.h's piocp_log_format).
+_LOG_FORMATS = {"common": PIOCP_LOG_COMMON, "combined": PIOCP_LOG_COMBINED,
+                "json": PIOCP_LOG_JSON}
+_LOG_FORMAT_NAMES = {value: name for name, value in _LOG_FORMATS.items()}
+LOG_FORMATS = tuple(_LOG_FORMATS)
 
 
 cdef object _log_target(piocp_file fd):
@@ -69,6 +77,14 @@ cdef class RawFileServer(NativeHandler):
         if self._server != NULL:
             piocp_raw_server_free(self._server)
 
+    def swap_access_log(self, access_log):
+        """As StaticFiles.swap_access_log."""
+        cdef piocp_file fd = _access_log_file(access_log)
+        if self._options.access_log_fd == PIOCP_INVALID_FILE:
+            raise ValueError("this server has no access log")
+        with nogil:
+            piocp_raw_server_swap_access_log(self._server, fd)
+
     @property
     def max_name(self):
         """Longest name accepted, in bytes."""
@@ -92,6 +108,7 @@ cdef class StaticFiles(NativeHandler):
     cdef readonly object root
 
     def __cinit__(self, root, *, listing=_HTTP["listing"], access_log=None,
+                  log_format=_HTTP["log_format"],
                   header_timeout=_HTTP["header_timeout"],
                   keepalive_timeout=_HTTP["keepalive_timeout"],
                   int max_head=_HTTP["max_head"], int max_discard=_HTTP["max_discard"],
@@ -115,6 +132,10 @@ cdef class StaticFiles(NativeHandler):
         self._options.max_discard = max_discard
         # 0 is allowed: every request then checks the file with fstat
         self._options.cache_valid_ms = _milliseconds(cache_valid, "cache_valid")
+        if log_format not in _LOG_FORMATS:
+            raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}, "
+                             f"not {log_format!r}")
+        self._options.log_format = _LOG_FORMATS[log_format]
         if access_log is not None:
             self._options.access_log_fd = _access_log_file(access_log)
         path = os.fsencode(self.root)
@@ -127,6 +148,28 @@ cdef class StaticFiles(NativeHandler):
     def __dealloc__(self):
         if self._server != NULL:
             piocp_http_server_free(self._server)
+
+    def swap_access_log(self, access_log):
+        """Writes the access log to `access_log` (a descriptor, or an object
+        with fileno()) from now on: the log file opened again after
+        logrotate moved it away, say.  Lines logged before the call go to
+        the previous file, later ones to the new; none is lost or split.
+        Returns once the previous file is no longer used (its earlier lines
+        written): the caller may close it then.  The new one, like the first,
+        stays the caller's to keep open while serving.  ValueError if this
+        server was made without an access log."""
+        cdef piocp_file fd = _access_log_file(access_log)
+        if self._options.access_log_fd == PIOCP_INVALID_FILE:
+            raise ValueError("this server has no access log")
+        with nogil:
+            piocp_http_server_swap_access_log(self._server, fd)
+
+    @property
+    def log_format(self):
+        """How access lines are written: "common" (the Common Log Format),
+        "combined" (nginx's: common + "referer" "user-agent") or "json" (one
+        object per line)."""
+        return _LOG_FORMAT_NAMES[self._options.log_format]
 
     @property
     def listing(self):

@@ -10,11 +10,17 @@ from typing import Optional, Sequence
 
 from . import (Engine, EngineConfig, RawFileServer, StaticFiles, __version__, available_backends,
                backend_names, cpu_info, default_threads, serve_workers)
-from ._core import describe_backend, http_defaults
+from ._core import LOG_FORMATS, describe_backend, http_defaults
 from .config import BACKENDS, MAX_CONNECTIONS, MAX_IDLE_TIMEOUT, MAX_THREADS
+from .log_file import AccessLogFile, open_log
 
 PROTOCOLS = ("http", "raw")
 MAX_WORKERS = 256
+# Errors and notices (not access lines, which go to stdout or --log-file)
+# on stderr, stamped for whoever reads them later.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+
+log = logging.getLogger("pyiocp")
 
 
 def _bounded_int(low: int, high: int):
@@ -90,19 +96,36 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--drain-timeout", type=_seconds_or_zero, default=10.0, metavar="SECONDS",
                        help="on Ctrl-C/SIGTERM, how long running transfers may finish (default 10)")
     serve.add_argument("--quiet", action="store_true", help="no access log")
+    serve.add_argument("--log-format", choices=LOG_FORMATS, default=http["log_format"],
+                       help="http: access lines as the Common Log Format (default), nginx's "
+                            '"combined" (common + referer and user-agent) or "json" (an object '
+                            "per line)")
+    serve.add_argument("--log-file", metavar="PATH",
+                       help="append access lines to PATH (created 0644 less the umask) instead of "
+                            "stdout; SIGHUP reopens it (logrotate), with --workers SIGHUP's "
+                            "reload does")
 
     commands.add_parser("info", help="what this machine supports")
     return parser
 
 
-def _make_engine(args: argparse.Namespace, root: str, threads: Optional[int]):
+def _access_log(args: argparse.Namespace):
+    """Where access lines go: nowhere (--quiet), --log-file, or stdout."""
+    if args.quiet:
+        return None
+    if args.log_file:
+        return AccessLogFile(args.log_file)
+    return sys.stdout
+
+
+def _make_engine(args: argparse.Namespace, root: str, threads: Optional[int], access_log):
     """The engine and its native handler, as `serve` configures them
     (listening is the caller's: an address, or a worker's socket)."""
     engine = Engine(threads=threads, backend=args.backend,
                     max_connections=args.max_connections, idle_timeout=args.idle_timeout)
-    access_log = None if args.quiet else sys.stdout
     if args.protocol == "http":
         handler = StaticFiles(root, listing=args.listing, access_log=access_log,
+                              log_format=args.log_format,
                               header_timeout=args.header_timeout,
                               keepalive_timeout=args.keepalive_timeout,
                               cache_valid=args.cache_valid)
@@ -111,42 +134,82 @@ def _make_engine(args: argparse.Namespace, root: str, threads: Optional[int]):
     return engine, handler
 
 
+def _check_log_options(args: argparse.Namespace) -> Optional[str]:
+    """What is wrong with the log options together, or None."""
+    if args.quiet and args.log_file:
+        return "--quiet and --log-file exclude each other"
+    if args.protocol != "http" and args.log_format != "common":
+        return "--log-format is for --protocol http (raw has its own line)"
+    return None
+
+
+def _reopen_on_sighup(access_log, handler) -> None:
+    """logrotate's convention: SIGHUP reopens the log file (single process;
+    with --workers the supervisor's SIGHUP reload opens it in new workers)."""
+    if not isinstance(access_log, AccessLogFile) or not hasattr(signal, "SIGHUP"):
+        return
+
+    def reopen(signum, frame):
+        try:
+            access_log.reopen(handler)
+        except OSError as exc:
+            log.error("pyiocp: SIGHUP: cannot reopen the access log %s: %s; "
+                      "still writing to the previous file", access_log.path, exc)
+        else:
+            log.info("pyiocp: SIGHUP: reopened the access log %s", access_log.path)
+    signal.signal(signal.SIGHUP, reopen)
+
+
 def serve(args: argparse.Namespace) -> int:
     root = os.path.abspath(args.root)
     if not os.path.isdir(root):
-        print(f"pyiocp: {args.root}: not a directory", file=sys.stderr)
+        log.error("pyiocp: %s: not a directory", args.root)
+        return 2
+    problem = _check_log_options(args)
+    if problem:
+        log.error("pyiocp: %s", problem)
         return 2
     if args.workers > 1:
         return serve_with_workers(args, root)
     try:
-        engine, handler = _make_engine(args, root, args.threads)
+        access_log = _access_log(args)
+        engine, handler = _make_engine(args, root, args.threads, access_log)
         listener = engine.listen((args.host, args.port), handler)
     except OSError as exc:
-        print(f"pyiocp: {exc}", file=sys.stderr)
+        log.error("pyiocp: %s", exc)
         return 1
     # Ctrl-C and SIGTERM both mean "stop gracefully"; a second one while
     # draining changes nothing.  Installed before the startup line, which
     # tells supervisors that signals are now handled.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda signum, frame: engine.request_stop())
+    _reopen_on_sighup(access_log, handler)
     host, port = listener.address[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"pyiocp {__version__}: serving {root} over {args.protocol} on {shown}:{port} "
           f"(backend {engine.backend}, {_count(engine.threads, 'thread')})", flush=True)
     engine.run(drain_timeout=args.drain_timeout)
-    print("pyiocp: stopped", file=sys.stderr, flush=True)
+    log.info("pyiocp: stopped")
     return 0
 
 
 def serve_with_workers(args: argparse.Namespace, root: str) -> int:
     """`serve --workers N`: N processes on one socket (pyiocp.serve_workers),
     each with its own engine and native handler, made after the fork."""
+    if args.log_file:
+        try:    # the workers open it: say here, once, if they cannot
+            os.close(open_log(args.log_file))
+        except OSError as exc:
+            log.error("pyiocp: %s", exc)
+            return 1
     # the CPUs are shared by the workers: by default each gets its share
     threads = args.threads or max(1, -(-default_threads() // args.workers))
     backend = args.backend if args.backend != "auto" else (available_backends() or ["none"])[0]
 
     def setup(listen_socket):
-        engine, handler = _make_engine(args, root, threads)
+        # each worker opens --log-file itself (appending, as the others do);
+        # a reload's new workers open it anew: that is the reopen
+        engine, handler = _make_engine(args, root, threads, _access_log(args))
         engine.listen(sock=listen_socket, handler=handler)
         return engine
 
@@ -157,14 +220,13 @@ def serve_with_workers(args: argparse.Namespace, root: str) -> int:
               f"(backend {backend}, {_count(threads, 'thread')} in each of "
               f"{_count(args.workers, 'worker')})", flush=True)
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         rc = serve_workers(args.workers, setup, address=(args.host, args.port),
                            drain_timeout=args.drain_timeout, on_ready=announce)
     except OSError as exc:
-        print(f"pyiocp: {exc}", file=sys.stderr)
+        log.error("pyiocp: %s", exc)
         return 1
-    print("pyiocp: stopped", file=sys.stderr, flush=True)
+    log.info("pyiocp: stopped")
     return rc
 
 
@@ -203,6 +265,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "serve":
+        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
         return serve(args)
     if args.command == "info":
         return info()

@@ -60,7 +60,7 @@ def test_backend_names_come_from_c():
 def test_native_handlers_default_to_the_c_options(tmp_path):
     http = _core.http_defaults()
     assert set(http) == {"listing", "access_log", "header_timeout", "keepalive_timeout",
-                         "max_head", "max_discard", "cache_valid"}
+                         "max_head", "max_discard", "cache_valid", "log_format"}
     assert http["cache_valid"] > 0              # a hit makes no system call by default
     assert http["access_log"] is None           # 'none', not descriptor 0 (stdin)
     served = pyiocp.StaticFiles(tmp_path)
