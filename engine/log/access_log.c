@@ -44,6 +44,8 @@ struct piocp_access_log {
     size_t capacity;
     size_t head;
     size_t used;
+    char *bounce; /* the writer's: a line that wraps around, in one piece */
+    size_t bounce_cap;
     _Atomic uint64_t dropped;
 };
 
@@ -56,6 +58,57 @@ static uint64_t count_lines(const char *p, size_t n)
         p++;
     }
     return lines;
+}
+
+/* The last '\n' in p[0..n), or NULL. */
+static const char *last_newline(const char *p, size_t n)
+{
+    while (n > 0)
+        if (p[--n] == '\n')
+            return p + n;
+    return NULL;
+}
+
+/*
+ * What the next write() sends of the `limit` queued bytes at `start`, and
+ * *n its length: never part of a line.  Several processes may append to
+ * one file (`serve --workers`), and each write() lands whole (O_APPEND),
+ * so a line cut in two writes could have another process's line in the
+ * middle.  A run that reaches the end of the ring stops after its last
+ * whole line; the one line that wraps around is copied into `bounce` and
+ * written in one piece.  Without the lock: producers only ever touch the
+ * free part of the ring.
+ */
+static const char *next_piece(piocp_access_log *log, size_t start, size_t limit, size_t *n)
+{
+    size_t contiguous = log->capacity - start;
+    const char *run = log->ring + start;
+    if (limit <= contiguous) {
+        *n = limit;
+        return run;
+    }
+    const char *nl = last_newline(run, contiguous);
+    if (nl != NULL) {
+        *n = (size_t)(nl + 1 - run);
+        return run;
+    }
+    /* The run is the head of a line whose rest is at the ring's start. */
+    const char *rest_nl = memchr(log->ring, '\n', limit - contiguous);
+    size_t rest = rest_nl ? (size_t)(rest_nl + 1 - log->ring) : limit - contiguous;
+    size_t whole = contiguous + rest;
+    if (whole > log->bounce_cap) {
+        char *bigger = realloc(log->bounce, whole);
+        if (bigger == NULL) {
+            *n = contiguous; /* no memory: the line goes out in two writes */
+            return run;
+        }
+        log->bounce = bigger;
+        log->bounce_cap = whole;
+    }
+    memcpy(log->bounce, run, contiguous);
+    memcpy(log->bounce + contiguous, log->ring, rest);
+    *n = whole;
+    return log->bounce;
 }
 
 static void *writer_main(void *arg)
@@ -77,30 +130,28 @@ static void *writer_main(void *arg)
         if (log->used == 0)
             continue; /* a swap with nothing before it */
 
-        /* One contiguous run per write(): the whole backlog when it does
-         * not wrap, so lines go out in batches; up to the swap point when
-         * a swap waits. */
+        /* Up to the whole backlog per write(), so lines go out in batches;
+         * up to the swap point when a swap waits. */
         size_t start = log->head;
-        size_t n = log->used < log->capacity - start ? log->used : log->capacity - start;
-        if (log->swap_pending && n > log->swap_left)
-            n = log->swap_left;
-        if (log->swap_pending)
-            log->swap_left -= n;
+        size_t limit = log->swap_pending ? log->swap_left : log->used;
         piocp_file fd = log->fd; /* only this thread changes it */
         piocp_mutex_unlock(&log->lock);
 
-        size_t written = piocp_file_write_all(fd, log->ring + start, n);
+        size_t n;
+        const char *bytes = next_piece(log, start, limit, &n);
+        size_t written = piocp_file_write_all(fd, bytes, n);
         if (written < n) {
             /* Counting newlines in what is thrown away keeps the figure in
-             * lines even when a line was split by the wrap-around. */
-            atomic_fetch_add_explicit(&log->dropped,
-                                      count_lines(log->ring + start + written, n - written),
+             * lines. */
+            atomic_fetch_add_explicit(&log->dropped, count_lines(bytes + written, n - written),
                                       memory_order_relaxed);
         }
 
         piocp_mutex_lock(&log->lock);
         log->head = (start + n) % log->capacity;
         log->used -= n;
+        if (log->swap_pending)
+            log->swap_left -= n;
     }
     piocp_mutex_unlock(&log->lock);
     return NULL;
@@ -201,6 +252,7 @@ void piocp_access_log_free(piocp_access_log *log)
     piocp_cond_destroy(&log->swapped);
     piocp_cond_destroy(&log->wake);
     piocp_mutex_destroy(&log->lock);
+    free(log->bounce);
     free(log->ring);
     free(log);
 }

@@ -2,8 +2,10 @@
  * access_log.h - an append-only log that never makes its callers wait on I/O.
  *
  * Callers (worker threads) copy whole lines into a bounded in-memory ring;
- * one dedicated thread writes the ring to the descriptor.  When the ring is
- * full a line is dropped and counted rather than stalling the caller.
+ * one dedicated thread writes the ring to the descriptor, whole lines per
+ * write() (so processes appending to one file never interleave inside a
+ * line).  When the ring is full a line is dropped and counted rather than
+ * stalling the caller.
  * Shared by the native protocol handlers; internal, not part of the
  * public API.
  */

@@ -14,6 +14,8 @@
 #else
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #endif
 #include <stdbool.h>
 #include <stdint.h>
@@ -530,6 +532,47 @@ static void test_swap(void)
     printf("lines %llu, dropped %llu\n", (unsigned long long)seen, (unsigned long long)dropped);
 }
 
+/* Each write() holds whole lines, also where a line wraps around the end
+ * of the ring: on a datagram socket each write is one datagram, so the
+ * reader sees the writes' boundaries.  POSIX only (no AF_UNIX datagrams
+ * on Windows); there the case passes without running. */
+static void test_whole_lines_per_write(void)
+{
+#ifndef _WIN32
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv) == 0);
+    piocp_access_log *log = piocp_access_log_new(sv[0]);
+    CHECK(log);
+    size_t total = 0, received = 0;
+    int seq = 0, wraps_expected = 3;
+    char buf[256], got[1 << 16];
+    /* Batches small enough for one datagram, until the ring has wrapped
+     * several times (its capacity is 1 MiB). */
+    while (total < (size_t)wraps_expected << 20) {
+        size_t batch = 0;
+        for (int i = 0; i < 10; i++, seq++) {
+            size_t n = make_line(buf, 0, seq);
+            piocp_access_log_write(log, buf, n);
+            batch += n;
+        }
+        total += batch;
+        while (received < total) {
+            ssize_t n = recv(sv[1], got, sizeof got, 0);
+            CHECK(n > 0);
+            CHECK(got[n - 1] == '\n');
+            /* it starts a line: "w0 <seq> " */
+            int id, s2;
+            CHECK(sscanf(got, "w%d %d ", &id, &s2) == 2 && id == 0);
+            received += (size_t)n;
+        }
+    }
+    CHECK(received == total && piocp_access_log_dropped(log) == 0);
+    piocp_access_log_free(log);
+    close(sv[0]);
+    close(sv[1]);
+#endif
+}
+
 static const test_case cases[] = {
     {"combined_basic", test_combined_basic},
     {"combined_hostile", test_combined_hostile},
@@ -539,6 +582,7 @@ static const test_case cases[] = {
     {"json_hostile", test_json_hostile},
     {"json_truncation", test_json_truncation},
     {"swap", test_swap},
+    {"whole_lines_per_write", test_whole_lines_per_write},
     {NULL, NULL},
 };
 
