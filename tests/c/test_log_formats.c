@@ -409,7 +409,7 @@ static piocp_file file_of(FILE *f) { return (piocp_file)test_fileno(f); }
 #endif
 
 #define WRITERS 3
-#define LINES_EACH 20000
+#define LINES_EACH 8000
 #define FILES 4
 
 typedef struct writer {

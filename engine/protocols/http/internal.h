@@ -41,15 +41,23 @@ typedef struct http_response {
     size_t head_len;               /* bytes of data[] to send before the file */
     uint64_t body_bytes;           /* for the log: body bytes this answer carries */
     size_t request_line_len;       /* after head_len bytes in data[] */
-    /* Kept only by http_keep_log_fields: Referer and User-Agent after the
-     * request line (lengths capped), and when the request was read. */
-    size_t referer_len, user_agent_len;
-    bool has_referer, has_user_agent;
-    long long started_us;          /* piocp_monotonic_us; 0: not measured */
     int status;
     bool close_after;
+    /* http_keep_log_fields put an http_log_fields after the request line.
+     * In what was padding: the Common Log Format's answers are not one
+     * byte bigger, nor their zeroing one store longer. */
+    bool has_log_fields;
     char data[];
 } http_response;
+
+/* What combined and JSON lines show beyond the request line, kept after it
+ * in data[] (unaligned: copied in and out), followed by the Referer's and
+ * the User-Agent's bytes (lengths capped at what a line can show). */
+typedef struct http_log_fields {
+    size_t referer_len, user_agent_len;
+    bool has_referer, has_user_agent;
+    long long started_us; /* piocp_monotonic_us when the request was read; 0: not timed */
+} http_log_fields;
 
 /* respond.c: answers, built and handed back (NULL: out of memory). */
 http_response *http_respond(const piocp_http_server *server, const http_request *req);

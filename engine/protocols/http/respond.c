@@ -538,20 +538,26 @@ http_response *http_keep_log_fields(http_response *r, const http_request *req, b
     if (agent_len > PIOCP_LOG_FIELD_MAX)
         agent_len = PIOCP_LOG_FIELD_MAX;
     size_t at = r->head_len + r->request_line_len;
-    http_response *moved = realloc(r, sizeof *r + at + referer_len + agent_len);
+    http_response *moved =
+        realloc(r, sizeof *r + at + sizeof(http_log_fields) + referer_len + agent_len);
     if (!moved)
         return r;
     r = moved;
+    http_log_fields f = {
+        .referer_len = referer_len,
+        .user_agent_len = agent_len,
+        .has_referer = referer != NULL,
+        .has_user_agent = agent != NULL,
+        .started_us = timed ? piocp_monotonic_us() : 0,
+    };
+    char *p = r->data + at;
+    memcpy(p, &f, sizeof f);
+    p += sizeof f;
     if (referer)
-        memcpy(r->data + at, referer->value, referer_len);
+        memcpy(p, referer->value, referer_len);
     if (agent)
-        memcpy(r->data + at + referer_len, agent->value, agent_len);
-    r->referer_len = referer_len;
-    r->user_agent_len = agent_len;
-    r->has_referer = referer != NULL;
-    r->has_user_agent = agent != NULL;
-    if (timed)
-        r->started_us = piocp_monotonic_us();
+        memcpy(p + referer_len, agent->value, agent_len);
+    r->has_log_fields = true;
     return r;
 }
 
@@ -574,7 +580,13 @@ void http_log_response(const piocp_http_server *s, piocp_conn *conn, const http_
         piocp_access_log_write(s->root.log, line, n);
         return;
     }
-    const char *fields = request_line + r->request_line_len;
+    /* answers to requests that could not be read have no fields */
+    http_log_fields f = {0};
+    const char *values = request_line + r->request_line_len;
+    if (r->has_log_fields) {
+        memcpy(&f, values, sizeof f);
+        values += sizeof f;
+    }
     piocp_log_entry e = {
         .peer = &peer,
         .peer_len = peer_len,
@@ -583,11 +595,11 @@ void http_log_response(const piocp_http_server *s, piocp_conn *conn, const http_
         .request_line_len = r->request_line_len,
         .status = r->status,
         .bytes = sent,
-        .referer = r->has_referer ? fields : NULL,
-        .referer_len = r->referer_len,
-        .user_agent = r->has_user_agent ? fields + r->referer_len : NULL,
-        .user_agent_len = r->user_agent_len,
-        .duration_us = r->started_us ? piocp_monotonic_us() - r->started_us : -1,
+        .referer = f.has_referer ? values : NULL,
+        .referer_len = f.referer_len,
+        .user_agent = f.has_user_agent ? values + f.referer_len : NULL,
+        .user_agent_len = f.user_agent_len,
+        .duration_us = f.started_us ? piocp_monotonic_us() - f.started_us : -1,
     };
     char line[PIOCP_LOG_LINE_MAX];
     size_t n = s->log_format == PIOCP_LOG_JSON ? piocp_json_line(line, sizeof line, &e)
