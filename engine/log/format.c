@@ -145,25 +145,3 @@ void piocp_log_utc(int64_t t, piocp_log_time *out)
     out->minute = (int)(secs / 60 % 60);
     out->second = (int)(secs % 60);
 }
-
-char *piocp_log_put_digits(char *p, unsigned v, int width)
-{
-    for (int i = width - 1; i >= 0; i--) {
-        p[i] = (char)('0' + v % 10);
-        v /= 10;
-    }
-    return p + width;
-}
-
-char *piocp_log_put_u64(char *p, uint64_t v)
-{
-    char tmp[20];
-    int n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n)
-        *p++ = tmp[--n];
-    return p;
-}
