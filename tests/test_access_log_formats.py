@@ -329,3 +329,41 @@ def test_cli_reports_a_log_file_it_cannot_open(tree, tmp_path):
                       str(tmp_path / "no such dir" / "a.log"))
     stderr = done.stderr.decode()
     assert done.returncode == 1 and "ERROR" in stderr and "Traceback" not in stderr, stderr
+
+
+def test_raw_server_log_is_swapped_too(make_engine, tmp_path):
+    """RawFileServer's access log moves the same way (`serve --protocol raw
+    --log-file` reopens it on SIGHUP)."""
+    import socket
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "x.txt").write_bytes(b"x" * 10)
+    log = AccessLogFile(str(tmp_path / "raw.log"))
+    engine = make_engine()
+    server = pyiocp.RawFileServer(root, access_log=log)
+    listener = engine.listen(("127.0.0.1", 0), server)
+    engine.start()
+
+    def fetch():
+        with socket.create_connection(listener.address, timeout=10) as sock:
+            sock.sendall(b"x.txt\n")
+            got = b""
+            while len(got) < 10:
+                chunk = sock.recv(64)
+                assert chunk
+                got += chunk
+
+    try:
+        fetch()
+        assert wait_for(lambda: len(_lines(log.path)) >= 1, 10)
+        os.rename(log.path, tmp_path / "raw.log.1")
+        log.reopen(server)
+        fetch()
+        fetch()
+        assert wait_for(lambda: len(_lines(log.path)) >= 2, 10)
+        assert len(_lines(tmp_path / "raw.log.1")) == 1
+        assert all(b'"x.txt"' in line for line in _lines(log.path))
+    finally:
+        engine.stop(drain_timeout=1.0)
+        log.close()
+        del server, listener
