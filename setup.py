@@ -1,5 +1,6 @@
 """Builds pyiocp._core: the C engine (the sources engine/sources.txt lists
-for this platform) and its Cython binding."""
+for this platform) and its Cython binding.  The version is the engine's
+(engine/pyiocp.h, PIOCP_VERSION)."""
 import glob
 import os
 import sys
@@ -9,7 +10,7 @@ from setuptools import Extension, setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "engine"))
-from sources import engine_sources  # noqa: E402  (engine/sources.py)
+from sources import engine_sources, engine_version  # noqa: E402  (engine/sources.py)
 
 if sys.platform.startswith("linux"):
     build = dict(
@@ -41,4 +42,4 @@ extension = Extension(
     **build,
 )
 
-setup(ext_modules=cythonize([extension], language_level=3))
+setup(version=engine_version(), ext_modules=cythonize([extension], language_level=3))
