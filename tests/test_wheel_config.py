@@ -73,3 +73,19 @@ def test_the_installed_package_ships_the_module_the_stubs_and_py_typed(distribut
     # nothing but the package (and its metadata, and the script outside site-packages)
     top = {f.split("/")[0] for f in files if not f.startswith("..")}
     assert {t for t in top if not t.endswith(".dist-info")} == {"pyiocp"}, sorted(files)
+
+
+@pytest.mark.source_tree
+def test_linux_wheels_are_built_for_the_oldest_glibc_and_tested_installed():
+    """The same settings as .ci/wheel-test: Zig for glibc 2.12 on x86_64
+    and 2.17 on aarch64, and the suite run by .ci/test-installed.py."""
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is Python 3.11+")
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        config = tomllib.load(f)["tool"]["cibuildwheel"]
+    assert config["test-command"].startswith("python {project}/.ci/test-installed.py ")
+    assert config["linux"]["environment"] == {"PYIOCP_ZIG_GLIBC": "2.17"}
+    assert [(o["select"], o["environment"]) for o in config["overrides"]] == [
+        ("*-manylinux_x86_64", {"PYIOCP_ZIG_GLIBC": "2.12"})]
+    with open(os.path.join(ROOT, ".ci", "wheel-test"), encoding="utf-8") as f:
+        stage = f.read()
+    assert "x86_64) glibc=2.12 ;;" in stage and "aarch64) glibc=2.17 ;;" in stage
