@@ -2,12 +2,12 @@
 for this platform) and its Cython binding.  The version is the engine's
 (engine/pyiocp.h, PIOCP_VERSION).
 
-PYIOCP_ZIG_GLIBC=2.17 (Linux only) compiles and links with Zig's C compiler
+PYIOCP_ZIG_GLIBC=2.12 (Linux only) compiles and links with Zig's C compiler
 (the `ziglang` package, which the build then requires) for that glibc, so
-that the wheel needs no newer glibc than that (README, "Wheels"): Zig
-brings the glibc version's own symbol versions and recent kernel headers,
-where an old distribution's (a manylinux image's) have no io_uring or
-openat2 and would build without them."""
+that the wheel needs no newer glibc than that (README, "Installing from a
+wheel"): Zig brings the glibc version's own symbol versions and recent
+kernel headers, where an old distribution's (a manylinux image's) have no
+io_uring or openat2 and would build without them."""
 import glob
 import os
 import platform
@@ -34,7 +34,8 @@ if sys.platform.startswith("linux"):
         # distutils reads CC and LDSHARED when it builds; the build
         # environment gets ziglang through setup_requires (PEP 517's
         # get_requires_for_build_wheel reports it).
-        setup_requires.append("ziglang")
+        # 0.17 is the release CI builds with (.ci/wheel-test)
+        setup_requires.append("ziglang>=0.17,<0.18")
         zig_cc = f"{shlex.quote(sys.executable)} -m ziglang cc -target {platform.machine()}-linux-gnu.{glibc}"
         os.environ["CC"] = zig_cc
         os.environ["LDSHARED"] = f"{zig_cc} -shared"
