@@ -34,3 +34,18 @@ def engine_sources(platform=sys.platform, test=False, relative_to=None):
                 full = os.path.join(HERE, path)
                 paths.append(os.path.relpath(full, relative_to) if relative_to else full)
     return paths
+
+
+def engine_version():
+    """The package's one version: PIOCP_VERSION in engine/pyiocp.h, which
+    the C engine (and CMake's standalone build) compiles in.  setup.py
+    gives it to the package metadata (pyproject.toml lists the version as
+    dynamic); pyiocp.__version__ and `pyiocp --version` read it from the
+    compiled module."""
+    import re
+
+    with open(os.path.join(HERE, "pyiocp.h"), encoding="utf-8") as f:
+        found = re.findall(r'^#define PIOCP_VERSION "([^"]+)"\s*$', f.read(), re.MULTILINE)
+    if len(found) != 1:
+        raise RuntimeError(f"engine/pyiocp.h defines PIOCP_VERSION {len(found)} times, not once")
+    return found[0]

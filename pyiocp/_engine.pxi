@@ -126,11 +126,15 @@ def _wake_pair():
 
 
 def _stop_engines_at_exit():
+    cdef Engine engine
     for engine in list(_running_engines):
         if engine.creator_pid != os.getpid():
             continue   # a forked child's copy of its parent's engine
         try:
-            engine.request_stop()   # a run() in a daemon thread returns
+            if engine._in_run:
+                engine.request_stop()   # a run() in a daemon thread returns
+            # One started with start() is stopped here: request_stop() would
+            # start a thread for it, which Python 3.12+ refuses at exit.
             engine.stop()
         except BaseException:
             log.exception("pyiocp: stopping an engine at exit failed")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import os
 import socket
+import sysconfig
 import time
 
 import pytest
@@ -15,8 +16,29 @@ import pyiocp
 BACKENDS = pyiocp.available_backends()
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "source_tree: reads the checkout beyond tests/ and examples/ (C sources and "
+        "headers, pyproject.toml, benchmarks/); deselected where the installed package is "
+        "tested from outside the source tree (.ci/test-installed.py)")
+    if os.environ.get("PYIOCP_TEST_INSTALLED"):
+        _require_installed_pyiocp()
+
+
+def _require_installed_pyiocp():
+    """Under .ci/test-installed.py the suite must test the installed
+    package: a pyiocp imported from anywhere but this interpreter's
+    site-packages (a checkout on sys.path) stops the run."""
+    package = os.path.dirname(os.path.realpath(pyiocp.__file__))
+    site = {os.path.realpath(sysconfig.get_paths()[key]) for key in ("purelib", "platlib")}
+    if os.path.dirname(package) not in site:
+        raise pytest.UsageError(f"pyiocp was imported from {package}, not from the installed "
+                                f"package in {' or '.join(sorted(site))}")
+
+
 def pytest_report_header(config):
-    return f"pyiocp {pyiocp.__version__}; backends under test: {', '.join(BACKENDS)}"
+    return (f"pyiocp {pyiocp.__version__} from {os.path.dirname(pyiocp.__file__)}; "
+            f"backends under test: {', '.join(BACKENDS)}")
 
 
 @pytest.fixture(params=BACKENDS)

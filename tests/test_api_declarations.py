@@ -21,6 +21,9 @@ from typing import Dict, List, Optional, Tuple
 
 import pytest
 
+# Reads the checkout's headers and .pxd (not installed with the package).
+pytestmark = pytest.mark.source_tree
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PXD = os.path.join(ROOT, "pyiocp", "_engine_api.pxd")
 HEADERS = {

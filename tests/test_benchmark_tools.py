@@ -23,6 +23,9 @@ import time
 
 import pytest
 
+# Builds benchmarks/ from the checkout (not part of the package).
+pytestmark = pytest.mark.source_tree
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(REPO, "benchmarks")
 CFLAGS = ["-O2", "-std=c11", "-Wall", "-Wextra"]

@@ -12,6 +12,9 @@ import pytest
 
 from conftest import tool_env
 
+# Compiles the checkout's pyiocp/dispatch_queue.h (not installed with the package).
+pytestmark = pytest.mark.source_tree
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 HEADER_DIR = os.path.join(os.path.dirname(HERE), "pyiocp")
 ENGINE_DIR = os.path.join(os.path.dirname(HERE), "engine")  # platform/threads.h
