@@ -46,6 +46,16 @@ static const char HOSTILE[] =
     "\xe2\x82 \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xff\"\\";
 #define HOSTILE_LEN (sizeof HOSTILE - 1)
 
+/* `n` bytes of HOSTILE over and over (malloc'd): a value far over the caps. */
+static char *hostile_value(size_t n)
+{
+    char *value = malloc(n);
+    CHECK(value);
+    for (size_t i = 0; i < n; i++)
+        value[i] = HOSTILE[i % HOSTILE_LEN];
+    return value;
+}
+
 static piocp_log_entry entry(const struct sockaddr_storage *peer, socklen_t peer_len)
 {
     static const char request[] = "GET /a.html HTTP/1.1";
@@ -149,10 +159,8 @@ static void test_combined_truncation(void)
     socklen_t len;
     struct sockaddr_storage peer = v4_peer(&len);
     size_t big = 20000;
-    char *value = malloc(big), *request = malloc(big);
-    CHECK(value && request);
-    for (size_t i = 0; i < big; i++)
-        value[i] = HOSTILE[i % HOSTILE_LEN];
+    char *value = hostile_value(big), *request = malloc(big);
+    CHECK(request);
     memcpy(request, "GET /", 5);
     for (size_t i = 5; i < big; i++)
         request[i] = (char)(i % 2 ? '"' : 'x');
@@ -364,10 +372,8 @@ static void test_json_truncation(void)
     socklen_t len;
     struct sockaddr_storage peer = v4_peer(&len);
     size_t big = 20000;
-    char *value = malloc(big), *request = malloc(big);
-    CHECK(value && request);
-    for (size_t i = 0; i < big; i++)
-        value[i] = HOSTILE[i % HOSTILE_LEN];
+    char *value = hostile_value(big), *request = malloc(big);
+    CHECK(request);
     memcpy(request, "GET /", 5);
     for (size_t i = 5; i < big; i++)
         request[i] = HOSTILE[i % HOSTILE_LEN] == ' ' ? 'x' : HOSTILE[i % HOSTILE_LEN];
