@@ -9,7 +9,7 @@ import sys
 from typing import Optional, Sequence
 
 from . import (Engine, EngineConfig, RawFileServer, StaticFiles, __version__, available_backends,
-               backend_names, cpu_info, default_threads, serve_workers)
+               backend_names, cpu_info, default_threads, serve_workers, systemd)
 from ._core import LOG_FORMATS, describe_backend, http_defaults
 from .config import BACKENDS, MAX_CONNECTIONS, MAX_IDLE_TIMEOUT, MAX_THREADS
 from .log_file import AccessLogFile, open_log
@@ -51,6 +51,15 @@ def _seconds_or_zero(text: str) -> float:
     return _seconds(text, allow_zero=True)
 
 
+class _Given(argparse.Action):
+    """Stores the value and notes the option in args.given: socket
+    activation warns about an explicit --host/--port it ignores."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.given = getattr(namespace, "given", ()) + (f"--{self.dest}",)
+
+
 def build_parser() -> argparse.ArgumentParser:
     engine = EngineConfig()      # the engine's defaults (read from C)
     http = http_defaults()       # the HTTP server's (read from C)
@@ -61,9 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve a folder")
     serve.add_argument("root", nargs="?", default=".", metavar="ROOT",
                        help="folder to serve (default: the current one)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=_bounded_int(0, 65535), default=8182,
-                       help="port (default 8182; 0 picks a free one)")
+    serve.add_argument("--host", default="127.0.0.1", action=_Given,
+                       help="address to listen on (default 127.0.0.1); ignored when systemd "
+                            "passes listening sockets (socket activation): those are served")
+    serve.add_argument("--port", type=_bounded_int(0, 65535), default=8182, action=_Given,
+                       help="port (default 8182; 0 picks a free one); ignored when "
+                            "socket-activated")
     serve.add_argument("--protocol", choices=PROTOCOLS, default="http",
                        help='"http" (default): HTTP/1.1; "raw": a file name per line in, '
                             "the file's bytes out")
@@ -169,12 +181,20 @@ def serve(args: argparse.Namespace) -> int:
     if problem:
         log.error("pyiocp: %s", problem)
         return 2
+    sockets = _activated_sockets(args)   # before any fork: LISTEN_PID is ours only
+    if sockets is None:
+        return 2
     if args.workers > 1:
-        return serve_with_workers(args, root)
+        return serve_with_workers(args, root, sockets)
     try:
         access_log = _access_log(args)
         engine, handler = _make_engine(args, root, args.threads, access_log)
-        listener = engine.listen((args.host, args.port), handler)
+        if sockets:   # the engine serves dups: ours would keep the sockets open after a stop
+            listeners = [engine.listen(sock=sock, handler=handler) for sock in sockets]
+            for sock in sockets:
+                sock.close()
+        else:
+            listeners = [engine.listen((args.host, args.port), handler)]
     except OSError as exc:
         log.error("pyiocp: %s", exc)
         return 1
@@ -184,18 +204,19 @@ def serve(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda signum, frame: engine.request_stop())
     _reopen_on_sighup(access_log, handler)
-    host, port = listener.address[:2]
-    shown = f"[{host}]" if ":" in host else host
-    print(f"pyiocp {__version__}: serving {root} over {args.protocol} on {shown}:{port} "
-          f"(backend {engine.backend}, {_count(engine.threads, 'thread')})", flush=True)
+    print(f"pyiocp {__version__}: serving {root} over {args.protocol} on "
+          f"{_where(l.address for l in listeners)} (backend {engine.backend}, "
+          f"{_count(engine.threads, 'thread')}{_activation_note(sockets)})", flush=True)
     engine.run(drain_timeout=args.drain_timeout)
     log.info("pyiocp: stopped")
     return 0
 
 
-def serve_with_workers(args: argparse.Namespace, root: str) -> int:
+def serve_with_workers(args: argparse.Namespace, root: str, sockets: list) -> int:
     """`serve --workers N`: N processes on one socket (pyiocp.serve_workers),
-    each with its own engine and native handler, made after the fork."""
+    each with its own engine and native handler, made after the fork.
+    Socket-activated, every worker serves every passed socket (inherited
+    through the fork); the supervisor holds them, as it holds its own."""
     if args.log_file:
         try:    # the workers open it: say here, once, if they cannot
             os.close(open_log(args.log_file))
@@ -210,24 +231,49 @@ def serve_with_workers(args: argparse.Namespace, root: str) -> int:
         # each worker opens --log-file itself (appending, as the others do);
         # a reload's new workers open it anew: that is the reopen
         engine, handler = _make_engine(args, root, threads, _access_log(args))
-        engine.listen(sock=listen_socket, handler=handler)
+        for sock in sockets or [listen_socket]:
+            engine.listen(sock=sock, handler=handler)
         return engine
 
     def announce(address):
-        host, port = address[:2]
-        shown = f"[{host}]" if ":" in host else host
-        print(f"pyiocp {__version__}: serving {root} over {args.protocol} on {shown}:{port} "
+        where = _where(s.getsockname() for s in sockets) if sockets else _where([address])
+        print(f"pyiocp {__version__}: serving {root} over {args.protocol} on {where} "
               f"(backend {backend}, {_count(threads, 'thread')} in each of "
-              f"{_count(args.workers, 'worker')})", flush=True)
+              f"{_count(args.workers, 'worker')}{_activation_note(sockets)})", flush=True)
 
+    listen = {"sock": sockets[0]} if sockets else {"address": (args.host, args.port)}
     try:
-        rc = serve_workers(args.workers, setup, address=(args.host, args.port),
+        rc = serve_workers(args.workers, setup, **listen,
                            drain_timeout=args.drain_timeout, on_ready=announce)
     except OSError as exc:
         log.error("pyiocp: %s", exc)
         return 1
     log.info("pyiocp: stopped")
     return rc
+
+
+def _activated_sockets(args: argparse.Namespace) -> Optional[list]:
+    """The listening sockets systemd passed ([] if none), or None once the
+    error is logged (exit 2: a unit misconfigured, not a crash)."""
+    try:
+        sockets = systemd.listen_sockets()
+    except systemd.ActivationError as exc:
+        log.error("pyiocp: %s", exc)
+        return None
+    if sockets and getattr(args, "given", ()):
+        log.warning("pyiocp: socket-activated: %s ignored, serving the passed sockets",
+                    " and ".join(sorted(set(args.given))))
+    return sockets
+
+
+def _activation_note(sockets: list) -> str:
+    return f"; {systemd.NOTE}" if sockets else ""
+
+
+def _where(addresses) -> str:
+    """The startup line's HOST:PORT ([HOST]:PORT for IPv6), comma-separated
+    when socket activation passed several sockets."""
+    return ", ".join(f"[{a[0]}]:{a[1]}" if ":" in a[0] else f"{a[0]}:{a[1]}" for a in addresses)
 
 
 def _count(n: int, noun: str) -> str:

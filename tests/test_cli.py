@@ -55,8 +55,12 @@ class Server:
 
     def __init__(self, root, *args):
         # these tests are about the raw protocol; test_http_cli.py covers http
-        self.args = [sys.executable, "-m", "pyiocp", "serve", str(root), "--port", "0",
-                     "--protocol", "raw", *args]
+        self._spawn([sys.executable, "-m", "pyiocp", "serve", str(root), "--port", "0",
+                     "--protocol", "raw", *args])
+
+    def _spawn(self, argv):
+        """Starts argv (a subclass's own command line) with the readers."""
+        self.args = argv
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env=child_env(), cwd=PACKAGE_PARENT)
         self.pid = self.proc.pid
