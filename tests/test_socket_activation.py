@@ -7,8 +7,11 @@ message); the variables and descriptors not handed on.  127.0.0.1 only;
 every process is stopped, within bounded time."""
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -33,11 +36,11 @@ def root(tmp_path):
 
 
 class Launched(Server):
-    """PROGRAM ARGS run by the launcher with LAUNCHER_ARGS; test_cli.Server's
-    output readers, wait_line, kill."""
+    """PROGRAM ARGS run by the launcher with LAUNCHER_ARGS (or by the argv
+    `launcher`); test_cli.Server's output readers, wait_line, kill."""
 
-    def __init__(self, launcher_args, program):
-        self._spawn([sys.executable, str(LAUNCHER), *launcher_args, "--", *program])
+    def __init__(self, launcher_args, program, launcher=None):
+        self._spawn((launcher or [sys.executable, str(LAUNCHER), *launcher_args, "--"]) + program)
 
     def passed(self, timeout=15.0):
         """The addresses the launcher passed, as "HOST:PORT" ("-": none)."""
@@ -64,8 +67,8 @@ class Launched(Server):
 def launch(no_fd_leak):
     started = []
 
-    def start(launcher_args, program):
-        process = Launched(launcher_args, program)
+    def start(launcher_args, program, launcher=None):
+        process = Launched(launcher_args, program, launcher)
         started.append(process)
         return process
 
@@ -176,3 +179,22 @@ def test_the_module_leaves_no_variable_and_no_inheritable_descriptor(launch):
     process.passed()
     assert process.wait(20) == 0, process.stderr()
     assert process.stdout_lines()[1:] == [b"1 3 False [] []\n"]
+
+
+def test_systemd_socket_activate(launch, root):
+    """systemd's own implementation of the protocol: systemd-socket-activate
+    listens, and execs pyiocp when the first connection arrives."""
+    tool = shutil.which("systemd-socket-activate")
+    if tool is None:
+        pytest.skip("systemd-socket-activate is not installed (apt-get install systemd)")
+    with socket.socket() as probe:   # a free port (a race with others, unlikely)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # it passes the children only the variables named (PYTHONPATH, a
+    # sanitizer's LD_PRELOAD...): all of this process's
+    keep = [f"--setenv={name}" for name in os.environ]
+    server = launch([], serve(root, "--quiet"), [tool, f"--listen=127.0.0.1:{port}", *keep])
+    assert server.wait_line(lambda l: b"Listening on" in l, 15, stream="err"), server.stderr()
+    fetch(f"127.0.0.1:{port}")   # waits in the queue while pyiocp starts
+    assert server.line(ACTIVATED).group(2) == f"127.0.0.1:{port}"
+    server.stop()
