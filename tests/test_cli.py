@@ -58,11 +58,13 @@ class Server:
         self._spawn([sys.executable, "-m", "pyiocp", "serve", str(root), "--port", "0",
                      "--protocol", "raw", *args])
 
-    def _spawn(self, argv):
-        """Starts argv (a subclass's own command line) with the readers."""
+    def _spawn(self, argv, env=None, new_session=False):
+        """Starts argv (a subclass's own command line) with the readers;
+        env: child_env() unless given (tool_env() for a program not ours)."""
         self.args = argv
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=child_env(), cwd=PACKAGE_PARENT)
+                                     stderr=subprocess.PIPE, env=env or child_env(),
+                                     cwd=PACKAGE_PARENT, start_new_session=new_session)
         self.pid = self.proc.pid
         self.out, self.err = [], []
         self.changed = threading.Condition()

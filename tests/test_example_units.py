@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import tool_env
 from pyiocp.cli import build_parser
 from pyiocp.workers import serve_workers
 
@@ -110,5 +111,5 @@ def test_systemd_analyze_verify(tmp_path):
     shutil.copy(SOCKET, tmp_path / SOCKET.name)
     done = subprocess.run([analyze, "verify", "--man=no", "--recursive-errors=yes",
                            str(tmp_path / SOCKET.name), str(tmp_path / SERVICE.name)],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, env=tool_env())
     assert (done.returncode, done.stdout + done.stderr) == (0, "")

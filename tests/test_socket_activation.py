@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import tool_env
 from http_helpers import exchange, get
-from test_cli import Server
+from test_cli import Server, child_env
 
 LAUNCHER = Path(__file__).resolve().parent / "socket_activation_launcher.py"
 ACTIVATED = re.compile(r"^pyiocp \S+: serving (.+) over http on (.+) \(backend \S+, "
@@ -37,10 +38,24 @@ def root(tmp_path):
 
 class Launched(Server):
     """PROGRAM ARGS run by the launcher with LAUNCHER_ARGS (or by the argv
-    `launcher`); test_cli.Server's output readers, wait_line, kill."""
+    `launcher`), in a process group of its own; test_cli.Server's output
+    readers, wait_line."""
 
     def __init__(self, launcher_args, program, launcher=None):
-        self._spawn((launcher or [sys.executable, str(LAUNCHER), *launcher_args, "--"]) + program)
+        if launcher is None:
+            self._spawn([sys.executable, str(LAUNCHER), *launcher_args, "--", *program],
+                        new_session=True)
+        else:   # not ours: no sanitizer runtime (tool_env) for it, only for pyiocp
+            self._spawn(launcher + program, env=tool_env(), new_session=True)
+
+    def kill(self):
+        """The whole group: a --workers supervisor killed alone would leave
+        its workers serving, and holding the output pipes open."""
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        super().kill()
 
     def passed(self, timeout=15.0):
         """The addresses the launcher passed, as "HOST:PORT" ("-": none)."""
@@ -147,7 +162,7 @@ import os, sys
 from pyiocp.cli import main
 def report():
     names = sorted(n for n in os.environ if n.startswith("LISTEN_"))
-    print("worker sees", names, flush=True)
+    os.write(1, f"worker sees {names}\\n".encode())   # one write: workers do not interleave
 os.register_at_fork(after_in_child=report)
 sys.exit(main(sys.argv[1:]))
 """
@@ -190,9 +205,9 @@ def test_systemd_socket_activate(launch, root):
     with socket.socket() as probe:   # a free port (a race with others, unlikely)
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    # it passes the children only the variables named (PYTHONPATH, a
-    # sanitizer's LD_PRELOAD...): all of this process's
-    keep = [f"--setenv={name}" for name in os.environ]
+    # it passes the children only the variables named: all of ours
+    # (PYTHONPATH, a sanitizer's LD_PRELOAD...)
+    keep = [f"--setenv={name}={value}" for name, value in child_env().items()]
     server = launch([], serve(root, "--quiet"), [tool, f"--listen=127.0.0.1:{port}", *keep])
     assert server.wait_line(lambda l: b"Listening on" in l, 15, stream="err"), server.stderr()
     fetch(f"127.0.0.1:{port}")   # waits in the queue while pyiocp starts
