@@ -168,7 +168,7 @@ void piocp_timers_fire_due(piocp_engine *e)
     }
     publish_nearest(h);
     piocp_mutex_unlock(&h->lock);
-    piocp_complete_list(head); /* in due order */
+    piocp_complete_list(e, head); /* in due order */
 }
 
 void piocp_timers_cancel_all(piocp_engine *e)
