@@ -606,7 +606,8 @@ enum {
     PIOCP_M_ACCEPT_PAUSES,         /* accepting paused for want of descriptors or memory */
     PIOCP_M_OPENED,                /* connections opened: accepted, adopted, connected */
     PIOCP_M_CLOSED,                /* ... and closed (open now: the difference) */
-    PIOCP_M_REQUESTS,              /* + op: requests completed, by operation */
+    PIOCP_M_REQUESTS,              /* + op: requests completed, by operation (accept:
+                                      unused, see PIOCP_M_ACCEPTED) */
     PIOCP_M_ERRORS = PIOCP_M_REQUESTS + PIOCP_METRIC_OPS,
                                    /* + op * PIOCP_METRIC_ERRNOS + error index */
     PIOCP_M_RECEIVED_BYTES = PIOCP_M_ERRORS + PIOCP_METRIC_OPS * PIOCP_METRIC_ERRNOS,
@@ -658,9 +659,12 @@ size_t piocp_metrics_area_size(int slots, int threads);
 /* Lays out `size` bytes (zeroed) as an area; -EINVAL if too small. */
 int piocp_metrics_area_init(void *area, size_t size, int slots, int threads);
 /* Takes a free cell for `slot` and zeroes it: its index, -EBUSY if none is
- * free (two per slot: a reload's old and new workers), -EINVAL for a bad
- * slot.  `*cell`, `*cell_size`: what to give piocp_engine_use_metrics_cell. */
+ * free (three per slot: a worker, a reload's old one still draining, and
+ * a restart while a reload is given up), -EINVAL for a bad slot.  `*cell`, `*cell_size`: what to give piocp_engine_use_metrics_cell. */
 int piocp_metrics_area_claim(void *area, int slot, void **cell, size_t *cell_size);
+/* Cell `index` (as claim returned it) of an area, for a process that
+ * inherited the area and its claim (a forked worker). */
+int piocp_metrics_area_cell(void *area, int index, void **cell, size_t *cell_size);
 /* Frees cell `index` once its process has exited: its counts go to its
  * slot's retired totals (connections it left open count as closed). */
 int piocp_metrics_area_release(void *area, int index);

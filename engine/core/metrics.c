@@ -239,6 +239,11 @@ int piocp_engine_use_metrics_cell(piocp_engine *e, void *memory, size_t size)
 
 /* -------------------------------------------------------------- areas -- */
 
+/* A slot's worker, a reload's old one draining beside its new one, and a
+ * restart of the old one if the reload is given up meanwhile: each counts
+ * into its own cell until its process is reaped. */
+#define CELLS_PER_SLOT 3
+
 static size_t area_header_size(uint32_t slots)
 {
     return sizeof(piocp_metrics_area) + (size_t)slots * sizeof(piocp_metrics_block);
@@ -249,8 +254,7 @@ size_t piocp_metrics_area_size(int slots, int threads)
     size_t cell = piocp_metrics_cell_size(threads);
     if (slots < 1 || slots > 4096 || !cell)
         return 0;
-    /* two cells a slot: a reload runs the old and the new worker at once */
-    return area_header_size((uint32_t)slots) + 2 * (size_t)slots * cell;
+    return area_header_size((uint32_t)slots) + CELLS_PER_SLOT * (size_t)slots * cell;
 }
 
 int piocp_metrics_area_init(void *memory, size_t size, int slots, int threads)
@@ -260,11 +264,11 @@ int piocp_metrics_area_init(void *memory, size_t size, int slots, int threads)
         return -PIOCP_EINVAL;
     piocp_metrics_area *a = memory;
     a->slots = (uint32_t)slots;
-    a->cells = 2 * (uint32_t)slots;
+    a->cells = CELLS_PER_SLOT * (uint32_t)slots;
     a->threads = (uint32_t)threads;
     a->cell_size = piocp_metrics_cell_size(threads);
     for (uint32_t i = 0; i < a->cells; i++)
-        cell_init(piocp_metrics_area_cell(a, i), threads, -1);
+        cell_init(piocp_metrics_area_cell_at(a, i), threads, -1);
     a->magic = PIOCP_METRICS_AREA_MAGIC;
     return 0;
 }
@@ -280,7 +284,7 @@ piocp_metrics_block *piocp_metrics_area_retired(const piocp_metrics_area *a, uin
     return (piocp_metrics_block *)((char *)a + sizeof *a) + slot;
 }
 
-piocp_metrics_cell *piocp_metrics_area_cell(const piocp_metrics_area *a, uint32_t index)
+piocp_metrics_cell *piocp_metrics_area_cell_at(const piocp_metrics_area *a, uint32_t index)
 {
     return (piocp_metrics_cell *)((char *)a + area_header_size(a->slots) + index * a->cell_size);
 }
@@ -291,7 +295,7 @@ int piocp_metrics_area_claim(void *memory, int slot, void **cell_out, size_t *si
     if (piocp_metrics_area_check(a) < 0 || slot < 0 || (uint32_t)slot >= a->slots)
         return -PIOCP_EINVAL;
     for (uint32_t i = 0; i < a->cells; i++) {
-        piocp_metrics_cell *cell = piocp_metrics_area_cell(a, i);
+        piocp_metrics_cell *cell = piocp_metrics_area_cell_at(a, i);
         int free_cell = 0;
         if (!atomic_compare_exchange_strong(&cell->in_use, &free_cell, 1))
             continue;
@@ -315,7 +319,7 @@ int piocp_metrics_area_release(void *memory, int index)
     piocp_metrics_area *a = memory;
     if (piocp_metrics_area_check(a) < 0 || index < 0 || (uint32_t)index >= a->cells)
         return -PIOCP_EINVAL;
-    piocp_metrics_cell *cell = piocp_metrics_area_cell(a, (uint32_t)index);
+    piocp_metrics_cell *cell = piocp_metrics_area_cell_at(a, (uint32_t)index);
     if (!atomic_load(&cell->in_use))
         return -PIOCP_EINVAL;
     uint64_t counts[PIOCP_METRICS] = {0};
@@ -328,5 +332,15 @@ int piocp_metrics_area_release(void *memory, int index)
         atomic_fetch_add_explicit(&retired->v[i], counts[i], memory_order_relaxed);
     atomic_store(&cell->in_use, 0);
     atomic_fetch_add(&a->generation, 1);          /* even: done */
+    return 0;
+}
+
+int piocp_metrics_area_cell(void *memory, int index, void **cell_out, size_t *size_out)
+{
+    piocp_metrics_area *a = memory;
+    if (piocp_metrics_area_check(a) < 0 || index < 0 || (uint32_t)index >= a->cells)
+        return -PIOCP_EINVAL;
+    *cell_out = piocp_metrics_area_cell_at(a, (uint32_t)index);
+    *size_out = (size_t)a->cell_size;
     return 0;
 }

@@ -60,7 +60,7 @@ typedef struct piocp_metrics_area {
 
 /* The area's parts, for the renderer. */
 piocp_metrics_block *piocp_metrics_area_retired(const piocp_metrics_area *area, uint32_t slot);
-piocp_metrics_cell *piocp_metrics_area_cell(const piocp_metrics_area *area, uint32_t index);
+piocp_metrics_cell *piocp_metrics_area_cell_at(const piocp_metrics_area *area, uint32_t index);
 /* Checks a pointer names a laid-out area. */
 int piocp_metrics_area_check(const void *area);
 

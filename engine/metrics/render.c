@@ -103,8 +103,8 @@ static void put_series(text *t, const view *v, int first, int last)
     put_family(t, d.name, d.help, "counter");
     bool errors = first == PIOCP_M_ERRORS;
     for (int i = first; i <= last; i++) {
-        if (errors && v->sum[i] == 0)
-            continue;
+        if ((errors && v->sum[i] == 0) || i == PIOCP_M_REQUESTS + PIOCP_METRIC_OP_ACCEPT)
+            continue; /* an accept is no request: pyiocp_connections_accepted_total */
         piocp_metric_describe(i, &d);
         put_line(t, d.name, &d, -1, v->sum[i]);
         for (uint32_t s = 0; s < v->slots; s++)
@@ -145,7 +145,7 @@ static void put_all(text *t, const view *v, const piocp_engine *engine,
     put_family(t, "pyiocp_info", "The version, and each engine's backend", "gauge");
     if (area) {
         for (uint32_t i = 0; i < area->cells; i++) {
-            const piocp_metrics_cell *cell = piocp_metrics_area_cell(area, i);
+            const piocp_metrics_cell *cell = piocp_metrics_area_cell_at(area, i);
             if (atomic_load(&cell->in_use) && atomic_load(&cell->pid))
                 put_info(t, cell, cell->slot);
         }
@@ -179,7 +179,7 @@ static void read_area(const piocp_metrics_area *area, view *v, uint64_t *slot_va
                     atomic_load_explicit(&retired->v[i], memory_order_relaxed);
         }
         for (uint32_t c = 0; c < area->cells; c++) {
-            const piocp_metrics_cell *cell = piocp_metrics_area_cell(area, c);
+            const piocp_metrics_cell *cell = piocp_metrics_area_cell_at(area, c);
             if (atomic_load(&cell->in_use) && cell->slot >= 0 && (uint32_t)cell->slot < area->slots)
                 piocp_metrics_cell_add_to(cell, slot_values + (size_t)cell->slot * PIOCP_METRICS);
         }
