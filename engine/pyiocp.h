@@ -599,7 +599,7 @@ piocp_file piocp_http_server_swap_access_log(piocp_http_server *server, piocp_fi
 /* The errors counted by name; the others count as "other" (the last). */
 #define PIOCP_METRIC_ERRNOS 16
 
-enum {
+typedef enum piocp_metric {
     PIOCP_M_ACCEPTED = 0,          /* connections accepted and handed to a handler */
     PIOCP_M_REFUSED_LIMIT,         /* closed at once: over max_connections */
     PIOCP_M_REFUSED_STOPPING,      /* closed at once: the engine was stopping */
@@ -622,7 +622,7 @@ enum {
     PIOCP_M_BATCHES,               /* ... in this many batches */
     PIOCP_M_HTTP_RESPONSES,        /* + class - 1: native HTTP answers, 1xx..5xx */
     PIOCP_METRICS = PIOCP_M_HTTP_RESPONSES + 5
-};
+} piocp_metric;
 
 /* What a series is, for rendering: its family's name and help, and up to
  * two labels (NULL names when fewer). */

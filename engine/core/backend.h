@@ -141,6 +141,8 @@ void piocp_schedule_locked(piocp_conn *conn);
 void piocp_schedule_on_owner_locked(piocp_conn *conn);
 void piocp_done_push(piocp_done_list *done, piocp_request *req, ssize_t result);
 void piocp_complete_list(piocp_engine *engine, piocp_request *list);
+/* piocp_post, completing as `op` (a cancelled timer is counted as one). */
+int piocp_post_as(piocp_engine *engine, piocp_request *req, ssize_t result, piocp_op op);
 /* Progress for the idle timeout. */
 void piocp_touch(piocp_conn *conn);
 /* `n` more bytes of `req`, the head of the send queue, were handed to the

@@ -410,9 +410,14 @@ void piocp_engine_get_stats(const piocp_engine *e, piocp_engine_stats *out)
 
 int piocp_post(piocp_engine *e, piocp_request *req, ssize_t result)
 {
+    return piocp_post_as(e, req, result, PIOCP_OP_USER);
+}
+
+int piocp_post_as(piocp_engine *e, piocp_request *req, ssize_t result, piocp_op op)
+{
     if (!req || !req->complete)
         return -PIOCP_EINVAL;
-    req->op = PIOCP_OP_USER;
+    req->op = op;
     req->conn = NULL;
     req->result = result;
     req->next = NULL;

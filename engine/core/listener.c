@@ -212,10 +212,10 @@ void piocp_accepted(piocp_listener *l, piocp_socket fd, const struct sockaddr *p
 bool piocp_listener_accept_failed(piocp_listener *l, int error)
 {
     piocp_engine *e = l->engine;
+    if (atomic_load(&l->closed))
+        return false; /* the stop ended it (a ring's accept is cancelled): no error */
     piocp_count(e, PIOCP_M_ERRORS + PIOCP_METRIC_OP_ACCEPT * PIOCP_METRIC_ERRNOS +
                        piocp_metric_errno_index(error), 1);
-    if (atomic_load(&l->closed))
-        return false;
     if (piocp_accept_error_is_transient(error))
         return true;
     /* Out of descriptors (EMFILE, ENFILE) or memory (ENOBUFS, ENOMEM), or a

@@ -299,10 +299,7 @@ int piocp_metrics_area_claim(void *memory, int slot, void **cell_out, size_t *si
         int free_cell = 0;
         if (!atomic_compare_exchange_strong(&cell->in_use, &free_cell, 1))
             continue;
-        /* a freed cell was emptied into the retired totals: zero, as new */
-        for (uint32_t b = 0; b < cell->blocks; b++)
-            for (int k = 0; k < PIOCP_METRICS; k++)
-                atomic_store_explicit(&cell->block[b].v[k], 0, memory_order_relaxed);
+        /* its counts are zero: new, or emptied by its release */
         atomic_store(&cell->pid, 0);
         memset(cell->backend, 0, sizeof cell->backend);
         memset(cell->backend_note, 0, sizeof cell->backend_note);
@@ -312,6 +309,13 @@ int piocp_metrics_area_claim(void *memory, int slot, void **cell_out, size_t *si
         return (int)i;
     }
     return -PIOCP_EBUSY;
+}
+
+static void zero_blocks(piocp_metrics_cell *cell)
+{
+    for (uint32_t b = 0; b < cell->blocks; b++)
+        for (int k = 0; k < PIOCP_METRICS; k++)
+            atomic_store_explicit(&cell->block[b].v[k], 0, memory_order_relaxed);
 }
 
 int piocp_metrics_area_release(void *memory, int index)
@@ -327,9 +331,12 @@ int piocp_metrics_area_release(void *memory, int index)
     /* its process is gone, and every connection it had with it */
     counts[PIOCP_M_CLOSED] = counts[PIOCP_M_OPENED];
     piocp_metrics_block *retired = piocp_metrics_area_retired(a, (uint32_t)cell->slot);
-    atomic_fetch_add(&a->generation, 1);          /* odd: readers wait */
+    atomic_fetch_add(&a->generation, 1);          /* odd: readers read again */
     for (int i = 0; i < PIOCP_METRICS; i++)
         atomic_fetch_add_explicit(&retired->v[i], counts[i], memory_order_relaxed);
+    /* emptied here, while readers would retry, not at the next claim: a
+     * claimed cell is counted at once, and must not show old counts */
+    zero_blocks(cell);
     atomic_store(&cell->in_use, 0);
     atomic_fetch_add(&a->generation, 1);          /* even: done */
     return 0;

@@ -11,6 +11,7 @@
 #include "core/metrics.h"
 #include "errors.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -34,13 +35,16 @@ static void put(text *t, const char *s, size_t n)
 
 static void puts_(text *t, const char *s) { put(t, s, strlen(s)); }
 
+/* For numbers and the names around them: HELP texts and label values go
+ * through puts_ and put_label_value, whatever their length. */
 static void printf_(text *t, const char *format, ...)
 {
-    char small[64];
+    char small[256];
     va_list ap;
     va_start(ap, format);
     int n = vsnprintf(small, sizeof small, format, ap);
     va_end(ap);
+    assert(n >= 0 && (size_t)n < sizeof small);
     if (n > 0)
         put(t, small, (size_t)n < sizeof small ? (size_t)n : sizeof small - 1);
 }
@@ -112,15 +116,22 @@ static void put_series(text *t, const view *v, int first, int last)
     }
 }
 
+/* Opened minus closed.  The blocks are read one after the other while
+ * connections come and go, so a close can be seen without its open: never
+ * below zero. */
+static uint64_t open_now(const uint64_t *values)
+{
+    uint64_t opened = values[PIOCP_M_OPENED], closed = values[PIOCP_M_CLOSED];
+    return opened > closed ? opened - closed : 0;
+}
+
 static void put_open_connections(text *t, const view *v)
 {
     static const char name[] = "pyiocp_connections_open";
     put_family(t, name, "Connections open now", "gauge");
-    put_line(t, name, NULL, -1, v->sum[PIOCP_M_OPENED] - v->sum[PIOCP_M_CLOSED]);
-    for (uint32_t s = 0; s < v->slots; s++) {
-        const uint64_t *sv = v->slot_values + (size_t)s * PIOCP_METRICS;
-        put_line(t, name, NULL, (int)s, sv[PIOCP_M_OPENED] - sv[PIOCP_M_CLOSED]);
-    }
+    put_line(t, name, NULL, -1, open_now(v->sum));
+    for (uint32_t s = 0; s < v->slots; s++)
+        put_line(t, name, NULL, (int)s, open_now(v->slot_values + (size_t)s * PIOCP_METRICS));
 }
 
 /* pyiocp_info{...} 1: the version, and each counting engine's backend. */
