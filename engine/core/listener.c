@@ -212,8 +212,10 @@ void piocp_accepted(piocp_listener *l, piocp_socket fd, const struct sockaddr *p
 bool piocp_listener_accept_failed(piocp_listener *l, int error)
 {
     piocp_engine *e = l->engine;
+    /* a closed listener's pending accept ends with an error (io_uring's
+     * with ECANCELED at every stop): its closing, not a failed accept */
     if (atomic_load(&l->closed))
-        return false; /* the stop ended it (a ring's accept is cancelled): no error */
+        return false;
     piocp_count(e, PIOCP_M_ERRORS + PIOCP_METRIC_OP_ACCEPT * PIOCP_METRIC_ERRNOS +
                        piocp_metric_errno_index(error), 1);
     if (piocp_accept_error_is_transient(error))

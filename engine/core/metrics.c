@@ -294,7 +294,10 @@ int piocp_metrics_area_claim(void *memory, int slot, void **cell_out, size_t *si
     piocp_metrics_area *a = memory;
     if (piocp_metrics_area_check(a) < 0 || slot < 0 || (uint32_t)slot >= a->slots)
         return -PIOCP_EINVAL;
-    for (uint32_t i = 0; i < a->cells; i++) {
+    /* the slot's own cells: a slot that restarts without its cells being
+     * released must not take another slot's */
+    for (uint32_t i = CELLS_PER_SLOT * (uint32_t)slot; i < CELLS_PER_SLOT * ((uint32_t)slot + 1);
+         i++) {
         piocp_metrics_cell *cell = piocp_metrics_area_cell_at(a, i);
         int free_cell = 0;
         if (!atomic_compare_exchange_strong(&cell->in_use, &free_cell, 1))

@@ -209,6 +209,8 @@ size_t piocp_metrics_render(const piocp_engine *engine, const void *area_memory,
                             size_t cap)
 {
     text t = {buf, cap, 0};
+    if (cap > 0)
+        buf[0] = '\0'; /* an empty string where there is nothing to render */
     const piocp_metrics_area *area = area_memory;
     view v = {0};
     uint64_t *slot_values = NULL;
