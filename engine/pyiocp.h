@@ -577,6 +577,114 @@ uint64_t piocp_http_server_requests(const piocp_http_server *server);
  * PIOCP_INVALID_FILE and `fd` is not used. */
 piocp_file piocp_http_server_swap_access_log(piocp_http_server *server, piocp_file fd);
 
+
+/* ----------------------------------------------------------- metrics -- */
+/*
+ * Counters for operators: what the engine and its native handlers did,
+ * read while they run.  Each worker thread adds to its own block of a
+ * metrics "cell" (no shared cache line on the hot path); a reader sums
+ * the blocks.  A cell is the engine's own memory, or one handed to it
+ * (piocp_engine_use_metrics_cell) from a metrics area shared by several
+ * processes: a pre-fork server's workers count into one area, and any of
+ * them can render all of it (each worker's series and their sum).
+ *
+ * Every series is a uint64 counter at a fixed index, < PIOCP_METRICS.
+ */
+
+/* The operations requests and errors are counted by (piocp_op's values;
+ * accept and connect, which are not requests, take the remaining ones). */
+#define PIOCP_METRIC_OP_ACCEPT 0  /* in place of PIOCP_OP_NONE */
+#define PIOCP_METRIC_OP_CONNECT 7
+#define PIOCP_METRIC_OPS 8
+/* The errors counted by name; the others count as "other" (the last). */
+#define PIOCP_METRIC_ERRNOS 16
+
+typedef enum piocp_metric {
+    PIOCP_M_ACCEPTED = 0,          /* connections accepted and handed to a handler */
+    PIOCP_M_REFUSED_LIMIT,         /* closed at once: over max_connections */
+    PIOCP_M_REFUSED_STOPPING,      /* closed at once: the engine was stopping */
+    PIOCP_M_ACCEPT_PAUSES,         /* accepting paused for want of descriptors or memory */
+    PIOCP_M_OPENED,                /* connections opened: accepted, adopted, connected */
+    PIOCP_M_CLOSED,                /* ... and closed (open now: the difference) */
+    PIOCP_M_REQUESTS,              /* + op: requests completed, by operation (accept:
+                                      unused, see PIOCP_M_ACCEPTED) */
+    PIOCP_M_ERRORS = PIOCP_M_REQUESTS + PIOCP_METRIC_OPS,
+                                   /* + op * PIOCP_METRIC_ERRNOS + error index */
+    PIOCP_M_RECEIVED_BYTES = PIOCP_M_ERRORS + PIOCP_METRIC_OPS * PIOCP_METRIC_ERRNOS,
+    PIOCP_M_SENT_BUFFER_BYTES,     /* bytes sent from memory (sends, transmit heads) */
+    PIOCP_M_SENT_FILE_BYTES,       /* file bytes sent by transmits */
+    PIOCP_M_SENT_COPIED_BYTES,     /* of those, read into a buffer and sent as a copy
+                                      instead of zero-copy (Windows' read+send path) */
+    PIOCP_M_BORROWED,              /* sockets lent to the engine (piocp_borrow) */
+    PIOCP_M_BORROWED_BYTES,        /* bytes sent on them */
+    PIOCP_M_COMPLETED_INLINE,      /* IOCP: finished as posted, without a packet */
+    PIOCP_M_DISPATCHED,            /* completions handed to Python (the binding counts) */
+    PIOCP_M_BATCHES,               /* ... in this many batches */
+    PIOCP_M_HTTP_RESPONSES,        /* + class - 1: native HTTP answers, 1xx..5xx */
+    PIOCP_METRICS = PIOCP_M_HTTP_RESPONSES + 5
+} piocp_metric;
+
+/* What a series is, for rendering: its family's name and help, and up to
+ * two labels (NULL names when fewer). */
+typedef struct piocp_metric_desc {
+    const char *name;              /* Prometheus family name, "pyiocp_..._total" */
+    const char *help;
+    const char *label_name[2];
+    const char *label_value[2];
+} piocp_metric_desc;
+/* Describes series `index` (< PIOCP_METRICS); -EINVAL outside. */
+int piocp_metric_describe(int index, piocp_metric_desc *out);
+/* The error index (< PIOCP_METRIC_ERRNOS) an error (-PIOCP_E* or PIOCP_E*)
+ * is counted under. */
+int piocp_metric_errno_index(int error);
+
+/* The engine's counters, summed: values[PIOCP_METRICS]. */
+void piocp_engine_read_metrics(const piocp_engine *engine, uint64_t *values);
+/* Adds `n` to series `index` of `engine` (from any thread): for bindings
+ * and handlers counting what the engine cannot see (PIOCP_M_DISPATCHED). */
+void piocp_metric_add(piocp_engine *engine, int index, uint64_t n);
+
+/* Bytes a cell needs for an engine of `threads` workers. */
+size_t piocp_metrics_cell_size(int threads);
+/* Makes the engine count into `cell` (`size` bytes, from a metrics area)
+ * from now on; what it counted so far moves there.  Only before
+ * piocp_engine_start (-EBUSY after); -EINVAL if `size` is too small. */
+int piocp_engine_use_metrics_cell(piocp_engine *engine, void *cell, size_t size);
+
+/* A metrics area: `slots` workers' cells in memory several processes share
+ * (mmap MAP_SHARED before fork), each worker's `threads` threads.  A
+ * restarted or reloaded worker takes a fresh cell for its slot; a freed
+ * cell's counts stay in its slot's series, so no series goes back. */
+size_t piocp_metrics_area_size(int slots, int threads);
+/* Lays out `size` bytes (zeroed) as an area; -EINVAL if too small. */
+int piocp_metrics_area_init(void *area, size_t size, int slots, int threads);
+/* Takes a free cell for `slot` and zeroes it: its index, -EBUSY if none is
+ * free (three per slot: a worker, a reload's old one still draining, and
+ * a restart while a reload is given up), -EINVAL for a bad slot.  `*cell`, `*cell_size`: what to give piocp_engine_use_metrics_cell. */
+int piocp_metrics_area_claim(void *area, int slot, void **cell, size_t *cell_size);
+/* Cell `index` (as claim returned it) of an area, for a process that
+ * inherited the area and its claim (a forked worker). */
+int piocp_metrics_area_cell(void *area, int index, void **cell, size_t *cell_size);
+/* Frees cell `index` once its process has exited: its counts go to its
+ * slot's retired totals (connections it left open count as closed). */
+int piocp_metrics_area_release(void *area, int index);
+
+/* The Prometheus text exposition (version 0.0.4) of an engine's counters
+ * (`area` NULL), or of every slot of an area (a `worker` label) and their
+ * sum (no worker label).  Writes at most `cap` bytes (NUL-terminated when
+ * cap > 0) and returns the length the whole text needs, as snprintf does. */
+size_t piocp_metrics_render(const piocp_engine *engine, const void *area, char *buf, size_t cap);
+
+/* A native handler answering GET /metrics with piocp_metrics_render of
+ * `engine` and `area` (as above), and 404 to other paths: pass to
+ * piocp_listen with the server as `user`.  `engine` is the engine that
+ * serves it. */
+typedef struct piocp_metrics_server piocp_metrics_server;
+int piocp_metrics_server_new(piocp_metrics_server **out, const piocp_engine *engine,
+                             const void *area);
+void piocp_metrics_server_free(piocp_metrics_server *server);
+extern const piocp_listener_callbacks piocp_metrics_server_callbacks;
+
 #ifdef __cplusplus
 }
 #endif

@@ -9,15 +9,15 @@ from __future__ import annotations
 from typing import Optional
 
 from . import _core
-from ._core import (Connection, Listener, NativeHandler, RawFileServer, StaticFiles,
-                    TimerHandle, available_backends, backend_names)
+from ._core import (Connection, Listener, MetricsArea, NativeHandler, RawFileServer,
+                    StaticFiles, TimerHandle, available_backends, backend_names)
 from .config import EngineConfig, cpu_info, default_threads
 from .handler import Handler
 from .workers import serve_workers
 
 __version__ = _core.__version__
 __all__ = [
-    "Engine", "EngineConfig", "Handler", "Connection", "Listener", "NativeHandler",
+    "Engine", "EngineConfig", "Handler", "Connection", "Listener", "MetricsArea", "NativeHandler",
     "RawFileServer", "StaticFiles", "TimerHandle", "available_backends", "backend_names",
     "cpu_info", "default_threads", "serve_workers", "__version__",
 ]

@@ -47,7 +47,7 @@ else:
 # What the binding asks of the system, POSIX or Windows (binding_platform.h):
 # nothing below includes a POSIX-only header.  Errors are -PIOCP_E*.
 cdef extern from "binding_platform.h" nogil:
-    int PIOCP_ENOTCONN, PIOCP_EINVAL, PIOCP_EISDIR, PIOCP_ENOMEM, PIOCP_ETIMEDOUT
+    int PIOCP_ENOTCONN, PIOCP_EINVAL, PIOCP_EISDIR, PIOCP_ENOMEM, PIOCP_ETIMEDOUT, PIOCP_EBUSY
     int PIOCP_ECANCELED
     int BINDING_FILE_REGULAR, BINDING_FILE_DIRECTORY
     int binding_open_file(const char *path, piocp_file *out)
@@ -127,4 +127,5 @@ include "_connection.pxi"
 include "_timers.pxi"
 include "_lend.pxi"
 include "_natives.pxi"
+include "_metrics.pxi"
 include "_engine.pxi"

@@ -7,6 +7,7 @@
 cdef struct engine_shared:
     dispatch_queue queue
     PyObject *engine          # borrowed: the Engine outlives its workers
+    piocp_engine *c_engine    # its C engine, while it exists: for counting
     write_budget budget       # bytes held for sends, all connections
 
 cdef struct listener_state:
@@ -199,18 +200,25 @@ cdef void dispatch_pending(engine_shared *shared, bint run_handlers) noexcept no
     queued after its batch).  Called by workers (batch_end) and, with the
     GIL already held, by the engine when it stops or is freed."""
     cdef dispatch_node *batch
+    cdef uint64_t count
     while True:
         batch = dispatch_queue_claim(&shared.queue)
         if batch == NULL:
             return
         with gil:
-            dispatch_batch(batch, run_handlers)
+            count = dispatch_batch(batch, run_handlers)
         dispatch_queue_release(&shared.queue)
+        if shared.c_engine != NULL:
+            piocp_metric_add(shared.c_engine, PIOCP_M_DISPATCHED, count)
+            piocp_metric_add(shared.c_engine, PIOCP_M_BATCHES, 1)
 
 
-cdef void dispatch_batch(dispatch_node *node, bint run_handlers) noexcept:
+cdef uint64_t dispatch_batch(dispatch_node *node, bint run_handlers) noexcept:
+    """Runs a batch; returns how many completions it held."""
     cdef dispatch_node *next_node
+    cdef uint64_t count = 0
     while node != NULL:
+        count += 1
         # read first: once it has run, a node may be queued again at once
         # (the handler posted the next recv) or freed (a send, a close)
         next_node = node.next
@@ -219,6 +227,7 @@ cdef void dispatch_batch(dispatch_node *node, bint run_handlers) noexcept:
         except BaseException:
             log.exception("pyiocp: internal error while dispatching a completion")
         node = next_node
+    return count
 
 
 cdef dispatch_one(int kind, void *ptr, ssize_t result, bint run_handlers):

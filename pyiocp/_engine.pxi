@@ -198,6 +198,7 @@ cdef class Engine:
     cdef listener_state _outbound
     cdef bint _stop_thread_started
     cdef dict _final_stats
+    cdef object _metrics_area    # counted into (serve_workers): kept while the engine is
     # send_in_place's counters (changed with the GIL held)
     cdef uint64_t _in_place_sends, _in_place_bytes
 
@@ -244,6 +245,7 @@ cdef class Engine:
             if config.backend != "auto":
                 raise os_error(rc, f"backend {config.backend!r} is not available")
             raise os_error(rc, "engine")
+        self._shared.c_engine = self._c
         self._listeners = []
         self._backend_name = piocp_engine_backend(self._c).decode()
         note = piocp_engine_backend_note(self._c).decode()
@@ -280,6 +282,7 @@ cdef class Engine:
         if self._c != NULL:
             for listener in self._listeners or ():
                 listener._refused_at_stop = piocp_listener_refused(listener._listener)
+            self._shared.c_engine = NULL
             piocp_engine_free(self._c)
             self._c = NULL
         if self._queue_ready:
@@ -313,27 +316,96 @@ cdef class Engine:
 
     def stats(self):
         """The engine's counters, read from C without stopping it, as a
-        dict: accepted, refused, accept_errors, accept_pauses, connections
-        (open now), transmit_file_bytes (file bytes sent zero-copy),
-        borrowed and borrowed_bytes (sockets lent by pyiocp.aio and the
-        bytes sent on them), sent_in_place and sent_in_place_bytes (its
-        sends finished by send_in_place, and the file bytes it sent),
-        transmit_copied_bytes (of transmit_file_bytes, those read and sent
-        as a copy: Windows' read + WSASend path) and completed_inline
-        (Windows: operations handled as posted, without a completion
-        packet); both 0 on Linux.  After stop(): the final values."""
+        dict (after stop(): the final values):
+
+        - accepted, refused (refused_max_connections + refused_stopping),
+          accept_errors, accept_pauses, connections (open now),
+          connections_opened and connections_closed;
+        - requests: completed requests by operation (recv, send, transmit,
+          shutdown, user, timer, connect); errors: by operation, then by
+          errno name, those seen ({"recv": {"ECONNRESET": 2}}; ECANCELED
+          counts requests ended by a close);
+        - received_bytes; sent_bytes: {"memory": ..., "file": ...} (file:
+          by transmits); transmit_file_bytes (the same file bytes) and
+          transmit_copied_bytes (of those, read and sent as a copy:
+          Windows' read + WSASend path; 0 on Linux);
+        - python_completions and python_batches: completions handed to
+          Python and the batches they came in (one GIL acquisition each);
+        - http_responses: the native HTTP server's answers by status class;
+        - borrowed and borrowed_bytes (sockets lent by pyiocp.aio and the
+          bytes sent on them), sent_in_place and sent_in_place_bytes (its
+          sends finished by send_in_place, and the file bytes it sent);
+        - completed_inline (IOCP: operations handled as posted, without a
+          completion packet; 0 on Linux);
+        - backend, and backend_note (why "auto" passed over a preferred
+          backend, or "")."""
         cdef piocp_engine_stats s
+        cdef uint64_t *values
         if self._c == NULL:
             return dict(self._final_stats) if self._final_stats else {}
+        values = <uint64_t *>malloc(PIOCP_METRICS * sizeof(uint64_t))
+        if values == NULL:
+            raise MemoryError()
         piocp_engine_get_stats(self._c, &s)
-        return {"accepted": s.accepted, "refused": s.refused,
-                "accept_errors": s.accept_errors, "accept_pauses": s.accept_pauses,
-                "connections": s.connections, "transmit_file_bytes": s.transmit_file_bytes,
-                "borrowed": s.borrowed, "borrowed_bytes": s.borrowed_bytes,
-                "sent_in_place": self._in_place_sends,
-                "sent_in_place_bytes": self._in_place_bytes,
-                "transmit_copied_bytes": s.transmit_copied_bytes,
-                "completed_inline": s.completed_inline}
+        piocp_engine_read_metrics(self._c, values)
+        try:
+            counted = _metrics_dict(values)
+        finally:
+            free(values)
+        stats = {"accepted": s.accepted, "refused": s.refused,
+                 "accept_errors": s.accept_errors, "accept_pauses": s.accept_pauses,
+                 "connections": s.connections, "transmit_file_bytes": s.transmit_file_bytes,
+                 "borrowed": s.borrowed, "borrowed_bytes": s.borrowed_bytes,
+                 "sent_in_place": self._in_place_sends,
+                 "sent_in_place_bytes": self._in_place_bytes,
+                 "transmit_copied_bytes": s.transmit_copied_bytes,
+                 "completed_inline": s.completed_inline,
+                 "backend": self._backend_name,
+                 "backend_note": piocp_engine_backend_note(self._c).decode()}
+        stats.update(counted)
+        return stats
+
+    def metrics_text(self):
+        """The counters in the Prometheus text exposition format, as
+        listen_metrics serves them."""
+        if self._c == NULL:
+            raise RuntimeError("the engine is stopped")
+        return _render_metrics(self._c, NULL)
+
+    def listen_metrics(self, address=None, *, sock=None, MetricsArea area=None,
+                       int backlog=-1):
+        """Serves the counters in Prometheus' text format at GET /metrics
+        on (host, port) or `sock`, rendered in C on a worker (no Python per
+        scrape).  With `area`, the area's: every worker's series (a
+        `worker` label) and their sum (pyiocp.serve_workers passes it).
+        Returns the Listener.  Keep it on a private address: counters tell
+        an outsider about traffic."""
+        cdef _MetricsHandler handler
+        self._check_process()
+        if self._c == NULL or self._stopped:
+            raise RuntimeError("the engine is stopped")
+        handler = _MetricsHandler.__new__(_MetricsHandler)
+        handler._attach(self, self._c, area)
+        return self.listen(address, handler, sock=sock, backlog=backlog)
+
+    def _use_metrics_cell(self, MetricsArea area not None, int cell):
+        """Counts into cell `cell` of `area` from now on (before start()):
+        how serve_workers' workers share their counters."""
+        cdef void *memory
+        cdef size_t size
+        cdef int rc
+        self._check_process()
+        if self._c == NULL or self._stopped:
+            raise RuntimeError("the engine is stopped")
+        rc = piocp_metrics_area_cell(area._area, cell, &memory, &size)
+        if rc == 0:
+            rc = piocp_engine_use_metrics_cell(self._c, memory, size)
+        if rc == -PIOCP_EBUSY:
+            raise RuntimeError("the engine has started: choose its metrics cell before start()")
+        if rc < 0:
+            raise ValueError(f"cell {cell} does not fit this engine "
+                             f"({self._threads} threads; the area has {area.threads})")
+        self._metrics_area = area
 
     @property
     def write_buffer_used(self):
@@ -591,6 +663,9 @@ cdef class Engine:
         else:
             _check_listening_socket(sock, address, backlog, reuse_port)
         listener._engine = self
+        if isinstance(handler, _MetricsHandler) and (<_MetricsHandler>handler).engine is not self:
+            raise ValueError("a metrics handler serves the engine that made it: "
+                             "use this engine's listen_metrics()")
         if isinstance(handler, NativeHandler):
             native = <NativeHandler>handler
             if native._callbacks == NULL:

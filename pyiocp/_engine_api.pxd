@@ -161,6 +161,31 @@ cdef extern from "pyiocp.h" nogil:
     uint64_t piocp_http_server_requests(const piocp_http_server *server)
     piocp_file piocp_http_server_swap_access_log(piocp_http_server *server, piocp_file fd)
 
+    # metrics
+    int PIOCP_METRICS, PIOCP_M_DISPATCHED, PIOCP_M_BATCHES
+    ctypedef struct piocp_metric_desc:
+        const char *name
+        const char *help
+        const char *label_name[2]
+        const char *label_value[2]
+    int piocp_metric_describe(int index, piocp_metric_desc *out)
+    void piocp_engine_read_metrics(const piocp_engine *engine, uint64_t *values)
+    void piocp_metric_add(piocp_engine *engine, int index, uint64_t n)
+    int piocp_engine_use_metrics_cell(piocp_engine *engine, void *cell, size_t size)
+    size_t piocp_metrics_area_size(int slots, int threads)
+    int piocp_metrics_area_init(void *area, size_t size, int slots, int threads)
+    int piocp_metrics_area_claim(void *area, int slot, void **cell, size_t *cell_size)
+    int piocp_metrics_area_cell(void *area, int index, void **cell, size_t *cell_size)
+    int piocp_metrics_area_release(void *area, int index)
+    size_t piocp_metrics_render(const piocp_engine *engine, const void *area, char *buf,
+                                size_t cap)
+    ctypedef struct piocp_metrics_server:
+        pass
+    int piocp_metrics_server_new(piocp_metrics_server **out, const piocp_engine *engine,
+                                 const void *area)
+    void piocp_metrics_server_free(piocp_metrics_server *server)
+    const piocp_listener_callbacks piocp_metrics_server_callbacks
+
 cdef extern from "dispatch_queue.h" nogil:
     ctypedef struct dispatch_node:
         dispatch_node *next

@@ -97,7 +97,7 @@ class Bridge:
                 self._engine = engine
             return self._engine
 
-    def stats(self) -> Dict[str, int]:
+    def stats(self) -> Dict[str, Any]:
         """The engine's counters (sent_in_place, sent_in_place_bytes,
         borrowed, borrowed_bytes, transmit_file_bytes...): proof of which
         path moved the bytes."""

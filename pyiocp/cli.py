@@ -5,8 +5,9 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 from . import (Engine, EngineConfig, RawFileServer, StaticFiles, __version__, available_backends,
                backend_names, cpu_info, default_threads, serve_workers, systemd)
@@ -49,6 +50,15 @@ def _seconds(text: str, allow_zero: bool = False) -> float:
 
 def _seconds_or_zero(text: str) -> float:
     return _seconds(text, allow_zero=True)
+
+
+def _host_port(text: str) -> Tuple[str, int]:
+    """"HOST:PORT", "[v6]:PORT" or ":PORT" (127.0.0.1)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected [HOST]:PORT, not {text!r}")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    return (host or "127.0.0.1", int(port))
 
 
 class _Given(argparse.Action):
@@ -117,7 +127,16 @@ def build_parser() -> argparse.ArgumentParser:
                             "stdout; SIGHUP reopens it (logrotate), with --workers SIGHUP's "
                             "reload does")
 
-    commands.add_parser("info", help="what this machine supports")
+    serve.add_argument("--metrics", type=_host_port, metavar="[HOST]:PORT",
+                       help="serve counters in Prometheus' text format at "
+                            "http://HOST:PORT/metrics (HOST defaults to 127.0.0.1; keep it "
+                            "private); with --workers, each worker's and their sum")
+
+    info = commands.add_parser("info", help="what this machine supports, or with --live what a "
+                                            "running server did")
+    info.add_argument("--live", metavar="URL",
+                      help="print the counters of a server started with --metrics: its "
+                           "http://HOST:PORT/metrics, or just HOST:PORT")
     return parser
 
 
@@ -195,6 +214,8 @@ def serve(args: argparse.Namespace) -> int:
                 sock.close()
         else:
             listeners = [engine.listen((args.host, args.port), handler)]
+        if args.metrics:
+            _announce_metrics(engine.listen_metrics(args.metrics).address)
     except OSError as exc:
         log.error("pyiocp: %s", exc)
         return 1
@@ -210,6 +231,14 @@ def serve(args: argparse.Namespace) -> int:
     engine.run(drain_timeout=args.drain_timeout)
     log.info("pyiocp: stopped")
     return 0
+
+
+def _family(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _announce_metrics(address) -> None:
+    print(f"pyiocp: metrics at http://{_where([address])}/metrics", flush=True)
 
 
 def serve_with_workers(args: argparse.Namespace, root: str, sockets: list) -> int:
@@ -236,6 +265,8 @@ def serve_with_workers(args: argparse.Namespace, root: str, sockets: list) -> in
         return engine
 
     def announce(address):
+        if metrics_sock is not None:
+            _announce_metrics(metrics_sock.getsockname())
         where = _where(s.getsockname() for s in sockets) if sockets else _where([address])
         print(f"pyiocp {__version__}: serving {root} over {args.protocol} on {where} "
               f"(backend {backend}, {_count(threads, 'thread')} in each of "
@@ -243,8 +274,16 @@ def serve_with_workers(args: argparse.Namespace, root: str, sockets: list) -> in
 
     listen = {"sock": sockets[0]} if sockets else {"address": (args.host, args.port)}
     try:
-        rc = serve_workers(args.workers, setup, **listen,
-                           drain_timeout=args.drain_timeout, on_ready=announce)
+        metrics_sock = None
+        if args.metrics:
+            metrics_sock = socket.create_server(args.metrics, family=_family(args.metrics[0]))
+        try:
+            rc = serve_workers(args.workers, setup, **listen,
+                               drain_timeout=args.drain_timeout, on_ready=announce,
+                               metrics=metrics_sock, metrics_threads=threads)
+        finally:
+            if metrics_sock is not None:
+                metrics_sock.close()
     except OSError as exc:
         log.error("pyiocp: %s", exc)
         return 1
@@ -314,6 +353,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
         return serve(args)
     if args.command == "info":
+        if args.live:
+            from .live import live
+            return live(args.live)
         return info()
     parser.print_help()
     return 2

@@ -24,7 +24,7 @@ import sys
 import time
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any, Callable, Dict, Iterable, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple, Union
 
 from . import _core
 
@@ -53,7 +53,9 @@ def serve_workers(workers: int, setup: Setup, *, address: Optional[Address] = No
                   sock: Optional[socket.socket] = None, reuse_port: bool = False,
                   backlog: int = 1024, drain_timeout: float = 5.0,
                   stop_timeout: Optional[float] = None,
-                  on_ready: Optional[Callable[[Address], None]] = None) -> int:
+                  on_ready: Optional[Callable[[Address], None]] = None,
+                  metrics: Union[Address, socket.socket, None] = None,
+                  metrics_threads: Optional[int] = None) -> int:
     """Serves with `workers` processes until SIGTERM or SIGINT; returns 0,
     or 1 if the first workers could not start (setup() failed).
 
@@ -78,6 +80,15 @@ def serve_workers(workers: int, setup: Setup, *, address: Optional[Address] = No
     other thread running (fork copies only the calling thread) and with no
     Engine made yet.  POSIX only: on Windows it raises NotImplementedError
     (there is no fork; serve with one process and more threads).
+
+    metrics=(host, port), or a listening socket (it stays the caller's):
+    every worker's engine counts into memory the workers share (a
+    MetricsArea), and serves GET /metrics on that address (one socket,
+    served by whichever worker accepts): each
+    worker's series with a `worker` label (its slot), and their sum without.
+    A restarted worker's counts carry on from its predecessor's.
+    metrics_threads: the most worker threads an engine made by setup() may
+    have (default: pyiocp.default_threads()); one with more fails to start.
     """
     if not hasattr(os, "fork"):
         raise NotImplementedError("serve_workers needs fork(), which Windows does not have; "
@@ -90,18 +101,28 @@ def serve_workers(workers: int, setup: Setup, *, address: Optional[Address] = No
         raise ValueError("serve_workers() takes an address or sock, exactly one")
     if reuse_port and sock is not None:
         raise ValueError("reuse_port binds a socket per worker: give an address, not sock")
+    area = None
+    if metrics is not None:
+        area = _core.MetricsArea(workers, metrics_threads or _core.default_threads())
     owned = sock is None
     if sock is None:
         assert address is not None   # exactly one of the two, checked above
         sock = _bind(address, backlog, reuse_port)
+    metrics_sock = metrics if isinstance(metrics, socket.socket) else None
+    owned_metrics = metrics is not None and metrics_sock is None
     try:
+        if owned_metrics:
+            metrics_sock = socket.create_server(metrics, family=_family(metrics))
         supervisor = _Supervisor(sock, workers, setup, drain_timeout,
                                  drain_timeout + 5.0 if stop_timeout is None else stop_timeout)
+        supervisor.metrics_area, supervisor.metrics_socket = area, metrics_sock
         if reuse_port:
             supervisor.worker_address = sock.getsockname()
             supervisor.backlog = backlog
         return supervisor.run(on_ready)
     finally:
+        if owned_metrics and metrics_sock is not None:
+            metrics_sock.close()
         if owned:
             sock.close()
 
@@ -141,6 +162,7 @@ class _Worker:
     slot: int
     started: float
     ready: bool = False
+    cell: Optional[int] = None     # its metrics cell, released when it is reaped
 
 
 class _Supervisor:
@@ -152,6 +174,8 @@ class _Supervisor:
         self.drain_timeout = drain_timeout
         self.stop_timeout = stop_timeout
         self.worker_address: Optional[Address] = None   # reuse_port: each worker binds this
+        self.metrics_area: Optional[_core.MetricsArea] = None
+        self.metrics_socket: Optional[socket.socket] = None
         self.backlog = 1024
         self.slots: Dict[int, Optional[_Worker]] = {slot: None for slot in range(count)}
         self.retiring: Dict[int, _Worker] = {}      # pid -> old worker, draining
@@ -214,12 +238,24 @@ class _Supervisor:
                 self._spawn(slot)
 
     def _spawn(self, slot: int) -> None:
+        cell = None
+        if self.metrics_area is not None:
+            try:
+                cell = self.metrics_area.claim(slot)
+            except RuntimeError as exc:   # not with 3 cells a slot; serve anyway
+                log.warning("pyiocp: worker %d: %s; its counts will not show", slot, exc)
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
-            _worker_main(self, slot)   # never returns
-        self.slots[slot] = _Worker(pid, slot, time.monotonic())
+            _worker_main(self, slot, cell)   # never returns
+        self.slots[slot] = _Worker(pid, slot, time.monotonic(), cell=cell)
+
+    def _release_cell(self, worker: _Worker) -> None:
+        """Its process is gone: its counts move to its slot's totals."""
+        if self.metrics_area is not None and worker.cell is not None:
+            self.metrics_area.release(worker.cell)
+            worker.cell = None
 
     def _read_ready(self) -> None:
         try:
@@ -245,11 +281,14 @@ class _Supervisor:
                 return boot_error
             if pid == 0:
                 return boot_error
-            if self.retiring.pop(pid, None) is not None:
+            retired = self.retiring.pop(pid, None)
+            if retired is not None:
+                self._release_cell(retired)
                 continue   # an old worker that drained and left, as asked
             worker = next((w for w in self.slots.values() if w and w.pid == pid), None)
             if worker is None:
                 continue
+            self._release_cell(worker)
             self.slots[worker.slot] = None
             code = os.waitstatus_to_exitcode(status)
             if code == BOOT_ERROR and not worker.ready:
@@ -336,7 +375,9 @@ class _Supervisor:
             except ChildProcessError:
                 break
             if pid:
-                everyone.pop(pid, None)
+                gone = everyone.pop(pid, None)
+                if gone is not None:
+                    self._release_cell(gone)
             else:
                 signal.sigtimedwait({signal.SIGCHLD}, 0.05)
         for pid in everyone:
@@ -354,13 +395,13 @@ class _Supervisor:
 
 # ---------------------------------------------------------------- worker --
 
-def _worker_main(supervisor: _Supervisor, slot: int) -> None:
+def _worker_main(supervisor: _Supervisor, slot: int, cell: Optional[int]) -> None:
     """The child after fork: serves and leaves with os._exit, so that
     nothing of the supervisor (atexit hooks, finally blocks up its stack)
     runs twice."""
     code = 1
     try:
-        code = _serve_in_worker(supervisor)
+        code = _serve_in_worker(supervisor, cell)
     except BaseException:
         log.exception("pyiocp: worker %d failed", slot)
     finally:
@@ -371,7 +412,7 @@ def _worker_main(supervisor: _Supervisor, slot: int) -> None:
             os._exit(code)
 
 
-def _serve_in_worker(supervisor: _Supervisor) -> int:
+def _serve_in_worker(supervisor: _Supervisor, cell: Optional[int]) -> int:
     engine = None
     stop_requested = False
 
@@ -398,6 +439,10 @@ def _serve_in_worker(supervisor: _Supervisor) -> int:
         engine = supervisor.setup(listen_socket)
         if not isinstance(engine, _core.Engine):
             raise TypeError(f"setup() must return the worker's Engine, not {engine!r}")
+        if supervisor.metrics_area is not None:
+            if cell is not None:
+                engine._use_metrics_cell(supervisor.metrics_area, cell)
+            engine.listen_metrics(sock=supervisor.metrics_socket, area=supervisor.metrics_area)
         engine.start()
     except BaseException:
         log.exception("pyiocp: worker setup failed")

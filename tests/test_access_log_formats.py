@@ -298,6 +298,41 @@ def test_cli_log_file_is_reopened_on_sighup(cli, tmp_path):
     assert "Traceback" not in stderr
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="--workers needs fork")
+def test_cli_workers_log_file_is_reopened_by_the_reload(tree, tmp_path):
+    """With --workers, SIGHUP is a reload: the new workers open PATH anew,
+    the old ones finish in the renamed file.  Across the two files every
+    request is logged once, whole, and the new file gets the later ones."""
+    log_path = tmp_path / "access.log"
+    server = HttpServer(tree.root, "--workers", "2", "--threads", "1", "--log-file",
+                        str(log_path), "--log-format", "json")
+    try:
+        line = server.wait_line(lambda l: b": serving " in l, 20)
+        assert line, server.stderr()
+        port = int(re.search(rb"on 127\.0\.0\.1:(\d+) ", line).group(1))
+        address = ("127.0.0.1", port)
+        _send_all(address, [get(f"/types/a.txt?before={i}") for i in range(20)])
+        assert wait_for(lambda: len(_lines(log_path)) >= 20, 10)
+        rotated = tmp_path / "access.log.1"
+        os.rename(log_path, rotated)
+        os.kill(server.pid, signal.SIGHUP)
+        assert server.wait_line(lambda l: b"reloaded" in l, 30, stream="err"), server.stderr()
+        assert log_path.exists()
+        _send_all(address, [get(f"/types/a.txt?after={i}") for i in range(30)])
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.wait(20) == 0, server.stderr()
+    finally:
+        server.kill()
+    old, new = _lines(rotated), _lines(log_path)
+    targets = sorted(json.loads(l)["target"] for l in old + new)
+    assert targets == sorted([f"/types/a.txt?before={i}" for i in range(20)] +
+                             [f"/types/a.txt?after={i}" for i in range(30)])
+    assert all("before" not in json.loads(l)["target"] for l in new)
+    # an old worker may take a last connection between the reload and its
+    # SIGTERM; the new ones take the rest
+    assert len(new) >= 20, (len(old), len(new))
+
+
 def _umask():
     mask = os.umask(0)
     os.umask(mask)

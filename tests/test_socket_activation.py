@@ -20,6 +20,7 @@ import pytest
 from conftest import tool_env
 from http_helpers import exchange, get
 from test_cli import Server, child_env
+from test_metrics import samples, scrape, value
 
 LAUNCHER = Path(__file__).resolve().parent / "socket_activation_launcher.py"
 ACTIVATED = re.compile(r"^pyiocp \S+: serving (.+) over http on (.+) \(backend \S+, "
@@ -28,6 +29,7 @@ ACTIVATED = re.compile(r"^pyiocp \S+: serving (.+) over http on (.+) \(backend \
 BOUND = re.compile(r"^pyiocp \S+: serving .+ over http on 127\.0\.0\.1:(\d+) "
                    r"\(backend \S+, \d+ threads?\)$")
 BODY = b"served through an inherited socket\n"
+METRICS_LINE = b"pyiocp: metrics at "
 
 
 @pytest.fixture
@@ -64,8 +66,9 @@ class Launched(Server):
         return line.decode().split()[1:]
 
     def line(self, pattern, timeout=15.0):
-        """The first stdout line after the launcher's matching pattern."""
-        line = self.wait_line(lambda l: not l.startswith(b"passed "), timeout)
+        """The startup line (the first after the launcher's and --metrics'),
+        matched with pattern."""
+        line = self.wait_line(lambda l: not l.startswith((b"passed ", METRICS_LINE)), timeout)
         assert line is not None, (f"no line within {timeout} s (exit code {self.proc.poll()}); "
                                   f"stderr: {self.stderr()!r}")
         match = pattern.match(line.decode().rstrip("\n"))
@@ -124,6 +127,21 @@ def test_explicit_host_and_port_are_ignored_with_a_warning(launch, root):
     server.stop()
     assert "socket-activated: --host and --port ignored, serving the passed sockets" in \
         server.stderr()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_metrics_listen_beside_the_passed_socket(launch, root, workers):
+    """--metrics binds its own address; the passed socket serves files."""
+    server = launch([], serve(root, "--quiet", "--workers", str(workers), "--metrics", ":0"))
+    passed = server.passed()
+    assert server.line(ACTIVATED).group(2) == passed[0]
+    metrics = server.wait_line(lambda l: l.startswith(METRICS_LINE), 5)
+    host, port = re.match(rb"pyiocp: metrics at http://(.+):(\d+)/metrics$", metrics.strip()).groups()
+    for _ in range(3):
+        fetch(passed[0])
+    found = samples(scrape((host.decode(), int(port))))
+    assert value(found, "pyiocp_http_responses_total", **{"class": "2xx"}) == 3
+    server.stop()
 
 
 def test_listen_pid_of_another_process_is_ignored(launch, root):

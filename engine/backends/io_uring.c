@@ -518,7 +518,7 @@ static void on_conn_cqe(piocp_engine *e, uint64_t data, int res)
     }
     piocp_schedule_locked(c); /* resubmit, carry on, or finish closing */
     piocp_mutex_unlock(&c->lock);
-    piocp_complete_list(done.head);
+    piocp_complete_list(c->engine, done.head);
 }
 
 /* ------------------------------------------------------------ worker -- */

@@ -274,7 +274,7 @@ void iocp_finished_at_once_locked(piocp_conn *c, iocp_io *io)
     iocp_conn *ic = piocp_conn_backend(c);
     if (!ic->skip_port_on_success)
         return; /* the packet comes anyway: one path for both */
-    atomic_fetch_add_explicit(&c->engine->counters.completed_inline, 1, memory_order_relaxed);
+    piocp_count(c->engine, PIOCP_M_COMPLETED_INLINE, 1);
     /* InternalHigh: the bytes moved, set when the request completed */
     completed_locked(c, io, (DWORD)io->ov.InternalHigh, true);
 }

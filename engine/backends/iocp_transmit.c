@@ -197,8 +197,7 @@ bool iocp_transmit_took(piocp_conn *c, iocp_conn *ic, piocp_request *r, DWORD by
     if (file) {
         piocp_sent_locked(c, r, (size_t)file);
         if (ic->step_copied)
-            atomic_fetch_add_explicit(&c->engine->counters.transmit_copied_bytes, file,
-                                      memory_order_relaxed);
+            piocp_count(c->engine, PIOCP_M_SENT_COPIED_BYTES, file);
     }
     if (!ok)
         return false; /* the caller records the error */

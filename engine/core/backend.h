@@ -23,6 +23,7 @@
 #define PYIOCP_CORE_BACKEND_H
 
 #include "core/internal.h"
+#include "core/metrics.h"
 
 /* What a wait reported, besides the events it translated. */
 #define PIOCP_POLL_WOKEN 1 /* a wake-up: look at the global ready list and user posts */
@@ -139,7 +140,9 @@ void piocp_schedule_locked(piocp_conn *conn);
  * worker harvested for a connection that has moved away meanwhile. */
 void piocp_schedule_on_owner_locked(piocp_conn *conn);
 void piocp_done_push(piocp_done_list *done, piocp_request *req, ssize_t result);
-void piocp_complete_list(piocp_request *list);
+void piocp_complete_list(piocp_engine *engine, piocp_request *list);
+/* piocp_post, completing as `op` (a cancelled timer is counted as one). */
+int piocp_post_as(piocp_engine *engine, piocp_request *req, ssize_t result, piocp_op op);
 /* Progress for the idle timeout. */
 void piocp_touch(piocp_conn *conn);
 /* `n` more bytes of `req`, the head of the send queue, were handed to the

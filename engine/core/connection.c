@@ -33,6 +33,7 @@ piocp_conn *piocp_pool_acquire(piocp_engine *e, piocp_socket fd, const struct so
     }
     atomic_fetch_add(&e->open_conns, 1);
     piocp_mutex_unlock(&e->pool_lock);
+    piocp_count(e, PIOCP_M_OPENED, 1);
 
     piocp_conn *c = piocp_conn_at(e, slot);
     piocp_mutex_lock(&c->lock);
@@ -253,11 +254,25 @@ void piocp_run_local(piocp_worker *w)
 
 /* ------------------------------------------------------- requests -- */
 
-void piocp_complete_list(piocp_request *list)
+/* Counts a request completing: by operation, its error, bytes read. */
+static void count_completion(piocp_engine *e, const piocp_request *r)
+{
+    int op = r->op > PIOCP_OP_NONE && r->op < PIOCP_METRIC_OP_CONNECT ? (int)r->op
+                                                                       : PIOCP_OP_USER;
+    piocp_count(e, PIOCP_M_REQUESTS + op, 1);
+    if (r->result < 0)
+        piocp_count(e, PIOCP_M_ERRORS + op * PIOCP_METRIC_ERRNOS +
+                           piocp_metric_errno_index((int)r->result), 1);
+    else if (op == PIOCP_OP_RECV)
+        piocp_count(e, PIOCP_M_RECEIVED_BYTES, (uint64_t)r->result);
+}
+
+void piocp_complete_list(piocp_engine *e, piocp_request *list)
 {
     while (list) {
         piocp_request *next = list->next;
         list->next = NULL;
+        count_completion(e, list);
         list->complete(list, list->result);
         list = next;
     }
@@ -333,6 +348,7 @@ void piocp_finish_closed(piocp_conn *c)
 {
     piocp_engine *e = c->engine;
     piocp_report_closed(c);
+    piocp_count(e, PIOCP_M_CLOSED, 1); /* before a stop can see it gone */
     piocp_mutex_lock(&e->pool_lock);
     if (atomic_fetch_sub(&e->open_conns, 1) == 1)
         piocp_cond_broadcast(&e->idle_cond);

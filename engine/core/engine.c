@@ -8,6 +8,7 @@
 #endif
 #include "core/backend.h"
 #include "core/fault.h"
+#include "core/metrics.h"
 #include "errors.h"
 #include "platform/platform.h"
 
@@ -215,7 +216,9 @@ int piocp_engine_new(piocp_engine **out, const piocp_config *config)
         return -PIOCP_ENOMEM;
     }
     init_locks(e);
-    rc = backend->init(e);
+    rc = piocp_engine_metrics_init(e);
+    if (rc == 0)
+        rc = backend->init(e);
     if (rc < 0) {
         piocp_engine_free(e);
         return rc;
@@ -356,7 +359,7 @@ static void close_unserved(piocp_engine *e)
             piocp_close_socket_locked(c, -PIOCP_ECANCELED);
         }
         piocp_mutex_unlock(&c->lock);
-        piocp_complete_list(done.head);
+        piocp_complete_list(e, done.head);
         if (open)
             piocp_report_closed(c);
         piocp_mutex_destroy(&c->lock);
@@ -376,6 +379,7 @@ void piocp_engine_free(piocp_engine *e)
     free(e->conn_area);
     free(e->free_slots);
     free(e->workers);
+    free(e->metrics_memory);
     free(e);
 }
 
@@ -386,19 +390,19 @@ int piocp_engine_connections(const piocp_engine *e) { return atomic_load(&e->ope
 
 void piocp_engine_get_stats(const piocp_engine *e, piocp_engine_stats *out)
 {
+    uint64_t m[PIOCP_METRICS];
+    piocp_engine_read_metrics(e, m);
     memset(out, 0, sizeof *out);
-    out->accepted = atomic_load_explicit(&e->counters.accepted, memory_order_relaxed);
-    out->refused = atomic_load_explicit(&e->counters.refused, memory_order_relaxed);
-    out->accept_errors = atomic_load_explicit(&e->counters.accept_errors, memory_order_relaxed);
-    out->accept_pauses = atomic_load_explicit(&e->counters.accept_pauses, memory_order_relaxed);
-    out->transmit_file_bytes =
-        atomic_load_explicit(&e->counters.transmit_file_bytes, memory_order_relaxed);
-    out->borrowed = atomic_load_explicit(&e->counters.borrowed, memory_order_relaxed);
-    out->borrowed_bytes = atomic_load_explicit(&e->counters.borrowed_bytes, memory_order_relaxed);
-    out->transmit_copied_bytes =
-        atomic_load_explicit(&e->counters.transmit_copied_bytes, memory_order_relaxed);
-    out->completed_inline =
-        atomic_load_explicit(&e->counters.completed_inline, memory_order_relaxed);
+    out->accepted = m[PIOCP_M_ACCEPTED];
+    out->refused = m[PIOCP_M_REFUSED_LIMIT] + m[PIOCP_M_REFUSED_STOPPING];
+    for (int i = 0; i < PIOCP_METRIC_ERRNOS; i++)
+        out->accept_errors += m[PIOCP_M_ERRORS + PIOCP_METRIC_OP_ACCEPT * PIOCP_METRIC_ERRNOS + i];
+    out->accept_pauses = m[PIOCP_M_ACCEPT_PAUSES];
+    out->transmit_file_bytes = m[PIOCP_M_SENT_FILE_BYTES];
+    out->borrowed = m[PIOCP_M_BORROWED];
+    out->borrowed_bytes = m[PIOCP_M_BORROWED_BYTES];
+    out->transmit_copied_bytes = m[PIOCP_M_SENT_COPIED_BYTES];
+    out->completed_inline = m[PIOCP_M_COMPLETED_INLINE];
     out->connections = (uint64_t)atomic_load(&e->open_conns);
 }
 
@@ -406,9 +410,14 @@ void piocp_engine_get_stats(const piocp_engine *e, piocp_engine_stats *out)
 
 int piocp_post(piocp_engine *e, piocp_request *req, ssize_t result)
 {
+    return piocp_post_as(e, req, result, PIOCP_OP_USER);
+}
+
+int piocp_post_as(piocp_engine *e, piocp_request *req, ssize_t result, piocp_op op)
+{
     if (!req || !req->complete)
         return -PIOCP_EINVAL;
-    req->op = PIOCP_OP_USER;
+    req->op = op;
     req->conn = NULL;
     req->result = result;
     req->next = NULL;
@@ -437,7 +446,7 @@ void piocp_run_user_completions(piocp_engine *e)
     piocp_request *list = e->user_head;
     e->user_head = e->user_tail = NULL;
     piocp_mutex_unlock(&e->user_lock);
-    piocp_complete_list(list);
+    piocp_complete_list(e, list);
 }
 
 void piocp_batch_end(piocp_engine *e)

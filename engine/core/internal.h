@@ -134,14 +134,6 @@ typedef struct piocp_timer_heap {
     bool closed;               /* stopping: they were cancelled, no new ones */
 } piocp_timer_heap;
 
-typedef struct engine_counters {
-    atomic_uint_fast64_t accepted, refused, accept_errors, accept_pauses;
-    atomic_uint_fast64_t transmit_file_bytes; /* file bytes handed to the kernel */
-    atomic_uint_fast64_t borrowed, borrowed_bytes;
-    atomic_uint_fast64_t transmit_copied_bytes; /* of those, read and sent as a copy */
-    atomic_uint_fast64_t completed_inline;      /* IOCP: finished when posted, no packet */
-} engine_counters;
-
 struct piocp_engine {
     const piocp_backend_ops *backend;
     char backend_note[256];    /* why "auto" passed over a preferred backend */
@@ -185,8 +177,16 @@ struct piocp_engine {
     atomic_bool started, stopping, draining, quit;
     piocp_mutex stop_lock;
 
-    engine_counters counters;
+    /* Counters (core/metrics.h): the engine's own cell, or one in an area
+     * shared with other processes; metrics_memory is ours to free. */
+    struct piocp_metrics_cell *metrics;
+    void *metrics_memory;
 };
+
+/* ---------------------------------------------------- core/metrics.c -- */
+
+/* Gives a new engine its own metrics cell. */
+int piocp_engine_metrics_init(piocp_engine *engine);
 
 /* ------------------------------------------------- core/connection.c -- */
 

@@ -162,7 +162,7 @@ static void refuse(piocp_listener *l, piocp_socket fd, bool stopping)
 {
     piocp_engine *e = l->engine;
     atomic_fetch_add(&l->refused, 1);
-    atomic_fetch_add_explicit(&e->counters.refused, 1, memory_order_relaxed);
+    piocp_count(e, stopping ? PIOCP_M_REFUSED_STOPPING : PIOCP_M_REFUSED_LIMIT, 1);
     if (l->callbacks.on_refused && !stopping)
         l->callbacks.on_refused(l, fd, l->user);
     piocp_socket_close(fd, false);
@@ -202,7 +202,7 @@ void piocp_accepted(piocp_listener *l, piocp_socket fd, const struct sockaddr *p
         piocp_finish_closed(c);
         return;
     }
-    atomic_fetch_add_explicit(&e->counters.accepted, 1, memory_order_relaxed);
+    piocp_count(e, PIOCP_M_ACCEPTED, 1);
     l->callbacks.on_connection(l, c, l->user);
     piocp_mutex_lock(&c->lock);
     piocp_conn_let_go_locked(c);
@@ -212,9 +212,12 @@ void piocp_accepted(piocp_listener *l, piocp_socket fd, const struct sockaddr *p
 bool piocp_listener_accept_failed(piocp_listener *l, int error)
 {
     piocp_engine *e = l->engine;
-    atomic_fetch_add_explicit(&e->counters.accept_errors, 1, memory_order_relaxed);
+    /* a closed listener's pending accept ends with an error (io_uring's
+     * with ECANCELED at every stop): its closing, not a failed accept */
     if (atomic_load(&l->closed))
         return false;
+    piocp_count(e, PIOCP_M_ERRORS + PIOCP_METRIC_OP_ACCEPT * PIOCP_METRIC_ERRNOS +
+                       piocp_metric_errno_index(error), 1);
     if (piocp_accept_error_is_transient(error))
         return true;
     /* Out of descriptors (EMFILE, ENFILE) or memory (ENOBUFS, ENOMEM), or a
@@ -224,7 +227,7 @@ bool piocp_listener_accept_failed(piocp_listener *l, int error)
      * clients wait in the backlog instead of being dropped. */
     if (!atomic_exchange(&l->paused, true)) {
         atomic_fetch_add(&e->paused_listeners, 1);
-        atomic_fetch_add_explicit(&e->counters.accept_pauses, 1, memory_order_relaxed);
+        piocp_count(e, PIOCP_M_ACCEPT_PAUSES, 1);
     }
     return false;
 }

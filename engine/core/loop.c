@@ -42,13 +42,12 @@ void piocp_touch(piocp_conn *c)
 
 void piocp_sent_locked(piocp_conn *c, piocp_request *r, size_t n)
 {
-    engine_counters *counters = &c->engine->counters;
     /* one step moves head bytes or file bytes, never both (send_step): the
      * bytes are the file's if the head was out before it */
-    if (r->op == PIOCP_OP_TRANSMIT && r->done >= r->u.transmit.head_len)
-        atomic_fetch_add_explicit(&counters->transmit_file_bytes, n, memory_order_relaxed);
+    bool file = r->op == PIOCP_OP_TRANSMIT && r->done >= r->u.transmit.head_len;
+    piocp_count(c->engine, file ? PIOCP_M_SENT_FILE_BYTES : PIOCP_M_SENT_BUFFER_BYTES, n);
     if (c->borrowed)
-        atomic_fetch_add_explicit(&counters->borrowed_bytes, n, memory_order_relaxed);
+        piocp_count(c->engine, PIOCP_M_BORROWED_BYTES, n);
     r->done += n;
     piocp_touch(c);
 }
@@ -267,9 +266,11 @@ void piocp_conn_process(piocp_worker *w, piocp_conn *c)
         piocp_connect_fn connect_done = c->connect_done;
         void *connect_user = c->connect_user;
         piocp_mutex_unlock(&c->lock);
-        piocp_complete_list(done.head);
-        if (connected) /* its first callback, in its turn as on_connection is */
+        piocp_complete_list(c->engine, done.head);
+        if (connected) { /* its first callback, in its turn as on_connection is */
+            piocp_count(c->engine, PIOCP_M_REQUESTS + PIOCP_METRIC_OP_CONNECT, 1);
             connect_done(c, 0, connect_user);
+        }
         piocp_mutex_lock(&c->lock);
     } while (!closed && more && c->again);
     c->busy = false;

@@ -84,7 +84,7 @@ int piocp_borrow(piocp_engine *e, piocp_socket fd, piocp_conn **out)
 {
     int rc = take_connected(e, fd, true, out);
     if (rc == 0)
-        atomic_fetch_add_explicit(&e->counters.borrowed, 1, memory_order_relaxed);
+        piocp_count(e, PIOCP_M_BORROWED, 1);
     return rc;
 }
 
@@ -149,9 +149,12 @@ void piocp_report_closed(piocp_conn *c)
 {
     if (c->connecting) {
         /* never connected: the caller never saw it; `done` hears why */
+        int error = c->abort_error ? c->abort_error : -PIOCP_ECANCELED;
+        piocp_count(c->engine, PIOCP_M_REQUESTS + PIOCP_METRIC_OP_CONNECT, 1);
+        piocp_count(c->engine, PIOCP_M_ERRORS + PIOCP_METRIC_OP_CONNECT * PIOCP_METRIC_ERRNOS +
+                                   piocp_metric_errno_index(error), 1);
         if (c->connect_done)
-            c->connect_done(NULL, c->abort_error ? c->abort_error : -PIOCP_ECANCELED,
-                            c->connect_user);
+            c->connect_done(NULL, error, c->connect_user);
     } else if (c->on_closed) {
         c->on_closed(c, c->closed_error);
     }

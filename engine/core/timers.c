@@ -74,7 +74,8 @@ static void publish_nearest(piocp_timer_heap *h)
 }
 
 /* Whether `r` is a pending timer of this heap (its memory is the
- * caller's, valid whatever it holds). */
+ * caller's, valid whatever it holds): the heap slot it names holds it.
+ * A fired or cancelled timer keeps its op, but no slot holds it. */
 static bool pending(const piocp_timer_heap *h, const piocp_request *r)
 {
     return r->op == PIOCP_OP_TIMER && r->u.timer.index < h->count &&
@@ -132,7 +133,7 @@ int piocp_timer_cancel(piocp_engine *e, piocp_request *req)
         return -PIOCP_ENOENT; /* fired, firing, cancelled, or never posted */
     /* Completes on a worker, like every completion.  Timers are cancelled
      * all together before the workers quit, so this is not refused. */
-    return piocp_post(e, req, -PIOCP_ECANCELED) == 0 ? 0 : -PIOCP_ENOENT;
+    return piocp_post_as(e, req, -PIOCP_ECANCELED, PIOCP_OP_TIMER) == 0 ? 0 : -PIOCP_ENOENT;
 }
 
 int piocp_timers_wait_ms(piocp_engine *e)
@@ -160,7 +161,8 @@ void piocp_timers_fire_due(piocp_engine *e)
     while (h->count && h->items[0]->u.timer.due_us <= now) {
         piocp_request *r = h->items[0];
         remove_at(h, 0);
-        r->op = PIOCP_OP_USER; /* no longer pending: a cancel now finds nothing */
+        /* out of the heap, so no longer pending (see pending()): a cancel
+         * now finds nothing; op stays, for the counters */
         r->result = 0;
         r->next = NULL;
         *tail = r;
@@ -168,7 +170,7 @@ void piocp_timers_fire_due(piocp_engine *e)
     }
     publish_nearest(h);
     piocp_mutex_unlock(&h->lock);
-    piocp_complete_list(head); /* in due order */
+    piocp_complete_list(e, head); /* in due order */
 }
 
 void piocp_timers_cancel_all(piocp_engine *e)
@@ -181,9 +183,8 @@ void piocp_timers_cancel_all(piocp_engine *e)
         piocp_request *r = h->items[0];
         remove_at(h, 0);
         publish_nearest(h);
-        r->op = PIOCP_OP_USER;
         piocp_mutex_unlock(&h->lock);
-        piocp_post(e, r, -PIOCP_ECANCELED);
+        piocp_post_as(e, r, -PIOCP_ECANCELED, PIOCP_OP_TIMER);
         piocp_mutex_lock(&h->lock);
     }
     piocp_mutex_unlock(&h->lock);

@@ -31,6 +31,8 @@ long long piocp_now_ms(void);
 /* Microseconds of the precise monotonic clock: for timers, which must not
  * fire before they are due (the coarse clock lags by a few ms). */
 long long piocp_monotonic_us(void);
+/* The calling process's id (shown beside its metrics). */
+long piocp_process_id(void);
 /* CPUs online. */
 int piocp_online_cpus(void);
 /* CPUs in the calling thread's affinity mask (a process's threads inherit

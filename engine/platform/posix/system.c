@@ -43,6 +43,8 @@ long long piocp_monotonic_us(void)
     return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+long piocp_process_id(void) { return (long)getpid(); }
+
 int piocp_online_cpus(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);

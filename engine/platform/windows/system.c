@@ -38,6 +38,8 @@ long long piocp_monotonic_us(void)
     return (long long)(seconds * 1000000 + rest * 1000000 / frequency);
 }
 
+long piocp_process_id(void) { return (long)GetCurrentProcessId(); }
+
 int piocp_online_cpus(void)
 {
     /* every processor group: GetSystemInfo counts only the caller's (64) */

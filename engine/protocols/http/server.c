@@ -98,6 +98,9 @@ static void queue_response(http_conn *hc, http_response *r)
     hc->tail = r;
     hc->in_flight++;
     atomic_fetch_add_explicit(&hc->server->requests, 1, memory_order_relaxed);
+    if (r->status >= 100 && r->status < 600)
+        piocp_metric_add(piocp_conn_engine(hc->conn), PIOCP_M_HTTP_RESPONSES + r->status / 100 - 1,
+                         1);
     int rc;
     if (r->file && r->body_count > 0)
         rc = piocp_transmit(hc->conn, &r->req, r->data, r->head_len, r->file->fd, r->body_offset,
