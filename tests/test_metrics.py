@@ -12,8 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 import urllib.error
 import urllib.request
 
@@ -23,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import pyiocp
 from pyiocp import _core
 from conftest import recv_exactly
-from test_cli import PACKAGE_PARENT, Server, child_env, run_pyiocp
+from test_cli import Server, run_pyiocp
 from test_workers import alive, wait_for
 
 BIG = 200_000   # sent by a transmit: bigger than the HTTP server's in-memory files
@@ -232,7 +230,7 @@ def test_area_sums_its_workers_and_keeps_what_a_gone_one_counted(make_engine):
     with pytest.raises(ValueError):
         area.release(cells[1])                  # not claimed any more
     # its successor starts from a zeroed cell; the series carries on
-    successor = area.claim(1)
+    area.claim(1)
     found = samples(area.render())
     assert value(found, "pyiocp_connections_accepted_total", worker="1") == 3
 
@@ -263,12 +261,12 @@ def test_area_refuses_bad_use_clearly(make_engine):
 
 
 class MetricsServer(Server):
-    """`python -m pyiocp serve ROOT --port 0 --metrics 127.0.0.1:0 ARGS`."""
+    """`python -m pyiocp serve ROOT --port 0 --metrics 127.0.0.1:0 ARGS`, in
+    its own session (killed whole: --workers has children)."""
 
     def __init__(self, root, *args):
-        self.args = [sys.executable, "-m", "pyiocp", "serve", str(root), "--port", "0",
-                     "--metrics", "127.0.0.1:0", "--quiet", *args]
-        spawn_with_readers(self)
+        self._spawn([sys.executable, "-m", "pyiocp", "serve", str(root), "--port", "0",
+                     "--metrics", "127.0.0.1:0", "--quiet", *args], new_session=True)
 
     def wait_startup(self, timeout=15.0):
         line = self.wait_line(lambda l: b": serving " in l, timeout)
@@ -278,21 +276,6 @@ class MetricsServer(Server):
         assert metrics, "no metrics line before the startup line"
         self.metrics = ("127.0.0.1", int(re.search(rb":(\d+)/metrics", metrics).group(1)))
         return self
-
-
-def spawn_with_readers(server):
-    """Server.__init__'s process and readers, with server.args as set."""
-    server.proc = subprocess.Popen(server.args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, env=child_env(), cwd=PACKAGE_PARENT,
-                                   start_new_session=True)
-    server.pid = server.proc.pid
-    server.out, server.err = [], []
-    server.changed = threading.Condition()
-    server.readers = [threading.Thread(target=server._read, args=(stream, lines), daemon=True)
-                      for stream, lines in ((server.proc.stdout, server.out),
-                                            (server.proc.stderr, server.err))]
-    for reader in server.readers:
-        reader.start()
 
 
 @pytest.fixture
