@@ -21,35 +21,15 @@
 
 static piocp_engine *start_engine(int threads) { return engine_on_backend(threads, NULL); }
 
-typedef struct client_args {
-    int port, messages;
-} client_args;
-
-static void *echo_client(void *arg)
-{
-    client_args *a = arg;
-    piocp_socket fd = net_connect_loopback(a->port);
-    for (int i = 0; i < a->messages; i++) {
-        char out[777], in[777];
-        for (size_t j = 0; j < sizeof out; j++)
-            out[j] = (char)(i + j);
-        CHECK(net_send_all(fd, out, sizeof out) == 0);
-        CHECK(net_recv_exact(fd, in, sizeof in) == 0);
-        CHECK(memcmp(in, out, sizeof in) == 0);
-    }
-    net_close(fd);
-    return NULL;
-}
-
 static void run_echo(int threads, int clients, int messages)
 {
     piocp_engine *e = start_engine(threads);
     int port = engine_listen_loopback(e, &echo_callbacks, NULL);
     CHECK(piocp_engine_start(e) == 0);
     piocp_thread *t = calloc((size_t)clients, sizeof *t);
-    client_args args = {.port = port, .messages = messages};
+    net_echo_client args = {.port = port, .messages = messages, .size = 777};
     for (int i = 0; i < clients; i++)
-        CHECK(piocp_thread_start(&t[i], echo_client, &args) == 0);
+        CHECK(piocp_thread_start(&t[i], net_echo_client_run, &args) == 0);
     for (int i = 0; i < clients; i++)
         piocp_thread_join(&t[i]);
     free(t);

@@ -81,36 +81,14 @@ static long own_pid(void)
 
 /* ------------------------------------------------------ echo clients -- */
 
-typedef struct client_args {
-    int port, messages;
-} client_args;
-
-/* Sends `messages` messages of MESSAGE bytes, each read back before the
- * next (so the byte counts are exact), then closes. */
-static void *echo_client(void *arg)
-{
-    client_args *a = arg;
-    piocp_socket fd = net_connect_loopback(a->port);
-    for (int i = 0; i < a->messages; i++) {
-        char out[MESSAGE], in[MESSAGE];
-        for (size_t j = 0; j < sizeof out; j++)
-            out[j] = (char)(i + j);
-        CHECK(net_send_all(fd, out, sizeof out) == 0);
-        CHECK(net_recv_exact(fd, in, sizeof in) == 0);
-        CHECK(memcmp(in, out, sizeof in) == 0);
-    }
-    net_close(fd);
-    return NULL;
-}
-
 /* `clients` echo clients at once, each on its own thread. */
 static void run_echo_clients(int port, int clients, int messages)
 {
     piocp_thread t[8];
     CHECK(clients <= 8);
-    client_args args = {.port = port, .messages = messages};
+    net_echo_client args = {.port = port, .messages = messages, .size = MESSAGE};
     for (int i = 0; i < clients; i++)
-        CHECK(piocp_thread_start(&t[i], echo_client, &args) == 0);
+        CHECK(piocp_thread_start(&t[i], net_echo_client_run, &args) == 0);
     for (int i = 0; i < clients; i++)
         piocp_thread_join(&t[i]);
 }
@@ -255,31 +233,10 @@ static void test_counts(void)
 
 #define BIG_SIZE (100 * 1024) /* past FILE_CACHE_SMALL_FILE: sent by transmit */
 
-/* Sends `request` on a new connection and reads until the server closes:
- * the bytes got (malloc'd, NUL-terminated) and their count. */
-static char *exchange(int port, const char *request, size_t request_len, size_t *got)
-{
-    piocp_socket s = net_connect_loopback(port);
-    CHECK(net_send_all(s, request, request_len) == 0);
-    size_t cap = BIG_SIZE + 64 * 1024, len = 0;
-    char *in = malloc(cap + 1);
-    CHECK(in != NULL);
-    for (;;) {
-        int n = net_recv_some(s, in + len, cap - len);
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-        CHECK(len < cap);
-    }
-    net_close(s);
-    in[len] = '\0';
-    *got = len;
-    return in;
-}
 
 static char *ask(int port, const char *request, size_t *got)
 {
-    return exchange(port, request, strlen(request), got);
+    return net_exchange(port, request, strlen(request), BIG_SIZE + 64 * 1024, got);
 }
 
 /* The body of an HTTP answer (after the blank line). */
@@ -899,7 +856,7 @@ static void test_server(void)
     memset(big, 'a', sizeof big);
     static const char start[] = "GET /metrics HTTP/1.1\r\nHost: t\r\nX-Long: ";
     memcpy(big, start, sizeof start - 1);
-    a = exchange(port, big, sizeof big, &len);
+    a = net_exchange(port, big, sizeof big, BIG_SIZE + 64 * 1024, &len);
     CHECK(starts_with(a, "HTTP/1.1 431 "));
     free(a);
 

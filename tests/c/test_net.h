@@ -5,6 +5,7 @@
 #define PYIOCP_TEST_NET_H
 
 #include "pyiocp.h"
+#include "test_check.h"
 #include "test_portable.h"
 
 #ifdef _WIN32
@@ -97,6 +98,54 @@ static inline int engine_listen_loopback(piocp_engine *e, const piocp_listener_c
 static inline int net_recv_some(piocp_socket fd, void *buf, size_t len)
 {
     return (int)recv(fd, buf, (int)len, 0);
+}
+
+/* Sends `request` on a new connection and reads until the server closes:
+ * the bytes (malloc'd, NUL-terminated; fewer than `cap`) and their count. */
+static inline char *net_exchange(int port, const void *request, size_t request_len, size_t cap,
+                                 size_t *got)
+{
+    piocp_socket s = net_connect_loopback(port);
+    CHECK(net_send_all(s, request, request_len) == 0);
+    size_t len = 0;
+    char *in = malloc(cap + 1);
+    CHECK(in != NULL);
+    for (;;) {
+        int n = net_recv_some(s, in + len, cap - len);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        CHECK(len < cap);
+    }
+    net_close(s);
+    in[len] = '\0';
+    *got = len;
+    return in;
+}
+
+/* An echo client, for a client thread (piocp_thread_start): `messages`
+ * messages of `size` bytes (at most 4096), each read back and compared
+ * before the next, so the byte counts are exact; then it closes. */
+typedef struct net_echo_client {
+    int port, messages;
+    size_t size;
+} net_echo_client;
+
+static inline void *net_echo_client_run(void *arg)
+{
+    const net_echo_client *a = arg;
+    char out[4096], in[4096];
+    CHECK(a->size <= sizeof out);
+    piocp_socket fd = net_connect_loopback(a->port);
+    for (int i = 0; i < a->messages; i++) {
+        for (size_t j = 0; j < a->size; j++)
+            out[j] = (char)(i + j);
+        CHECK(net_send_all(fd, out, a->size) == 0);
+        CHECK(net_recv_exact(fd, in, a->size) == 0);
+        CHECK(memcmp(in, out, a->size) == 0);
+    }
+    net_close(fd);
+    return NULL;
 }
 
 #endif

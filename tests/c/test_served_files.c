@@ -341,27 +341,6 @@ static piocp_engine *start_engine(void)
     return engine_on_backend(2, &cfg);
 }
 
-/* Sends `request` on a new connection and reads until the server closes:
- * the bytes got (malloc'd, NUL-terminated) and their count. */
-static char *exchange(int port, const char *request, size_t *got)
-{
-    piocp_socket s = net_connect_loopback(port);
-    CHECK(net_send_all(s, request, strlen(request)) == 0);
-    size_t cap = BIG_SIZE + 4096, len = 0;
-    char *in = malloc(cap + 1);
-    CHECK(in != NULL);
-    for (;;) {
-        int n = net_recv_some(s, in + len, cap - len);
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-        CHECK(len < cap);
-    }
-    net_close(s);
-    in[len] = '\0';
-    *got = len;
-    return in;
-}
 
 /* The body of an HTTP answer (after the blank line). */
 static const char *body_of(const char *answer)
@@ -376,7 +355,7 @@ static char *get(int port, const char *target, size_t *got)
     char request[512];
     snprintf(request, sizeof request, "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
              target);
-    return exchange(port, request, got);
+    return net_exchange(port, request, strlen(request), BIG_SIZE + 4096, got);
 }
 
 static void test_http_serve(void)
@@ -412,7 +391,7 @@ static void test_http_serve(void)
              "GET /hello.txt HTTP/1.1\r\nHost: t\r\nIf-None-Match: %.*s\r\n"
              "Connection: close\r\n\r\n", (int)(strchr(etag, '\r') - etag), etag);
     free(a);
-    a = exchange(port, request, &len);
+    a = net_exchange(port, request, strlen(request), BIG_SIZE + 4096, &len);
     CHECK(strncmp(a, "HTTP/1.1 304 ", 13) == 0 && *body_of(a) == '\0');
     free(a);
 
