@@ -109,9 +109,9 @@ def serve_workers(workers: int, setup: Setup, *, address: Optional[Address] = No
         assert address is not None   # exactly one of the two, checked above
         sock = _bind(address, backlog, reuse_port)
     metrics_sock = metrics if isinstance(metrics, socket.socket) else None
-    owned_metrics = metrics is not None and metrics_sock is None
+    owned_metrics = isinstance(metrics, tuple)
     try:
-        if owned_metrics:
+        if isinstance(metrics, tuple):
             metrics_sock = socket.create_server(metrics, family=_family(metrics))
         supervisor = _Supervisor(sock, workers, setup, drain_timeout,
                                  drain_timeout + 5.0 if stop_timeout is None else stop_timeout)
