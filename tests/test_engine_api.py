@@ -409,6 +409,10 @@ _REFUSED = {
     "/dev/null fd": (lambda d: d.fd("/dev/null"), {}, OSError, errno.EINVAL),
     "socket file": (lambda d: str(d.unix_socket()), {}, OSError, errno.ENXIO),
     "socket fd": (lambda d: d.unix_socket_fd(), {}, OSError, errno.EINVAL),
+    # a regular file the descriptor cannot read: sendfile would fail (EBADF)
+    "write-only fd": (lambda d: d.fd(__file__, os.O_WRONLY | os.O_APPEND), {}, OSError,
+                      errno.EBADF),
+    "O_PATH fd": (lambda d: d.fd(__file__, os.O_PATH), {}, OSError, errno.EBADF),
     "negative offset": (lambda d: __file__, {"offset": -1}, ValueError, None),
     "very negative offset": (lambda d: __file__, {"offset": -(1 << 70)}, ValueError, None),
     "negative count": (lambda d: __file__, {"count": -1}, ValueError, None),
@@ -466,6 +470,8 @@ class _Files:
 @pytest.mark.parametrize("case", list(_REFUSED))
 def test_transmit_file_refuses_at_the_call(make_engine, tmp_path, case):
     make_file, kwargs, exc_type, code = _REFUSED[case]
+    if case == "O_PATH fd" and not hasattr(os, "O_PATH"):
+        pytest.skip("no O_PATH here")
     files = _Files(tmp_path)
     events = []
 
