@@ -103,9 +103,10 @@ cdef class Connection:
 
     def transmit_file(self, file, offset=0, count=None, head=b""):
         """Posts head bytes followed by `count` bytes of a regular file (a
-        path, or an open descriptor the caller keeps owning) from `offset`,
-        sent with zero-copy sendfile as one operation.  count=None: to the
-        end.  The file bytes count in get_write_buffer_size() until sent."""
+        path, or a descriptor open for reading that the caller keeps
+        owning) from `offset`, sent with zero-copy sendfile as one
+        operation.  count=None: to the end.  The file bytes count in
+        get_write_buffer_size() until sent."""
         cdef send_request *sr
         cdef size_t head_len = 0
         cdef const void *head_ptr = NULL
@@ -153,6 +154,14 @@ cdef class Connection:
                 if kind == BINDING_FILE_DIRECTORY:
                     raise IsADirectoryError(PIOCP_EISDIR, "transmit_file: is a directory", file)
                 raise OSError(PIOCP_EINVAL, "transmit_file: not a regular file", file)
+            if not own:
+                # the caller's descriptor may be write-only (or O_PATH): the
+                # send would fail with EBADF, as a reset, instead of here
+                rc = binding_file_readable(fd)
+                if rc < 0:
+                    raise os_error(rc, "transmit_file")
+                if rc == 0:
+                    raise OSError(PIOCP_EBADF, "transmit_file: not open for reading", file)
             if c_count == PIOCP_TRANSMIT_TO_EOF:
                 # fixed here: the engine then needs no fstat of its own
                 c_count = size - c_offset if size > c_offset else 0

@@ -48,11 +48,12 @@ else:
 # nothing below includes a POSIX-only header.  Errors are -PIOCP_E*.
 cdef extern from "binding_platform.h" nogil:
     int PIOCP_ENOTCONN, PIOCP_EINVAL, PIOCP_EISDIR, PIOCP_ENOMEM, PIOCP_ETIMEDOUT, PIOCP_EBUSY
-    int PIOCP_ECANCELED
+    int PIOCP_ECANCELED, PIOCP_EBADF
     int BINDING_FILE_REGULAR, BINDING_FILE_DIRECTORY
     int binding_open_file(const char *path, piocp_file *out)
     piocp_file binding_file_from_os_handle(intptr_t handle)
     int binding_file_info(piocp_file f, int *kind, uint64_t *size)
+    int binding_file_readable(piocp_file f)
     void binding_close_file(piocp_file f)
     int binding_dup_file(piocp_file f, piocp_file *out)
     int binding_socket_is_nonblocking(piocp_socket s)

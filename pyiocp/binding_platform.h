@@ -91,6 +91,15 @@ static inline int binding_file_info(piocp_file f, int *kind, uint64_t *size)
     return 0;
 }
 
+/* 1 if `f` may be read from, 0 if not, or -PIOCP_E*.  Windows: 1 (a handle
+ * does not say cheaply; a handle without read access fails the transmit's
+ * first read instead). */
+static inline int binding_file_readable(piocp_file f)
+{
+    (void)f;
+    return 1;
+}
+
 static inline void binding_close_file(piocp_file f) { CloseHandle(f); }
 
 static inline int binding_dup_file(piocp_file f, piocp_file *out)
@@ -145,6 +154,20 @@ static inline int binding_file_info(piocp_file f, int *kind, uint64_t *size)
                                   : BINDING_FILE_OTHER;
     *size = (uint64_t)st.st_size;
     return 0;
+}
+
+/* 1 if `f` may be read from, 0 if not (opened write-only, or O_PATH: a
+ * sendfile from it fails with EBADF), or -PIOCP_E*. */
+static inline int binding_file_readable(piocp_file f)
+{
+    int flags = fcntl(f, F_GETFL);
+    if (flags < 0)
+        return -errno;
+#ifdef O_PATH
+    if (flags & O_PATH)
+        return 0;
+#endif
+    return (flags & O_ACCMODE) != O_WRONLY;
 }
 
 static inline void binding_close_file(piocp_file f) { close(f); }

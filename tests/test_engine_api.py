@@ -394,6 +394,154 @@ def test_transmit_beyond_end_of_file_resets(make_engine, data_file):
     assert len(received) <= len(data)
 
 
+
+# What transmit_file refuses at the call (issue 13's second break: a
+# directory was accepted, then reset the connection with EINVAL; a negative
+# offset raised OverflowError).  Fixed in 6571b1b; each case must raise
+# there, at once, and leave the connection usable.
+_REFUSED = {
+    "directory": (lambda d: str(d), {}, IsADirectoryError, errno.EISDIR),
+    "directory fd": (lambda d: d.fd("."), {}, IsADirectoryError, errno.EISDIR),
+    # nobody writes to it: opening it must not wait for a writer
+    "fifo": (lambda d: str(d.fifo()), {}, OSError, errno.EINVAL),
+    "fifo fd": (lambda d: d.fd(d.fifo(), os.O_RDONLY | os.O_NONBLOCK), {}, OSError, errno.EINVAL),
+    "/dev/zero": (lambda d: "/dev/zero", {}, OSError, errno.EINVAL),
+    "/dev/null fd": (lambda d: d.fd("/dev/null"), {}, OSError, errno.EINVAL),
+    "socket file": (lambda d: str(d.unix_socket()), {}, OSError, errno.ENXIO),
+    "socket fd": (lambda d: d.unix_socket_fd(), {}, OSError, errno.EINVAL),
+    # a regular file the descriptor cannot read: sendfile would fail (EBADF)
+    "write-only fd": (lambda d: d.fd(__file__, os.O_WRONLY | os.O_APPEND), {}, OSError,
+                      errno.EBADF),
+    "O_PATH fd": (lambda d: d.fd(__file__, os.O_PATH), {}, OSError, errno.EBADF),
+    "negative offset": (lambda d: __file__, {"offset": -1}, ValueError, None),
+    "very negative offset": (lambda d: __file__, {"offset": -(1 << 70)}, ValueError, None),
+    "negative count": (lambda d: __file__, {"count": -1}, ValueError, None),
+    "bool offset": (lambda d: __file__, {"offset": True}, TypeError, None),
+    "float offset": (lambda d: __file__, {"offset": 1.0}, TypeError, None),
+    "bool count": (lambda d: __file__, {"count": False}, TypeError, None),
+    "float count": (lambda d: __file__, {"count": 2.0}, TypeError, None),
+}
+
+
+class _Files:
+    """The odd files one refused case needs, all closed by the test."""
+
+    def __init__(self, root):
+        self.root = root
+        self.fds, self.socks, self.fifos = [], [], []
+
+    def __str__(self):
+        return str(self.root)
+
+    def fd(self, name, flags=os.O_RDONLY):
+        self.fds.append(os.open(self.root / name, flags))
+        return self.fds[-1]
+
+    def fifo(self):
+        path = self.root / "fifo"
+        os.mkfifo(path)
+        self.fifos.append(path)
+        return path
+
+    def unix_socket(self):
+        path = self.root / "sock"
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(path))
+        self.socks.append(sock)
+        return path
+
+    def unix_socket_fd(self):
+        self.unix_socket()
+        return self.socks[-1].fileno()
+
+    def close(self):
+        for path in self.fifos:
+            # were a worker stuck opening it for reading, a writer frees it
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
+        for fd in self.fds:
+            os.close(fd)
+        for sock in self.socks:
+            sock.close()
+
+
+@pytest.mark.parametrize("case", list(_REFUSED))
+def test_transmit_file_refuses_at_the_call(make_engine, tmp_path, case):
+    make_file, kwargs, exc_type, code = _REFUSED[case]
+    if case == "O_PATH fd" and not hasattr(os, "O_PATH"):
+        pytest.skip("no O_PATH here")
+    files = _Files(tmp_path)
+    events = []
+
+    class Sender(pyiocp.Handler):
+        def connection_made(self, conn):
+            started = time.monotonic()
+            try:
+                events.append(("returned", conn.transmit_file(file, head=b"HEAD", **kwargs)))
+            except BaseException as exc:
+                events.append(("raised", exc))
+            events.append(("took", time.monotonic() - started))
+            conn.send(b"still open")
+            conn.close()
+
+        def transmit_done(self, conn, nbytes):
+            events.append(("transmitted", nbytes))
+
+        def connection_lost(self, conn, exc):
+            events.append(("lost", exc))
+
+    try:
+        file = make_file(files)
+        engine = make_engine()
+        listener = engine.listen(("127.0.0.1", 0), Sender)
+        engine.start()
+        with connect(listener.address, timeout=5) as sock:
+            assert recv_until_eof(sock) == b"still open"
+        assert wait_for(lambda: events and events[-1][0] == "lost")
+    finally:
+        files.close()
+    (outcome, exc), (_, took), lost = events
+    assert outcome == "raised", events
+    assert type(exc) is exc_type, events            # not a subclass: OverflowError is not ValueError
+    if code is not None:
+        assert exc.errno == code, events
+    assert took < 1.0
+    assert lost == ("lost", None)
+
+
+@pytest.mark.parametrize("offset,count", [(10, None), (25, None), (10, 0), (25, 0)])
+def test_transmit_file_at_or_past_the_end(make_engine, tmp_path, offset, count):
+    """To the end from the end or past it: only the head goes out, and
+    transmit_done says so; a count of 0 anywhere is the same.  (An explicit
+    count the file cannot fill resets the connection with EIO:
+    test_transmit_beyond_end_of_file_resets.)"""
+    path = tmp_path / "ten"
+    path.write_bytes(b"0123456789")
+    events = []
+
+    class Sender(pyiocp.Handler):
+        def connection_made(self, conn):
+            events.append(("returned", conn.transmit_file(path, offset=offset, count=count,
+                                                          head=b"HEAD")))
+            conn.close()
+
+        def transmit_done(self, conn, nbytes):
+            events.append(("transmitted", nbytes))
+
+        def connection_lost(self, conn, exc):
+            events.append(("lost", exc))
+
+    engine = make_engine()
+    listener = engine.listen(("127.0.0.1", 0), Sender)
+    engine.start()
+    with connect(listener.address, timeout=5) as sock:
+        assert recv_until_eof(sock) == b"HEAD"
+    assert wait_for(lambda: events and events[-1][0] == "lost")
+    assert events == [("returned", True), ("transmitted", 4), ("lost", None)]
+
+
 # ------------------------------------------------ lifecycle and config --
 
 def test_post_runs_callback_on_a_worker(make_engine):

@@ -65,7 +65,26 @@ static void test_files(void)
     file = binding_file_from_os_handle(os_handle_of(stream));
     CHECK(binding_file_info(file, &kind, &got) == 0 && kind == BINDING_FILE_REGULAR &&
           got == (uint64_t)size);
+    CHECK(binding_file_readable(file) == 1);
     fclose(stream);
+
+    /* transmit_file refuses a descriptor it cannot read from (POSIX; a
+     * Windows handle does not say, and its first read fails instead) */
+    stream = fopen(FILE_NAME, "ab");
+    CHECK(stream);
+    file = binding_file_from_os_handle(os_handle_of(stream));
+#ifdef _WIN32
+    CHECK(binding_file_readable(file) == 1);
+#else
+    CHECK(binding_file_readable(file) == 0);
+#endif
+    fclose(stream);
+#ifdef O_PATH
+    int path_only = open(FILE_NAME, O_PATH | O_CLOEXEC);
+    CHECK(path_only >= 0);
+    CHECK(binding_file_readable(path_only) == 0);
+    close(path_only);
+#endif
     remove(FILE_NAME);
 }
 
