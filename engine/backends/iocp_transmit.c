@@ -203,7 +203,15 @@ bool iocp_transmit_took(piocp_conn *c, iocp_conn *ic, piocp_request *r, DWORD by
         return false; /* the caller records the error */
     uint64_t count = r->u.transmit.count;
     if (head == ic->step_head && file < ic->step_file) {
-        /* fewer file bytes than asked: the file ended */
+        /* Fewer file bytes than asked: the file ended, or the step came
+         * back short without an error.  Windows' TransmitFile does not do
+         * that, but Wine's (pread + send in 64 KiB pieces) can under load:
+         * CI saw a client get 65536 bytes of a 1 MiB file, then a reset.
+         * The file's size tells which; a short step is simply continued. */
+        uint64_t size, at = r->u.transmit.offset + (r->done - r->u.transmit.head_len);
+        if (piocp_file_size(r->u.transmit.fd, &size) == 0 && at < size &&
+            (count == PIOCP_TRANSMIT_TO_EOF || r->done - r->u.transmit.head_len < count))
+            return false; /* not finished, no error: the next step sends the rest */
         if (count == PIOCP_TRANSMIT_TO_EOF)
             return true;
         if (!c->abort_error)
