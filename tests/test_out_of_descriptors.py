@@ -133,6 +133,68 @@ class _Server:
         return int(match.group(1))
 
 
+def test_http_answers_503_not_403_when_out_of_descriptors(backend, tmp_path):
+    """A file the server cannot open for want of descriptors is the
+    server's passing trouble (503), not a forbidden file (403); once
+    descriptors are free again the same file is served."""
+    server = _Server("serve", backend, tmp_path)
+    names = [f"b{i}.txt" for i in range(20)]   # never opened yet: not in the file cache
+    for name in names:
+        (tmp_path / "root" / name).write_bytes(b"later\n")
+    keep, clients = None, []
+    try:
+        keep = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        keep.sendall(server.request())
+        assert b"hello\n" in _read_answer(keep)
+        for _ in range(LIMIT + 10):       # every descriptor the server may have
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            clients.append(sock)
+        # the server accepts them as it can: ask for new files until one
+        # cannot be opened
+        for name in names:
+            time.sleep(0.1)
+            keep.sendall(f"GET /{name} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+            answer = _read_answer(keep)
+            if not answer.startswith(b"HTTP/1.1 200 "):
+                break
+        assert answer.startswith(b"HTTP/1.1 503 "), answer
+        for sock in clients:
+            sock.close()
+        clients.clear()
+        deadline = time.monotonic() + 10
+        while True:
+            keep.sendall(f"GET /{name} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+            answer = _read_answer(keep)
+            if answer.startswith(b"HTTP/1.1 200 "):
+                break
+            assert time.monotonic() < deadline, answer
+            time.sleep(0.05)
+        assert answer.endswith(b"later\n")
+    finally:
+        for sock in clients:
+            sock.close()
+        if keep is not None:
+            keep.close()
+        server.proc.kill()
+        server.proc.wait()
+
+
+def _read_answer(sock):
+    """One HTTP answer with a Content-Length body, read whole."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        assert chunk, data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"Content-Length: (\d+)", head, re.I).group(1))
+    while len(body) < length:
+        chunk = sock.recv(4096)
+        assert chunk, data
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
 @pytest.mark.parametrize("kind", ["serve", "serve --workers 2", "python handler"])
 def test_sigterm_after_running_out_of_descriptors_stops_at_once(backend, kind, tmp_path):
     server = _Server(kind, backend, tmp_path)

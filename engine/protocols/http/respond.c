@@ -434,7 +434,15 @@ static bool method_is(const http_request *req, const char *name)
  * can have a name the file system refuses as too long: absent. */
 static int status_for_open_error(int rc)
 {
-    return rc == -ENOENT || rc == -ENOTDIR || rc == -ENAMETOOLONG ? 404 : 403;
+    if (rc == -ENOENT || rc == -ENOTDIR || rc == -ENAMETOOLONG)
+        return 404;
+    /* out of descriptors or memory: the server's trouble, and passing;
+     * 403 would tell the client the file is forbidden */
+    if (rc == -EMFILE || rc == -ENFILE || rc == -ENOMEM || rc == -ENOBUFS)
+        return 503;
+    if (rc == -EIO)
+        return 500;
+    return 403;
 }
 
 /* A path naming a directory: its index.html, else a listing (or 403 with
