@@ -21,6 +21,7 @@ static char armed_point[32];
 static unsigned armed_first, armed_last, passes, fired;
 static int armed_error;
 static ptrdiff_t armed_keep;
+static PIOCP_THREAD_LOCAL unsigned fired_here;
 
 /* Enough for every point of the engine and the binding: a sweep that
  * sees the table full knows it missed some (recorded() returns more). */
@@ -76,6 +77,8 @@ unsigned piocp_fault_fired(void)
     piocp_mutex_unlock(&lock);
     return n;
 }
+
+unsigned piocp_fault_fired_here(void) { return fired_here; }
 
 unsigned piocp_fault_passes(void)
 {
@@ -141,10 +144,12 @@ static ptrdiff_t pass(const char *point, bool has_len, ptrdiff_t len)
             if (armed_error > 0) {
                 rc = -armed_error;
                 fired++;
+                fired_here++;
             } else if (has_len && len >= 2) {
                 ptrdiff_t keep = armed_keep > 0 ? armed_keep : len / 2;
                 rc = keep >= len ? len - 1 : keep;
                 fired++;
+                fired_here++;
             }
         }
     }

@@ -23,10 +23,14 @@
  *   piocp_fault_arm_spec(&spec)            either, repeated `times` passes
  *   piocp_fault_disarm()
  *   piocp_fault_fired()                    how many passes were faulted
+ *   PIOCP_FAULT_FIRED_HERE()               ... on the calling thread, ever
  *   piocp_fault_passes()                   passes through the armed point
  *   piocp_fault_record(on)                 recording mode (clears on start)
  *   piocp_fault_recorded(sites, max)       what the recording saw
  *   piocp_fault_allocs()                   live engine allocations
+ *   piocp_fault_points(names, max)         every point the engine has
+ *   piocp_fault_point_errors(point, e, max)
+ *                                          the errors its call can return
  *   PIOCP_FAULT(point)                     at a site: 0 or -error
  *   PIOCP_FAULT_SHORT(point, len)          at a length site: the length
  *                                          to use, or -error
@@ -74,6 +78,12 @@ void piocp_fault_disarm(void);
 unsigned piocp_fault_fired(void);
 /* Passes through the armed point since it was armed. */
 unsigned piocp_fault_passes(void);
+/* Passes faulted on the calling thread since it began (never reset): a
+ * site that must model a side effect of the fault (the readiness edge the
+ * kernel would raise for bytes that came just after an EAGAIN) compares it
+ * before and after its calls.  Use the macro. */
+unsigned piocp_fault_fired_here(void);
+#define PIOCP_FAULT_FIRED_HERE() piocp_fault_fired_here()
 
 /* Recording: while on, every pass through every point is counted by name.
  * Turning it on clears what was recorded; turning it off keeps it. */
@@ -86,6 +96,15 @@ void piocp_fault_record(int on);
 /* Copies up to `max` recorded points (in the order first passed) to
  * `sites`; returns how many were recorded (may exceed `max`). */
 size_t piocp_fault_recorded(piocp_fault_site *sites, size_t max);
+
+/* The points the engine has (core/fault_points.c): copies up to `max`
+ * names to `names`, returns how many there are.  Windows' and POSIX's are
+ * both listed; a build passes only its own. */
+size_t piocp_fault_points(const char **names, size_t max);
+/* The errors (positive PIOCP_E* values) the real call at `point` can
+ * return, those a sweep tries: copies up to `max`, returns how many there
+ * are (0: the point can only be cut short), or -1 for an unknown point. */
+int piocp_fault_point_errors(const char *point, int *errors, size_t max);
 
 /* Engine allocations alive now (every malloc/calloc/realloc(NULL, ...)
  * that succeeded, less every free of a non-NULL pointer), counted since
@@ -107,8 +126,11 @@ ptrdiff_t piocp_fault_short(const char *point, ptrdiff_t len);
 
 #else
 
-#define PIOCP_FAULT(point) 0
-#define PIOCP_FAULT_SHORT(point, len) ((ptrdiff_t)(len))
+/* (void)(point): a site's name stays "used" for -Wextra; a string literal
+ * costs nothing. */
+#define PIOCP_FAULT(point) ((void)(point), 0)
+#define PIOCP_FAULT_SHORT(point, len) ((void)(point), (ptrdiff_t)(len))
+#define PIOCP_FAULT_FIRED_HERE() 0u
 
 #endif
 
