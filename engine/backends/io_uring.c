@@ -56,7 +56,9 @@ typedef struct uring_worker {
     piocp_uring ring;
     bool ready;                /* ring created (in the worker's own thread) */
     int wake_fd;
+    bool wake_armed;           /* its multishot poll is on the ring */
     bool armed[PIOCP_MAX_LISTENERS]; /* multishot accept armed per listener */
+    bool arm_failed;           /* the SQ was full: a listener is still to arm */
     /* The wait's timeout (the sweeper's next sweep) as a ring timeout: one
      * in flight at most, re-armed only when it has fired. */
     struct __kernel_timespec timer;
@@ -233,8 +235,10 @@ static void arm_listeners(piocp_engine *e, uring_worker *uw)
         if (!l || uw->armed[i] || !piocp_listener_accepting(l))
             continue;
         struct io_uring_sqe *sqe = get_sqe(uw);
-        if (!sqe)
+        if (!sqe) {
+            uw->arm_failed = true; /* the next poll tries again */
             break;
+        }
         if (l->shared)
             /* Other processes accept on it too.  A multishot accept that is
              * cancelled at stop may already have taken a connection off the
@@ -253,6 +257,22 @@ static void arm_wake(uring_worker *uw)
     struct io_uring_sqe *sqe = get_sqe(uw);
     if (sqe)
         piocp_uring_prep_poll_multishot(sqe, uw->wake_fd, POLLIN, kind_data(KIND_WAKE, 0));
+    uw->wake_armed = sqe != NULL; /* else the next poll tries again */
+}
+
+/* What could not be armed for want of an SQE (the SQ full, the kernel
+ * not taking more) is armed before each wait; until it is, the wait is
+ * short, since without its wake-up poll nothing else would end it. */
+static int arm_missing(piocp_engine *e, uring_worker *uw, int timeout_ms)
+{
+    if (!uw->wake_armed)
+        arm_wake(uw);
+    if (uw->arm_failed) {
+        uw->arm_failed = false;
+        arm_listeners(e, uw);
+    }
+    bool missing = !uw->wake_armed || uw->arm_failed;
+    return missing && (timeout_ms < 0 || timeout_ms > 10) ? 10 : timeout_ms;
 }
 
 static void arm_timer(uring_worker *uw, int timeout_ms)
@@ -597,7 +617,7 @@ static int on_wake_cqe(piocp_engine *e, uring_worker *uw, bool more)
     uint64_t value;
     (void)!read(uw->wake_fd, &value, sizeof value);
     if (!more)
-        arm_wake(uw);
+        arm_wake(uw); /* ended (cancelled, or an error): armed again */
     arm_listeners(e, uw);
     return PIOCP_POLL_WOKEN;
 }
@@ -659,6 +679,7 @@ static int uring_poll(piocp_worker *w, int timeout_ms)
     piocp_engine *e = w->engine;
     uring_worker *uw = w->backend;
     int rc;
+    timeout_ms = arm_missing(e, uw, timeout_ms);
     if (timeout_ms > 0 && (uw->ring.features & IORING_FEAT_EXT_ARG)) {
         /* The wait's own timeout (5.11+): a shorter one can be asked on
          * every call, when a user timer comes before the next sweep. */

@@ -27,6 +27,8 @@
  * error or short, and repeated faults; the seed is printed first, and the
  * same seed replays the same runs; FAULT_SWEEP_SEED works too):
  *   fault_sweep random epoll all 2000 [SEED]
+ * The faults that found defects, each replayed (ctest, every backend):
+ *   fault_sweep regressions io_uring all
  * One run, as a failure prints it:
  *   fault_sweep replay io_uring http+stop cqe_send 2 ECONNRESET [TIMES]
  *   fault_sweep replay epoll echo send 1 short
@@ -461,6 +463,45 @@ static void sweep_scenario(const scenario *s, bool stop)
     }
 }
 
+/* Faults that found a defect (each fixed with it), replayed as they were
+ * found.  A range of passes where the order of passes between workers
+ * varies from run to run; a point the backend does not have passes as a
+ * run without a fault. */
+typedef struct regression {
+    const char *scenario; /* "+stop" for the stop variant */
+    const char *point;
+    unsigned first, last;
+    int error;            /* 0: short */
+} regression;
+
+static const regression regressions[] = {
+    /* io_uring: an SQ with no room for a worker's wake-up poll or a
+     * listener's accept left it unarmed for good (a hang) */
+    {"echo", "uring_sqe", 1, 6, PIOCP_EBUSY},
+};
+
+static void replay_regressions(const scenario *only)
+{
+    for (size_t i = 0; i < sizeof regressions / sizeof regressions[0]; i++) {
+        const regression *g = &regressions[i];
+        char name[64];
+        snprintf(name, sizeof name, "%s", g->scenario);
+        char *plus = strchr(name, '+');
+        if (plus)
+            *plus = '\0';
+        const scenario *s = scenario_find(name);
+        if (!s || (only && s != only))
+            continue;
+        for (unsigned nth = g->first; nth <= g->last; nth++) {
+            run_spec rs = {.s = s, .stop = plus != NULL};
+            rs.fault.point = g->point;
+            rs.fault.nth = nth;
+            rs.fault.error = g->error;
+            run_one(&rs, NULL, NULL);
+        }
+    }
+}
+
 /* xorshift64*: the same seed, the same runs, on every machine. */
 static uint64_t rng_state;
 static uint64_t rng(void)
@@ -512,7 +553,7 @@ static void random_sweep(const scenario *only, long runs, uint64_t seed)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: fault_sweep sweep BACKEND SCENARIO|all\n"
+    fprintf(stderr, "usage: fault_sweep sweep|regressions BACKEND SCENARIO|all\n"
                     "       fault_sweep random BACKEND SCENARIO|all RUNS [SEED]\n"
                     "       fault_sweep replay BACKEND SCENARIO[+stop] POINT N ERROR|short [TIMES]\n");
     return 2;
@@ -555,6 +596,8 @@ int main(int argc, char **argv)
             sweep_scenario(s, false);
             sweep_scenario(s, true);
         }
+    } else if (strcmp(mode, "regressions") == 0) {
+        replay_regressions(only);
     } else if (strcmp(mode, "random") == 0 && argc >= 5) {
         const char *env = getenv("FAULT_SWEEP_SEED");
         uint64_t seed = argc >= 6   ? strtoull(argv[5], NULL, 0)
