@@ -484,8 +484,8 @@ static void connect_exchange(run_ctx *r)
     bool hung;
     size_t n = fd < 0 ? 0 : client_read_upto(fd, ping, 4, CLIENT_TIMEOUT_MS, &hung);
     if (n < 4 || memcmp(ping, "ping", 4) != 0 || client_send_all(fd, "pong", 4) < 0) {
-        say(r, n == 4 || compare_stream(ping, n, "ping", 4) == V_CORRUPT ? V_CORRUPT : V_LESS,
-            "no ping");
+        verdict v = compare_stream(ping, n, "ping", 4);
+        say(r, v == V_CORRUPT ? V_CORRUPT : V_LESS, v == V_OK ? "ping, then no pong went" : "no ping");
     } else {
         char rest[1];
         size_t extra = client_read_upto(fd, rest, 1, CLIENT_TIMEOUT_MS, &hung);
