@@ -19,11 +19,15 @@ const char *verdict_name(verdict v)
     return names[v];
 }
 
-int client_connect(int port, int timeout_ms)
+int client_connect(int port, int timeout_ms) { return client_connect_small(port, timeout_ms, 0); }
+
+int client_connect_small(int port, int timeout_ms, int rcvbuf)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
+    if (rcvbuf > 0) /* before connect: the window is offered then */
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};

@@ -21,6 +21,8 @@ const char *verdict_name(verdict v);
 /* A TCP connection to 127.0.0.1:port with a receive timeout; -1 if even
  * connect failed (a refused connect is a hang's opposite: V_LESS). */
 int client_connect(int port, int timeout_ms);
+/* The same with a receive buffer of `rcvbuf` bytes (a slow reader). */
+int client_connect_small(int port, int timeout_ms, int rcvbuf);
 int client_send_all(int fd, const void *buf, size_t len);
 
 /* Reads up to `n` bytes into buf: fewer on EOF, an error or `timeout_ms`

@@ -24,6 +24,10 @@ static const char small_txt[] = "hello, world\n";
 #define BIG_LEN (200 * 1024) /* past the file cache's small files: transmitted */
 #define RANGE_FIRST 1000u
 #define RANGE_COUNT 150000u
+/* transmit's file: more than a socket's buffers hold, so that a slow
+ * reader makes the send wait for room */
+#define HUGE_LEN (4u << 20)
+#define HUGE_COUNT (3u << 20)
 
 /* ---------------------------------------------------------- fixture -- */
 
@@ -56,12 +60,17 @@ void fixture_make(fixture *f)
     mkdir(sub, 0755);
     write_file(f->root, "small.txt", small_txt, sizeof small_txt - 1);
     write_file(f->root, "big.bin", f->big, f->big_len);
+    char *huge = malloc(HUGE_LEN);
+    for (size_t i = 0; i < HUGE_LEN; i++)
+        huge[i] = f->big[i % f->big_len];
+    write_file(f->root, "huge.bin", huge, HUGE_LEN);
+    free(huge);
     write_file(sub, "a.txt", "a\n", 2);
 }
 
 void fixture_remove(fixture *f)
 {
-    static const char *const names[] = {"sub/a.txt", "sub", "small.txt", "big.bin"};
+    static const char *const names[] = {"sub/a.txt", "sub", "small.txt", "big.bin", "huge.bin"};
     char path[600];
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", f->root, names[i]);
@@ -190,7 +199,7 @@ static void echo_exchange(run_ctx *r)
 
 /* ---------------------------------------------------------- transmit -- */
 
-static const char transmit_head[] = "TRANSMIT 1000+150000\n";
+static const char transmit_head[] = "TRANSMIT 1000+3MiB of huge.bin\n";
 
 static void transmit_recv(tracked_req *tr, ssize_t n)
 {
@@ -201,7 +210,7 @@ static void transmit_recv(tracked_req *tr, ssize_t n)
     }
     run_ctx *r = tr->tc->user;
     tracked_req *t = track_req(tr->tc, sizeof transmit_head - 1, transmit_head, NULL);
-    if (track_transmit(t, r->file, RANGE_FIRST, RANGE_COUNT) == 0)
+    if (track_transmit(t, r->file, RANGE_FIRST, HUGE_COUNT) == 0)
         piocp_close(tr->tc->conn);
 }
 
@@ -218,7 +227,7 @@ static const piocp_listener_callbacks transmit_callbacks = {.on_connection = tra
 static int transmit_setup(run_ctx *r)
 {
     char path[600];
-    snprintf(path, sizeof path, "%s/big.bin", r->fx->root);
+    snprintf(path, sizeof path, "%s/huge.bin", r->fx->root);
     r->file = open(path, O_RDONLY | O_CLOEXEC);
     if (r->file < 0)
         return -errno;
@@ -239,22 +248,30 @@ static void transmit_teardown(run_ctx *r)
 
 static verdict judge_transmit(run_ctx *r, const char *got, size_t len)
 {
-    size_t head = sizeof transmit_head - 1, want_len = head + RANGE_COUNT;
+    size_t head = sizeof transmit_head - 1, want_len = head + HUGE_COUNT;
     char *want = malloc(want_len);
     memcpy(want, transmit_head, head);
-    memcpy(want + head, r->fx->big + RANGE_FIRST, RANGE_COUNT);
+    for (size_t i = 0; i < HUGE_COUNT; i++) /* huge.bin is big.bin over and over */
+        want[head + i] = r->fx->big[(RANGE_FIRST + i) % r->fx->big_len];
     verdict v = compare_stream(got, len, want, want_len);
     free(want);
     return v;
 }
 
+/* A slow reader: a small receive buffer, read only after a pause, so that
+ * the server's socket fills and its send waits for room (EAGAIN, a ring
+ * POLLOUT) in the middle of the file. */
 static void transmit_exchange(run_ctx *r)
 {
-    int fd = connect_or_say(r);
-    if (fd < 0)
+    int fd = client_connect_small(r->port, CLIENT_TIMEOUT_MS, 4096);
+    if (fd < 0) {
+        say(r, V_LESS, "connect refused");
+        atomic_store(&r->sent, 1);
         return;
+    }
     int sent = client_send_all(fd, "go\n", 3);
     atomic_store(&r->sent, 1);
+    usleep(30000);
     if (sent < 0)
         say(r, V_LESS, "send failed (reset)");
     else

@@ -29,6 +29,8 @@
  *   fault_sweep random epoll all 2000 [SEED]
  * The faults that found defects, each replayed (ctest, every backend):
  *   fault_sweep regressions io_uring all
+ * What each scenario reaches (and what none does):
+ *   fault_sweep points epoll all
  * One run, as a failure prints it:
  *   fault_sweep replay io_uring http+stop cqe_send 2 ECONNRESET [TIMES]
  *   fault_sweep replay epoll echo send 1 short
@@ -551,6 +553,35 @@ static void random_sweep(const scenario *only, long runs, uint64_t seed)
     }
 }
 
+/* What each scenario reaches, and the points none of them does. */
+static void list_points(const scenario *only)
+{
+    const char *all[MAX_SITES];
+    size_t total = piocp_fault_points(all, MAX_SITES);
+    bool reached[MAX_SITES] = {false};
+    for (const scenario *s = scenarios; s->name; s++) {
+        if (only && s != only)
+            continue;
+        for (int stop = 0; stop < 2; stop++) {
+            site sites[MAX_SITES];
+            size_t n = record(s, stop, sites);
+            printf("%s%s:", s->name, stop ? "+stop" : "");
+            for (size_t i = 0; i < n; i++) {
+                printf(" %s(%u%s)", sites[i].point, sites[i].passes, sites[i].can_short ? ",short" : "");
+                for (size_t k = 0; k < total && k < MAX_SITES; k++)
+                    if (strcmp(all[k], sites[i].point) == 0)
+                        reached[k] = true;
+            }
+            printf("\n");
+        }
+    }
+    printf("not reached on %s:", backend);
+    for (size_t k = 0; k < total && k < MAX_SITES; k++)
+        if (!reached[k])
+            printf(" %s", all[k]);
+    printf("\n");
+}
+
 static int usage(void)
 {
     fprintf(stderr, "usage: fault_sweep sweep|regressions BACKEND SCENARIO|all\n"
@@ -596,6 +627,8 @@ int main(int argc, char **argv)
             sweep_scenario(s, false);
             sweep_scenario(s, true);
         }
+    } else if (strcmp(mode, "points") == 0) {
+        list_points(only);
     } else if (strcmp(mode, "regressions") == 0) {
         replay_regressions(only);
     } else if (strcmp(mode, "random") == 0 && argc >= 5) {
