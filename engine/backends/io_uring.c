@@ -78,6 +78,7 @@ typedef struct uring_conn {
     bool recv_submitted, send_submitted, poll_submitted;
     bool cancel_submitted, recv_cancel_submitted;
     bool send_cancel_submitted;  /* piocp_cancel's, for the head's SQE */
+    bool sqe_owed;               /* a cancel found the SQ full: park has the turn run again */
     unsigned send_op;            /* with send_submitted: OP_SEND or OP_POLLOUT */
 } uring_conn;
 
@@ -453,6 +454,8 @@ static bool uring_cancel_recv(piocp_worker *w, piocp_conn *c)
         if (sqe) {
             piocp_uring_prep_cancel(sqe, conn_data(c, OP_RECV), 0, kind_data(KIND_IGNORE, 0));
             uc->recv_cancel_submitted = true;
+        } else {
+            uc->sqe_owed = true;
         }
     }
     return true;
@@ -472,6 +475,8 @@ static bool uring_cancel_send(piocp_worker *w, piocp_conn *c)
         if (sqe) {
             piocp_uring_prep_cancel(sqe, conn_data(c, uc->send_op), 0, kind_data(KIND_IGNORE, 0));
             uc->send_cancel_submitted = true;
+        } else {
+            uc->sqe_owed = true;
         }
     }
     return true;
@@ -486,12 +491,21 @@ static void uring_cancel(piocp_worker *w, piocp_conn *c)
     if (sqe) {
         piocp_uring_prep_cancel_fd(sqe, c->fd, kind_data(KIND_IGNORE, 0));
         uc->cancel_submitted = true;
+    } else {
+        uc->sqe_owed = true;
     }
 }
 
 static int uring_park(piocp_worker *w, piocp_conn *c)
 {
     uring_conn *uc = piocp_conn_backend(c);
+    if (uc->sqe_owed) {
+        /* a cancel is still to submit: nothing else would bring the
+         * connection back, so its turn comes again after the next poll
+         * (which gives the kernel the queued SQEs) */
+        uc->sqe_owed = false;
+        return 1;
+    }
     if (c->lingering && !uc->poll_submitted && !submit_poll(w->backend, c, uc, OP_POLLIN))
         return -EBUSY;
     /* an outbound connect ends with the socket turning writable (or failing) */

@@ -106,7 +106,10 @@ struct piocp_backend_ops {
     bool (*move)(piocp_worker *to, piocp_conn *conn);
     /* The turn is over and the connection waits on the kernel: arrange to
      * hear of it (epoll: the writable edge once a send met a full buffer;
-     * io_uring: a poll while lingering).  -errno aborts it.  May be NULL. */
+     * io_uring: a poll while lingering).  -errno aborts it; 1: the backend
+     * could not yet ask the kernel for what the turn needed (io_uring's SQ
+     * was full), so the turn comes again after the worker's next poll.
+     * May be NULL. */
     int (*park)(piocp_worker *worker, piocp_conn *conn);
     /* A connecting connection's turn: how its connect is going, 0
      * connected, -EINPROGRESS not yet, -errno failed.  NULL: the core looks

@@ -279,11 +279,10 @@ void piocp_conn_process(piocp_worker *w, piocp_conn *c)
             piocp_schedule_locked(c); /* out of budget: back of the line */
         } else if (ops->park) {
             int rc = ops->park(w, c);
-            if (rc < 0) {
-                if (!c->abort_error)
-                    c->abort_error = rc; /* cannot wait on it: fail it rather than hang */
-                piocp_schedule_locked(c);
-            }
+            if (rc < 0 && !c->abort_error)
+                c->abort_error = rc; /* cannot wait on it: fail it rather than hang */
+            if (rc != 0)
+                piocp_schedule_locked(c); /* not busy now: after the next poll */
         }
     }
     piocp_mutex_unlock(&c->lock);

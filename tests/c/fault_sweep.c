@@ -474,12 +474,17 @@ typedef struct regression {
     const char *point;
     unsigned first, last;
     int error;            /* 0: short */
+    unsigned times;       /* consecutive passes faulted (0: 1) */
 } regression;
 
 static const regression regressions[] = {
     /* io_uring: an SQ with no room for a worker's wake-up poll or a
      * listener's accept left it unarmed for good (a hang) */
-    {"echo", "uring_sqe", 1, 6, PIOCP_EBUSY},
+    {"echo", "uring_sqe", 1, 6, PIOCP_EBUSY, 1},
+    /* io_uring: a cancel that found the SQ full (closing a connection
+     * whose send could not be submitted) was never retried: the
+     * connection stayed open, its recv on the ring, its client waiting */
+    {"echo", "uring_sqe", 14, 22, PIOCP_EBUSY, 2},
 };
 
 static void replay_regressions(const scenario *only)
@@ -499,6 +504,7 @@ static void replay_regressions(const scenario *only)
             rs.fault.point = g->point;
             rs.fault.nth = nth;
             rs.fault.error = g->error;
+            rs.fault.times = g->times;
             run_one(&rs, NULL, NULL);
         }
     }
