@@ -76,6 +76,15 @@ static const point_errors table[] = {
     {"inotify_init", {PIOCP_EMFILE, PIOCP_ENFILE, PIOCP_ENOMEM}},
     {"inotify_add_watch", {PIOCP_ENOSPC, PIOCP_ENOMEM, PIOCP_EACCES}},
     {"inotify_read", {PIOCP_EINTR, PIOCP_EAGAIN}},
+    /* Windows IOCP (backends/iocp*.c), as the Winsock errors come out of
+     * piocp_error_from_win32 */
+    {"wsarecv", {PIOCP_ECONNRESET, PIOCP_ENOBUFS}},
+    {"wsasend", {PIOCP_ECONNRESET, PIOCP_ENOBUFS}},
+    {"transmitfile", {PIOCP_ECONNRESET, PIOCP_ENOBUFS}},
+    {"readfile", {PIOCP_EIO, PIOCP_ENOMEM}},
+    {"acceptex", {PIOCP_ENOBUFS, PIOCP_ECONNRESET}},
+    {"connectex", {PIOCP_ENOBUFS, PIOCP_EADDRNOTAVAIL}},
+    {"iocp_associate", {PIOCP_ENOMEM}},
 };
 #define POINTS (sizeof table / sizeof table[0])
 
