@@ -142,6 +142,10 @@ void piocp_schedule_locked(piocp_conn *conn);
 /* The same, but the connection stays with its owner: for kernel events a
  * worker harvested for a connection that has moved away meanwhile. */
 void piocp_schedule_on_owner_locked(piocp_conn *conn);
+/* The same, but its turn comes only after its owner (a per-worker queue:
+ * owner >= 0) has polled again: through the owner's remote list, with a
+ * wake-up so that the poll does not sleep. */
+void piocp_schedule_after_poll_locked(piocp_conn *conn);
 void piocp_done_push(piocp_done_list *done, piocp_request *req, ssize_t result);
 void piocp_complete_list(piocp_engine *engine, piocp_request *list);
 /* piocp_post, completing as `op` (a cancelled timer is counted as one). */

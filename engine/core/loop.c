@@ -279,10 +279,15 @@ void piocp_conn_process(piocp_worker *w, piocp_conn *c)
             piocp_schedule_locked(c); /* out of budget: back of the line */
         } else if (ops->park) {
             int rc = ops->park(w, c);
-            if (rc < 0 && !c->abort_error)
-                c->abort_error = rc; /* cannot wait on it: fail it rather than hang */
-            if (rc != 0)
-                piocp_schedule_locked(c); /* not busy now: after the next poll */
+            if (rc < 0) {
+                if (!c->abort_error)
+                    c->abort_error = rc; /* cannot wait on it: fail it rather than hang */
+                piocp_schedule_locked(c);
+            } else if (rc > 0) {
+                /* not on the local list, which this worker runs to the end
+                 * before it polls: what the turn needs comes from the poll */
+                piocp_schedule_after_poll_locked(c);
+            }
         }
     }
     piocp_mutex_unlock(&c->lock);

@@ -502,6 +502,10 @@ static const regression regressions[] = {
      * whose send could not be submitted) was never retried: the
      * connection stayed open, its recv on the ring, its client waiting */
     {"echo", "uring_sqe", 14, 22, PIOCP_EBUSY, 2},
+    /* io_uring: ... and retried on the worker's local list, which the
+     * worker runs to its end before it polls: with the SQ full for good,
+     * the worker spun there, never polled, never left (the stop hung) */
+    {"echo+stop", "uring_sqe", 5, 13, PIOCP_EBUSY, UINT_MAX},
 };
 
 static void replay_regressions(const scenario *only)
