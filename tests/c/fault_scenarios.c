@@ -213,6 +213,95 @@ static void echo_exchange(run_ctx *r)
     close(fd);
 }
 
+/* ------------------------------------------------------------ cancel -- */
+
+#define BANNER_LEN 100000
+
+/* The banner's bytes, the same on both sides. */
+static void banner(char *out)
+{
+    for (size_t i = 0; i < BANNER_LEN; i++)
+        out[i] = (char)('0' + i % 10);
+}
+
+static void cancel_sent(tracked_req *tr, ssize_t result)
+{
+    tracked_conn *tc = tr->tc;
+    if (result < 0 && result != -ECANCELED)
+        return; /* broken: the engine aborts it */
+    size_t done = result >= 0 ? (size_t)result : tr->req.done;
+    if (done < tr->len) {
+        /* cancelled halfway: the rest follows straight after, so the
+         * stream stays whole (piocp_cancel's contract) */
+        if (track_send(track_req(tc, tr->len - done, tr->buf + done, NULL)) != 0)
+            return;
+    }
+    echo_post_recv(tc);
+}
+
+/* The recv posted and cancelled at once ended: now a banner, cancelled
+ * at once too, then an echo. */
+static void cancel_received(tracked_req *tr, ssize_t n)
+{
+    tracked_conn *tc = tr->tc;
+    if (n != -ECANCELED)
+        return; /* the client sends nothing before the banner: an error */
+    char *b = malloc(BANNER_LEN);
+    banner(b);
+    tracked_req *s = track_req(tc, BANNER_LEN, b, cancel_sent);
+    free(b);
+    if (track_send(s) == 0)
+        piocp_cancel(tc->conn, &s->req);
+}
+
+static void cancel_connection(piocp_listener *l, piocp_conn *conn, void *user)
+{
+    (void)l, (void)user;
+    tracked_conn *tc = track_conn(conn, NULL);
+    if (!tc)
+        return;
+    tracked_req *r = track_req(tc, 64, NULL, cancel_received);
+    if (track_recv(r) == 0)
+        piocp_cancel(conn, &r->req);
+}
+
+static const piocp_listener_callbacks cancel_callbacks = {.on_connection = cancel_connection};
+
+static int cancel_setup(run_ctx *r) { return listen_loopback(r, &cancel_callbacks, NULL); }
+
+/* The banner whole (whatever the cancel cut), then an echo, then EOF. */
+static void cancel_exchange(run_ctx *r)
+{
+    int fd = connect_or_say(r);
+    if (fd < 0)
+        return;
+    atomic_store(&r->sent, 1);
+    char *want = malloc(BANNER_LEN), *got = malloc(BANNER_LEN);
+    banner(want);
+    bool hung;
+    size_t n = client_read_upto(fd, got, BANNER_LEN, CLIENT_TIMEOUT_MS, &hung);
+    verdict v = compare_stream(got, n, want, BANNER_LEN);
+    say(r, hung && v != V_CORRUPT ? V_HUNG : v, "banner");
+    if (v == V_OK) {
+        if (client_send_all(fd, "hello", 5) < 0) {
+            say(r, V_LESS, "send failed (reset)");
+        } else {
+            n = client_read_upto(fd, got, 5, CLIENT_TIMEOUT_MS, &hung);
+            v = compare_stream(got, n, "hello", 5);
+            say(r, hung && v != V_CORRUPT ? V_HUNG : v, "banner, echo");
+        }
+    }
+    if (r->v == V_OK) {
+        shutdown(fd, SHUT_WR);
+        size_t extra = client_read_upto(fd, got, 1, CLIENT_TIMEOUT_MS, &hung);
+        if (extra || hung)
+            say(r, extra ? V_CORRUPT : V_HUNG, extra ? "bytes after the echo" : "no EOF");
+    }
+    free(want);
+    free(got);
+    close(fd);
+}
+
 /* ---------------------------------------------------------- transmit -- */
 
 static const char transmit_head[] = "TRANSMIT 1000+150000\n";
@@ -531,6 +620,7 @@ static void connect_exchange(run_ctx *r)
 
 const scenario scenarios[] = {
     {"echo", echo_setup, echo_exchange, NULL},
+    {"cancel", cancel_setup, cancel_exchange, NULL},
     {"transmit", transmit_setup, transmit_exchange, transmit_teardown},
     {"http", http_setup, http_exchange, http_teardown},
     {"raw", raw_setup, raw_exchange, raw_teardown},
