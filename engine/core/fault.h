@@ -40,6 +40,19 @@
  * free through counting wrappers; each allocation is a pass through the
  * point "malloc" (a failed one returns NULL with errno ENOMEM, whatever
  * error it was armed with).
+ *
+ * A fault build of the Python extension compiles every engine source with
+ * -DPIOCP_FAULT_INJECTION -include <engine>/core/fault_alloc.h (as CMake's
+ * pyiocp_count_allocations does).  Force-included into the binding's own C
+ * as well, its allocations are counted and failable too; that stays exact
+ * as long as each side frees only what it allocated (the engine frees
+ * nothing of its callers').  A release build defines neither, and none of
+ * these symbols exists in it.
+ *
+ * The points, with the errors a sweep tries at each, are listed in
+ * core/fault_points.c; Linux's system calls are wrapped in
+ * platform/posix/fault_calls.h, io_uring's SQ and CQE points are in
+ * backends/io_uring.c, IOCP's in backends/iocp*.c.
  */
 #ifndef PYIOCP_CORE_FAULT_H
 #define PYIOCP_CORE_FAULT_H

@@ -1,6 +1,10 @@
 /*
  * fault_sweep.c - the completion contract under every fault (issue 13):
- * each scenario (tests/c/fault_scenarios.c) runs once recording which
+ * each scenario (tests/c/fault_scenarios.c: echo through a C handler; a
+ * recv and a send cancelled as soon as posted; a transmit with head and
+ * range to a socket whose buffer fills; the native HTTP server with six
+ * pipelined requests, one a range; the raw protocol server; an outbound
+ * connect) and its variant stopped in the middle runs once recording which
  * injection points it passes (engine/core/fault.h), then once per point
  * and pass n, the nth pass failing with one of the errors its real call
  * can return (engine/core/fault_points.c), or cut short.  After each run:
