@@ -513,6 +513,52 @@ static void raw_exchange(run_ctx *r)
     close(fd);
 }
 
+/* One connection at a time: of two clients at once, one is refused with
+ * a 503 (on_refused: a non-blocking send) while the other is served.
+ * Which one depends on when the last run's connection closed (a lingering
+ * close): each may get either answer. */
+static void refuse_configure(piocp_config *cfg) { cfg->max_connections = 1; }
+
+static verdict judge_either(run_ctx *r, const char *got, size_t len)
+{
+    (void)r;
+    const http_expect served[] = {{200, false, small_txt, sizeof small_txt - 1}};
+    const http_expect refused[] = {{503, false, NULL, 0}};
+    bool is_503 = len >= 12 && memcmp(got, "HTTP/1.1 503", 12) == 0;
+    return check_http_stream(got, len, is_503 ? refused : served, 1);
+}
+
+static void refuse_exchange(run_ctx *r)
+{
+    static const char get[] = "GET /small.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    int fds[2];
+    for (int i = 0; i < 2; i++) {
+        fds[i] = connect_or_say(r);
+        if (fds[i] < 0 || client_send_all(fds[i], get, sizeof get - 1) < 0) {
+            if (fds[i] >= 0)
+                say(r, V_LESS, "send failed (reset)");
+            atomic_store(&r->sent, 1);
+            if (i == 1)
+                close(fds[0]);
+            if (fds[i] >= 0)
+                close(fds[i]);
+            return;
+        }
+    }
+    atomic_store(&r->sent, 1);
+    verdict worst = V_OK;
+    char why[64] = "";
+    for (int i = 0; i < 2; i++) {
+        read_and_judge(r, fds[i], judge_either);
+        if (r->v > worst) {
+            worst = r->v;
+            snprintf(why, sizeof why, "client %d: %.50s", i, r->why);
+        }
+        close(fds[i]);
+    }
+    say(r, worst, why[0] ? why : "one served, one refused (or both served)");
+}
+
 /* ----------------------------------------------------------- connect -- */
 
 typedef struct connect_state {
@@ -619,13 +665,14 @@ static void connect_exchange(run_ctx *r)
 /* --------------------------------------------------------------------- */
 
 const scenario scenarios[] = {
-    {"echo", echo_setup, echo_exchange, NULL},
-    {"cancel", cancel_setup, cancel_exchange, NULL},
-    {"transmit", transmit_setup, transmit_exchange, transmit_teardown},
-    {"http", http_setup, http_exchange, http_teardown},
-    {"raw", raw_setup, raw_exchange, raw_teardown},
-    {"connect", connect_setup, connect_exchange, NULL},
-    {NULL, NULL, NULL, NULL},
+    {"echo", NULL, echo_setup, echo_exchange, NULL},
+    {"cancel", NULL, cancel_setup, cancel_exchange, NULL},
+    {"transmit", NULL, transmit_setup, transmit_exchange, transmit_teardown},
+    {"http", NULL, http_setup, http_exchange, http_teardown},
+    {"refuse", refuse_configure, http_setup, refuse_exchange, http_teardown},
+    {"raw", NULL, raw_setup, raw_exchange, raw_teardown},
+    {"connect", NULL, connect_setup, connect_exchange, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
 };
 
 const scenario *scenario_find(const char *name)

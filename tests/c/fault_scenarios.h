@@ -34,6 +34,8 @@ typedef struct run_ctx {
 
 typedef struct scenario {
     const char *name;
+    /* The engine's settings beyond the sweep's own (NULL: none). */
+    void (*configure)(piocp_config *cfg);
     /* After piocp_engine_new, before start: handler state and listener.
      * < 0: a startup failure (-errno), everything made so far undone. */
     int (*setup)(run_ctx *r);

@@ -237,6 +237,8 @@ static bool engine_run(const run_spec *rs, bool stop, bool *strict_after)
     cfg.backend = backend;
     cfg.linger_ms = 200;
     cfg.drain_first_request_ms = 200;
+    if (rs->s->configure)
+        rs->s->configure(&cfg);
     int rc = piocp_engine_new(&x.r.e, &cfg);
     if (rc < 0) {
         startup_failed(rs, "piocp_engine_new", rc);
