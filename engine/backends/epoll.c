@@ -28,6 +28,7 @@
 #endif
 #include "core/backend.h"
 #include "platform/platform.h"
+#include "platform/posix/fault_calls.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -90,7 +91,7 @@ static epoll_worker *owner_of(piocp_conn *c)
 static int watch_conn(epoll_worker *ew, piocp_conn *c, uint32_t events, int op)
 {
     struct epoll_event ev = {.events = events, .data.u64 = conn_tag(c)};
-    return epoll_ctl(ew->epfd, op, c->fd, &ev) < 0 ? -errno : 0;
+    return FAULT_CALL("epoll_ctl", epoll_ctl(ew->epfd, op, c->fd, &ev)) < 0 ? -errno : 0;
 }
 
 static int epoll_probe(void)
@@ -142,14 +143,14 @@ static int epoll_init(piocp_engine *e)
      * start) and moving connections reach into every worker's set. */
     for (int i = 0; i < b->count && rc == 0; i++) {
         epoll_worker *ew = &b->workers[i];
-        ew->epfd = epoll_create1(EPOLL_CLOEXEC);
-        ew->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        ew->epfd = FAULT_CALL("epoll_create", epoll_create1(EPOLL_CLOEXEC));
+        ew->wake_fd = FAULT_CALL("eventfd", eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
         if (ew->epfd < 0 || ew->wake_fd < 0) {
             rc = -errno;
             break;
         }
         struct epoll_event ev = {.events = EPOLLIN, .data.u64 = tag(KIND_WAKE, 0)};
-        if (epoll_ctl(ew->epfd, EPOLL_CTL_ADD, ew->wake_fd, &ev) < 0)
+        if (FAULT_CALL("epoll_ctl", epoll_ctl(ew->epfd, EPOLL_CTL_ADD, ew->wake_fd, &ev)) < 0)
             rc = -errno;
         e->workers[i].backend = ew;
     }
@@ -193,7 +194,9 @@ static int listen_in_sets_locked(epoll_backend *b, piocp_listener *l, bool liste
          * the next one to arrive.  Shared: every set hears of it. */
         struct epoll_event ev = {.events = EPOLLIN | (l->shared ? 0 : EPOLLEXCLUSIVE),
                                  .data.u64 = tag(KIND_LISTENER, l->index)};
-        if (epoll_ctl(b->workers[i].epfd, listen ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, l->fd, &ev) < 0 &&
+        if (FAULT_CALL("epoll_ctl",
+                       epoll_ctl(b->workers[i].epfd, listen ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, l->fd,
+                                 &ev)) < 0 &&
             rc == 0)
             rc = -errno;
     }
@@ -229,7 +232,8 @@ static void on_listener_event(piocp_engine *e, uint32_t index)
          i++) {
         struct sockaddr_storage peer;
         socklen_t peer_len = sizeof peer;
-        int fd = accept4(l->fd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = FAULT_CALL("accept", accept4(l->fd, (struct sockaddr *)&peer, &peer_len,
+                                              SOCK_NONBLOCK | SOCK_CLOEXEC));
         if (fd >= 0) {
             piocp_accepted(l, fd, (struct sockaddr *)&peer, peer_len);
             continue;
@@ -274,7 +278,7 @@ static bool epoll_move(piocp_worker *to, piocp_conn *c)
     if (c->fd == PIOCP_INVALID_SOCKET)
         return false;
     epoll_worker *from = owner_of(c);
-    if (epoll_ctl(from->epfd, EPOLL_CTL_DEL, c->fd, NULL) < 0)
+    if (FAULT_CALL("epoll_ctl", epoll_ctl(from->epfd, EPOLL_CTL_DEL, c->fd, NULL)) < 0)
         return false;
     /* ADD reports the socket's present state: no edge is lost */
     if (watch_conn(to->backend, c, ec->watched_events, EPOLL_CTL_ADD) == 0)
@@ -299,7 +303,7 @@ static void read_ready_locked(piocp_conn *c, epoll_conn *ec, piocp_done_list *do
 {
     while (c->recv_req && ec->readable && !c->abort_error) {
         piocp_request *r = c->recv_req;
-        ssize_t n = recv(c->fd, r->u.recv.buf, r->u.recv.len, 0);
+        ssize_t n = fault_recv("recv", c->fd, r->u.recv.buf, r->u.recv.len, 0);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -323,16 +327,30 @@ static void read_ready_locked(piocp_conn *c, epoll_conn *ec, piocp_done_list *do
     }
 }
 
+/* Fault builds: an injected EAGAIN or short recv/send stands for bytes (or
+ * room) that came just after the call, and the kernel raises an edge for
+ * those.  Without one the connection would wait for an edge no kernel
+ * withholds: MOD re-reports the socket's present state. */
+static void fault_edge(piocp_conn *c, unsigned fired_before)
+{
+    epoll_conn *ec = piocp_conn_backend(c);
+    if (PIOCP_FAULT_FIRED_HERE() != fired_before && c->fd != PIOCP_INVALID_SOCKET)
+        (void)watch_conn(owner_of(c), c, ec->watched_events, EPOLL_CTL_MOD);
+}
+
 static bool epoll_run(piocp_worker *w, piocp_conn *c, piocp_done_list *done, size_t *budget)
 {
     (void)w;
     epoll_conn *ec = piocp_conn_backend(c);
+    unsigned fired = PIOCP_FAULT_FIRED_HERE();
     read_ready_locked(c, ec, done);
-    if (!ec->writable)
-        return true;
-    piocp_sends sends = piocp_run_sends_locked(c, done, budget, send_step, false);
-    if (sends == PIOCP_SENDS_BLOCKED)
-        ec->writable = false;
+    piocp_sends sends = PIOCP_SENDS_IDLE;
+    if (ec->writable) {
+        sends = piocp_run_sends_locked(c, done, budget, send_step, false);
+        if (sends == PIOCP_SENDS_BLOCKED)
+            ec->writable = false;
+    }
+    fault_edge(c, fired);
     return sends != PIOCP_SENDS_BUDGET;
 }
 
@@ -386,7 +404,7 @@ static int epoll_poll(piocp_worker *w, int timeout_ms)
     piocp_engine *e = w->engine;
     epoll_worker *ew = w->backend;
     struct epoll_event events[MAX_EVENTS];
-    int n = epoll_wait(ew->epfd, events, MAX_EVENTS, timeout_ms);
+    int n = FAULT_CALL("epoll_wait", epoll_wait(ew->epfd, events, MAX_EVENTS, timeout_ms));
     if (n < 0)
         return errno == EINTR ? 0 : -errno;
     int result = 0;

@@ -24,12 +24,14 @@
 #include "core/fault.h"
 #include "backends/uring.h"
 #include "platform/platform.h"
+#include "platform/posix/fault_calls.h"
 
 #if PIOCP_URING_SUPPORTED
 #include <linux/io_uring.h>
 #endif
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,11 +56,16 @@ typedef struct uring_worker {
     piocp_uring ring;
     bool ready;                /* ring created (in the worker's own thread) */
     int wake_fd;
+    bool wake_armed;           /* its multishot poll is on the ring */
     bool armed[PIOCP_MAX_LISTENERS]; /* multishot accept armed per listener */
+    bool arm_failed;           /* the SQ was full: a listener is still to arm */
     /* The wait's timeout (the sweeper's next sweep) as a ring timeout: one
      * in flight at most, re-armed only when it has fired. */
     struct __kernel_timespec timer;
     bool timer_armed;
+    /* Fault builds: a multishot accept whose CQE an injected error ended
+     * (see fault_cqe); its cancellation's CQE is not the kernel's to show. */
+    bool accept_fault_cancel[PIOCP_MAX_LISTENERS];
 } uring_worker;
 
 typedef struct uring_backend {
@@ -71,6 +78,7 @@ typedef struct uring_conn {
     bool recv_submitted, send_submitted, poll_submitted;
     bool cancel_submitted, recv_cancel_submitted;
     bool send_cancel_submitted;  /* piocp_cancel's, for the head's SQE */
+    bool sqe_owed;               /* a cancel found the SQ full: park has the turn run again */
     unsigned send_op;            /* with send_submitted: OP_SEND or OP_POLLOUT */
 } uring_conn;
 
@@ -166,7 +174,7 @@ static int uring_init(piocp_engine *e)
         b->workers[i].wake_fd = -1;
     }
     for (int i = 0; i < b->count; i++) {
-        b->workers[i].wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        b->workers[i].wake_fd = FAULT_CALL("eventfd", eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
         if (b->workers[i].wake_fd < 0) {
             int rc = -errno;
             uring_destroy(e);
@@ -194,9 +202,12 @@ static void uring_wake_all(piocp_engine *e)
         uring_wake_worker(&e->workers[i]);
 }
 
-/* An SQE, submitting what is queued first if the ring is full. */
+/* An SQE, submitting what is queued first if the ring is full.  The point
+ * "uring_sqe" fails it as a ring the kernel does not empty would. */
 static struct io_uring_sqe *get_sqe(uring_worker *uw)
 {
+    if (PIOCP_FAULT("uring_sqe"))
+        return NULL;
     struct io_uring_sqe *sqe = piocp_uring_get_sqe(&uw->ring);
     if (!sqe) {
         piocp_uring_submit(&uw->ring);
@@ -225,8 +236,10 @@ static void arm_listeners(piocp_engine *e, uring_worker *uw)
         if (!l || uw->armed[i] || !piocp_listener_accepting(l))
             continue;
         struct io_uring_sqe *sqe = get_sqe(uw);
-        if (!sqe)
+        if (!sqe) {
+            uw->arm_failed = true; /* the next poll tries again */
             break;
+        }
         if (l->shared)
             /* Other processes accept on it too.  A multishot accept that is
              * cancelled at stop may already have taken a connection off the
@@ -245,6 +258,22 @@ static void arm_wake(uring_worker *uw)
     struct io_uring_sqe *sqe = get_sqe(uw);
     if (sqe)
         piocp_uring_prep_poll_multishot(sqe, uw->wake_fd, POLLIN, kind_data(KIND_WAKE, 0));
+    uw->wake_armed = sqe != NULL; /* else the next poll tries again */
+}
+
+/* What could not be armed for want of an SQE (the SQ full, the kernel
+ * not taking more) is armed before each wait; until it is, the wait is
+ * short, since without its wake-up poll nothing else would end it. */
+static int arm_missing(piocp_engine *e, uring_worker *uw, int timeout_ms)
+{
+    if (!uw->wake_armed)
+        arm_wake(uw);
+    if (uw->arm_failed) {
+        uw->arm_failed = false;
+        arm_listeners(e, uw);
+    }
+    bool missing = !uw->wake_armed || uw->arm_failed;
+    return missing && (timeout_ms < 0 || timeout_ms > 10) ? 10 : timeout_ms;
 }
 
 static void arm_timer(uring_worker *uw, int timeout_ms)
@@ -321,6 +350,17 @@ static int uring_add_conn(piocp_worker *w, piocp_conn *c)
     return 0;
 }
 
+/* A ring recv's or send's length.  Fault builds cut it short here, not in
+ * the CQE: the kernel then really moves fewer bytes and says so, whereas a
+ * CQE whose count were lowered after the fact would lose received bytes or
+ * send some twice, which no kernel does.  (An armed error is for the
+ * CQE's points, cqe_recv and cqe_send.) */
+static size_t sqe_len(const char *point, size_t len)
+{
+    ptrdiff_t n = PIOCP_FAULT_SHORT(point, len);
+    return n < 0 ? len : (size_t)n;
+}
+
 static bool submit_conn_op(uring_worker *uw, piocp_conn *c, struct io_uring_sqe **out)
 {
     *out = get_sqe(uw);
@@ -336,7 +376,8 @@ static bool submit_recv(uring_worker *uw, piocp_conn *c, uring_conn *uc)
     if (!submit_conn_op(uw, c, &sqe))
         return false;
     piocp_request *r = c->recv_req;
-    piocp_uring_prep_recv(sqe, c->fd, r->u.recv.buf, r->u.recv.len, 0, conn_data(c, OP_RECV));
+    piocp_uring_prep_recv(sqe, c->fd, r->u.recv.buf, sqe_len("sqe_recv", r->u.recv.len), 0,
+                          conn_data(c, OP_RECV));
     uc->recv_submitted = true;
     return true;
 }
@@ -348,7 +389,8 @@ static bool submit_send(uring_worker *uw, piocp_conn *c, uring_conn *uc)
         return false;
     piocp_request *r = c->send_head;
     piocp_uring_prep_send(sqe, c->fd, (const char *)r->u.send.buf + r->done,
-                          r->u.send.len - r->done, MSG_NOSIGNAL, conn_data(c, OP_SEND));
+                          sqe_len("sqe_send", r->u.send.len - r->done), MSG_NOSIGNAL,
+                          conn_data(c, OP_SEND));
     uc->send_submitted = true;
     uc->send_op = OP_SEND;
     return true;
@@ -412,6 +454,8 @@ static bool uring_cancel_recv(piocp_worker *w, piocp_conn *c)
         if (sqe) {
             piocp_uring_prep_cancel(sqe, conn_data(c, OP_RECV), 0, kind_data(KIND_IGNORE, 0));
             uc->recv_cancel_submitted = true;
+        } else {
+            uc->sqe_owed = true;
         }
     }
     return true;
@@ -431,6 +475,8 @@ static bool uring_cancel_send(piocp_worker *w, piocp_conn *c)
         if (sqe) {
             piocp_uring_prep_cancel(sqe, conn_data(c, uc->send_op), 0, kind_data(KIND_IGNORE, 0));
             uc->send_cancel_submitted = true;
+        } else {
+            uc->sqe_owed = true;
         }
     }
     return true;
@@ -445,12 +491,21 @@ static void uring_cancel(piocp_worker *w, piocp_conn *c)
     if (sqe) {
         piocp_uring_prep_cancel_fd(sqe, c->fd, kind_data(KIND_IGNORE, 0));
         uc->cancel_submitted = true;
+    } else {
+        uc->sqe_owed = true;
     }
 }
 
 static int uring_park(piocp_worker *w, piocp_conn *c)
 {
     uring_conn *uc = piocp_conn_backend(c);
+    if (uc->sqe_owed) {
+        /* a cancel is still to submit: nothing else would bring the
+         * connection back, so its turn comes again after the next poll
+         * (which gives the kernel the queued SQEs) */
+        uc->sqe_owed = false;
+        return 1;
+    }
     if (c->lingering && !uc->poll_submitted && !submit_poll(w->backend, c, uc, OP_POLLIN))
         return -EBUSY;
     /* an outbound connect ends with the socket turning writable (or failing) */
@@ -532,7 +587,8 @@ static void accept_shared(piocp_listener *l)
     for (int i = 0; i < 64 && piocp_listener_accepting(l) && piocp_accept_enter(l); i++) {
         struct sockaddr_storage peer;
         socklen_t peer_len = sizeof peer;
-        int fd = accept4(l->fd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = FAULT_CALL("accept", accept4(l->fd, (struct sockaddr *)&peer, &peer_len,
+                                              SOCK_NONBLOCK | SOCK_CLOEXEC));
         if (fd >= 0) {
             piocp_accepted(l, fd, (struct sockaddr *)&peer, peer_len);
             continue;
@@ -575,16 +631,69 @@ static int on_wake_cqe(piocp_engine *e, uring_worker *uw, bool more)
     uint64_t value;
     (void)!read(uw->wake_fd, &value, sizeof value);
     if (!more)
-        arm_wake(uw);
+        arm_wake(uw); /* ended (cancelled, or an error): armed again */
     arm_listeners(e, uw);
     return PIOCP_POLL_WOKEN;
 }
+
+#ifdef PIOCP_FAULT_INJECTION
+/* Fault builds: a CQE's result replaced by an armed error, one point per
+ * kind of operation (cqe_recv, cqe_send, cqe_pollout, cqe_pollin,
+ * cqe_accept), as if the kernel had failed the operation:
+ *  - a recv or send that moved bytes reports the error instead: the
+ *    connection then ends, so no byte is read or sent twice;
+ *  - an accept that brought a socket closes it (the peer sees what
+ *    ECONNABORTED would leave it with), and, as any failed multishot
+ *    accept does, ends the multishot: it is cancelled on the ring, and
+ *    that cancellation's own CQE is dropped (the kernel would send none).
+ * Short counts are made at submission (sqe_len). */
+static int fault_cqe(uring_worker *uw, uint64_t data, int res, bool *more)
+{
+    unsigned kind = (unsigned)(data >> KIND_SHIFT);
+    unsigned op = (unsigned)(data >> OP_SHIFT) & 7u;
+    if (kind == KIND_ACCEPT) {
+        uint32_t index = (uint32_t)data;
+        if (is_shared_accept_data(data) || index >= PIOCP_MAX_LISTENERS)
+            return res;
+        if (uw->accept_fault_cancel[index] && res == -ECANCELED && !*more) {
+            uw->accept_fault_cancel[index] = false;
+            return INT_MIN; /* not the kernel's: drop it */
+        }
+        int rc = PIOCP_FAULT("cqe_accept");
+        if (rc == 0)
+            return res;
+        if (res >= 0)
+            close(res);
+        if (*more) {
+            struct io_uring_sqe *sqe = piocp_uring_get_sqe(&uw->ring);
+            if (!sqe)
+                return res >= 0 ? -ECONNABORTED : res; /* cannot end it: a transient error */
+            piocp_uring_prep_cancel(sqe, data, 0, kind_data(KIND_IGNORE, 0));
+            uw->accept_fault_cancel[index] = true;
+            *more = false;
+        }
+        return rc;
+    }
+    if (kind != KIND_CONN)
+        return res;
+    static const char *const points[] = {"cqe_recv", "cqe_send", "cqe_pollout", "cqe_pollin"};
+    int rc = op < 4 ? PIOCP_FAULT(points[op]) : 0;
+    return rc ? rc : res;
+}
+#else
+static int fault_cqe(uring_worker *uw, uint64_t data, int res, bool *more)
+{
+    (void)uw, (void)data, (void)more;
+    return res;
+}
+#endif
 
 static int uring_poll(piocp_worker *w, int timeout_ms)
 {
     piocp_engine *e = w->engine;
     uring_worker *uw = w->backend;
     int rc;
+    timeout_ms = arm_missing(e, uw, timeout_ms);
     if (timeout_ms > 0 && (uw->ring.features & IORING_FEAT_EXT_ARG)) {
         /* The wait's own timeout (5.11+): a shorter one can be asked on
          * every call, when a user timer comes before the next sweep. */
@@ -601,8 +710,10 @@ static int uring_poll(piocp_worker *w, int timeout_ms)
     int result = 0;
     for (int i = 0; i < n; i++) {
         uint64_t data = cqes[i]->user_data;
-        int res = cqes[i]->res;
         bool more = piocp_uring_cqe_more(cqes[i]);
+        int res = fault_cqe(uw, data, cqes[i]->res, &more);
+        if (res == INT_MIN)
+            continue;
         unsigned kind = (unsigned)(data >> KIND_SHIFT);
         if (kind == KIND_CONN)
             on_conn_cqe(e, data, res);

@@ -110,6 +110,9 @@ static void iocp_post_quit(piocp_engine *e) { post_packet(e, IOCP_KEY_QUIT); }
 int iocp_associate(piocp_engine *e, SOCKET s)
 {
     iocp_backend *b = e->backend_data;
+    int injected = PIOCP_FAULT("iocp_associate");
+    if (injected)
+        return injected;
     /* a handle belongs to one port for life: one already on another port
      * (an event loop's) is refused here */
     if (!CreateIoCompletionPort((HANDLE)s, b->port, IOCP_KEY_IO, 0))

@@ -8,6 +8,7 @@
 #define PYIOCP_BACKENDS_IOCP_H
 
 #include "core/backend.h"
+#include "core/fault.h"
 #include "platform/platform.h"
 
 #include <winsock2.h>

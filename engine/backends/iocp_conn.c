@@ -46,9 +46,18 @@ int iocp_add_conn(piocp_worker *w, piocp_conn *c)
     return rc;
 }
 
+/* Fault builds: the points "wsarecv" and "wsasend" fail the call as
+ * Winsock would, without making it (nothing is then pending); "wsarecv"
+ * may also shrink the buffer, so the kernel really reads less. */
 static void start_recv(piocp_conn *c, iocp_conn *ic, char *buf, size_t len, bool linger)
 {
-    WSABUF wsabuf = {.len = wsabuf_len(len), .buf = buf};
+    ptrdiff_t use = PIOCP_FAULT_SHORT("wsarecv", len);
+    if (use < 0) {
+        if (!c->abort_error)
+            c->abort_error = (int)use;
+        return;
+    }
+    WSABUF wsabuf = {.len = wsabuf_len((size_t)use), .buf = buf};
     DWORD flags = 0;
     memset(&ic->recv_io.ov, 0, sizeof ic->recv_io.ov);
     int rc = WSARecv(c->fd, &wsabuf, 1, NULL, &flags, &ic->recv_io.ov, NULL);
@@ -65,6 +74,12 @@ static void start_recv(piocp_conn *c, iocp_conn *ic, char *buf, size_t len, bool
 
 void iocp_start_send(piocp_conn *c, iocp_conn *ic, WSABUF *bufs, DWORD count)
 {
+    int injected = PIOCP_FAULT("wsasend");
+    if (injected) {
+        if (!c->abort_error)
+            c->abort_error = injected;
+        return;
+    }
     memset(&ic->send_io.ov, 0, sizeof ic->send_io.ov);
     int rc = WSASend(c->fd, bufs, count, NULL, 0, &ic->send_io.ov, NULL);
     if (rc == 0 || WSAGetLastError() == WSA_IO_PENDING) {

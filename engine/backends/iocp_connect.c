@@ -25,6 +25,9 @@ int iocp_start_connect(piocp_conn *c, iocp_conn *ic)
     LPFN_CONNECTEX connect_ex = (LPFN_CONNECTEX)iocp_extension(c->fd, (GUID)WSAID_CONNECTEX);
     if (!connect_ex)
         return -PIOCP_EOPNOTSUPP;
+    int injected = PIOCP_FAULT("connectex"); /* fails as Winsock would, not started */
+    if (injected)
+        return injected;
     ic->send_io.kind = IOCP_IO_CONNECT;
     memset(&ic->send_io.ov, 0, sizeof ic->send_io.ov);
     BOOL done = connect_ex(c->fd, (const struct sockaddr *)&c->peer, (int)c->peer_len, NULL, 0,

@@ -42,19 +42,24 @@ static bool arm_accept_locked(iocp_listen *il, iocp_accept *a)
 {
     piocp_listener *l = a->listener;
     while (piocp_listener_accepting(l)) {
-        SOCKET s = WSASocketW(il->family, SOCK_STREAM, IPPROTO_TCP, NULL, 0,
-                              WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
-        int rc = s == INVALID_SOCKET ? iocp_wsa_error() : 0;
+        int rc = PIOCP_FAULT("socket");
+        SOCKET s = rc ? INVALID_SOCKET
+                      : WSASocketW(il->family, SOCK_STREAM, IPPROTO_TCP, NULL, 0,
+                                   WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
+        if (rc == 0 && s == INVALID_SOCKET)
+            rc = iocp_wsa_error();
         if (rc == 0) {
             memset(&a->io.ov, 0, sizeof a->io.ov);
             a->sock = s;
             a->pending = true;
             DWORD bytes = 0;
-            if (il->accept_ex(l->fd, s, a->addresses, 0, IOCP_ACCEPT_ADDRESS_LEN,
-                              IOCP_ACCEPT_ADDRESS_LEN, &bytes, &a->io.ov) ||
-                WSAGetLastError() == ERROR_IO_PENDING)
+            rc = PIOCP_FAULT("acceptex"); /* fails as Winsock would, not started */
+            if (rc == 0 && (il->accept_ex(l->fd, s, a->addresses, 0, IOCP_ACCEPT_ADDRESS_LEN,
+                                          IOCP_ACCEPT_ADDRESS_LEN, &bytes, &a->io.ov) ||
+                            WSAGetLastError() == ERROR_IO_PENDING))
                 return true; /* done at once or not, the completion comes through the port */
-            rc = iocp_wsa_error();
+            if (rc == 0)
+                rc = iocp_wsa_error();
             a->pending = false;
             a->sock = INVALID_SOCKET;
             closesocket(s);

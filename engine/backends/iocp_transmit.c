@@ -90,6 +90,10 @@ static int64_t read_at(piocp_worker *w, HANDLE file, uint64_t offset, char *buf,
     ov.hEvent = (HANDLE)((ULONG_PTR)w->backend | 1);
     ResetEvent(w->backend);
     DWORD got = 0;
+    ptrdiff_t use = PIOCP_FAULT_SHORT("readfile", want); /* as a short or failed read */
+    if (use < 0)
+        return use;
+    want = (DWORD)use;
     if (!ReadFile(file, buf, want, &got, &ov)) {
         DWORD error = GetLastError();
         if (error == ERROR_IO_PENDING) {
@@ -114,6 +118,12 @@ static void start_transmit_file(piocp_conn *c, iocp_conn *ic, piocp_request *r, 
     ic->step_buffers.HeadLength = (DWORD)head_part;
     ic->step_buffers.Tail = NULL;
     ic->step_buffers.TailLength = 0;
+    int injected = PIOCP_FAULT("transmitfile"); /* fails as Winsock would, not started */
+    if (injected) {
+        if (!c->abort_error)
+            c->abort_error = injected;
+        return;
+    }
     memset(&ic->send_io.ov, 0, sizeof ic->send_io.ov);
     set_offset(&ic->send_io.ov, offset);
     BOOL done = TransmitFile(c->fd, r->u.transmit.fd, (DWORD)file_part, 0, &ic->send_io.ov,

@@ -11,6 +11,7 @@
  * acquire semantics and release consumed entries by storing the head.
  */
 #include "backends/uring.h"
+#include "platform/posix/fault_calls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -76,13 +77,14 @@ static int sys_setup(unsigned entries, struct io_uring_params *p)
 static int sys_enter(int fd, unsigned to_submit, unsigned min_complete, unsigned flags)
 {
     /* No signal mask: its size argument is then ignored. */
-    long ret = syscall(__NR_io_uring_enter, fd, to_submit, min_complete, flags, NULL, (size_t)0);
+    long ret = FAULT_CALL("uring_enter", syscall(__NR_io_uring_enter, fd, to_submit, min_complete,
+                                                 flags, NULL, (size_t)0));
     return ret < 0 ? -errno : (int)ret;
 }
 
 static int sys_register(int fd, unsigned opcode, void *arg, unsigned nr_args)
 {
-    long ret = syscall(__NR_io_uring_register, fd, opcode, arg, nr_args);
+    long ret = FAULT_CALL("uring_register", syscall(__NR_io_uring_register, fd, opcode, arg, nr_args));
     return ret < 0 ? -errno : (int)ret;
 }
 
@@ -100,6 +102,8 @@ static inline void store_release(unsigned *p, unsigned v)
 
 static void *map_ring(int fd, size_t len, off_t offset)
 {
+    if (fault_errno("uring_mmap"))
+        return NULL;
     void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, offset);
     return p == MAP_FAILED ? NULL : p;
 }
@@ -283,8 +287,8 @@ static int sys_enter_timeout(int fd, unsigned to_submit, unsigned min_complete, 
     struct io_uring_getevents_arg arg;
     memset(&arg, 0, sizeof arg); /* no signal mask */
     arg.ts = (uintptr_t)ts;
-    long ret = syscall(__NR_io_uring_enter, fd, to_submit, min_complete,
-                       flags | IORING_ENTER_EXT_ARG, &arg, sizeof arg);
+    long ret = FAULT_CALL("uring_enter", syscall(__NR_io_uring_enter, fd, to_submit, min_complete,
+                                                 flags | IORING_ENTER_EXT_ARG, &arg, sizeof arg));
     return ret < 0 ? -errno : (int)ret;
 }
 

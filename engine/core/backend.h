@@ -106,7 +106,10 @@ struct piocp_backend_ops {
     bool (*move)(piocp_worker *to, piocp_conn *conn);
     /* The turn is over and the connection waits on the kernel: arrange to
      * hear of it (epoll: the writable edge once a send met a full buffer;
-     * io_uring: a poll while lingering).  -errno aborts it.  May be NULL. */
+     * io_uring: a poll while lingering).  -errno aborts it; 1: the backend
+     * could not yet ask the kernel for what the turn needed (io_uring's SQ
+     * was full), so the turn comes again after the worker's next poll.
+     * May be NULL. */
     int (*park)(piocp_worker *worker, piocp_conn *conn);
     /* A connecting connection's turn: how its connect is going, 0
      * connected, -EINPROGRESS not yet, -errno failed.  NULL: the core looks
@@ -139,6 +142,10 @@ void piocp_schedule_locked(piocp_conn *conn);
 /* The same, but the connection stays with its owner: for kernel events a
  * worker harvested for a connection that has moved away meanwhile. */
 void piocp_schedule_on_owner_locked(piocp_conn *conn);
+/* The same, but its turn comes only after its owner (a per-worker queue:
+ * owner >= 0) has polled again: through the owner's remote list, with a
+ * wake-up so that the poll does not sleep. */
+void piocp_schedule_after_poll_locked(piocp_conn *conn);
 void piocp_done_push(piocp_done_list *done, piocp_request *req, ssize_t result);
 void piocp_complete_list(piocp_engine *engine, piocp_request *list);
 /* piocp_post, completing as `op` (a cancelled timer is counted as one). */

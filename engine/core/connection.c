@@ -156,8 +156,10 @@ static piocp_conn *ready_pop(ready_list *l)
 /* Makes sure a worker will run this connection's requests.  Posts made on a
  * worker go to its local list (no lock, no system call); posts from other
  * threads go to the global list and wake one worker.  `may_move`: a
- * connection owned by another worker may move to this one. */
-static void schedule(piocp_conn *c, bool may_move)
+ * connection owned by another worker may move to this one.  `after_poll`:
+ * not before its owner has polled again, even when this is the owner (its
+ * local list is run to the end before it polls). */
+static void schedule(piocp_conn *c, bool may_move, bool after_poll)
 {
     if (c->busy) {
         c->again = true;
@@ -183,7 +185,7 @@ static void schedule(piocp_conn *c, bool may_move)
     if (c->owner >= 0) {
         /* its requests live on its owner's ring: only the owner may run it */
         piocp_worker *owner = &e->workers[c->owner];
-        if (w == owner) {
+        if (w == owner && !after_poll) {
             ready_push(&w->local, c);
             return;
         }
@@ -207,9 +209,11 @@ static void schedule(piocp_conn *c, bool may_move)
         e->backend->wake(e);
 }
 
-void piocp_schedule_locked(piocp_conn *c) { schedule(c, true); }
+void piocp_schedule_locked(piocp_conn *c) { schedule(c, true, false); }
 
-void piocp_schedule_on_owner_locked(piocp_conn *c) { schedule(c, false); }
+void piocp_schedule_on_owner_locked(piocp_conn *c) { schedule(c, false, false); }
+
+void piocp_schedule_after_poll_locked(piocp_conn *c) { schedule(c, false, true); }
 
 void piocp_conn_let_go_locked(piocp_conn *c)
 {

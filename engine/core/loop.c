@@ -283,6 +283,10 @@ void piocp_conn_process(piocp_worker *w, piocp_conn *c)
                 if (!c->abort_error)
                     c->abort_error = rc; /* cannot wait on it: fail it rather than hang */
                 piocp_schedule_locked(c);
+            } else if (rc > 0) {
+                /* not on the local list, which this worker runs to the end
+                 * before it polls: what the turn needs comes from the poll */
+                piocp_schedule_after_poll_locked(c);
             }
         }
     }

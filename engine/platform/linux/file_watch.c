@@ -7,6 +7,7 @@
 #endif
 #include "platform/file_watch.h"
 #include "platform/threads.h"
+#include "platform/posix/fault_calls.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -44,7 +45,7 @@ static void *watcher_main(void *arg)
         }
         if (fds[1].revents)
             break;
-        ssize_t n = read(w->inotify_fd, buf, sizeof buf);
+        ssize_t n = FAULT_CALL("inotify_read", read(w->inotify_fd, buf, sizeof buf));
         if (n <= 0)
             continue;
         for (char *p = buf; p < buf + n;) {
@@ -72,8 +73,8 @@ piocp_file_watch *piocp_file_watch_start(const char *root_path, piocp_file_chang
         free(w);
         return NULL;
     }
-    w->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    w->stop_fd = eventfd(0, EFD_CLOEXEC);
+    w->inotify_fd = FAULT_CALL("inotify_init", inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+    w->stop_fd = FAULT_CALL("eventfd", eventfd(0, EFD_CLOEXEC));
     if (w->inotify_fd >= 0 && w->stop_fd >= 0 &&
         piocp_thread_start(&w->thread, watcher_main, w) == 0)
         return w;
@@ -94,7 +95,7 @@ int piocp_file_watch_add(piocp_file_watch *w, const char *dir, size_t dir_len)
     if (n < 0 || (size_t)n >= sizeof path)
         return -1;
     /* the same directory returns the same watch: no table of our own */
-    return inotify_add_watch(w->inotify_fd, path, WATCH_EVENTS);
+    return FAULT_CALL("inotify_add_watch", inotify_add_watch(w->inotify_fd, path, WATCH_EVENTS));
 }
 
 void piocp_file_watch_stop(piocp_file_watch *w)

@@ -6,6 +6,7 @@
 #endif
 #include "platform/dir.h"
 #include "platform/atomics.h"
+#include "platform/posix/fault_calls.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -35,10 +36,10 @@ int piocp_dir_list(piocp_file dir, piocp_dir_entry_fn each, void *user)
 {
     /* A descriptor of its own (not a dup, which would share the caller's
      * file offset with every other thread listing the same directory). */
-    int fd = openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = FAULT_CALL("openat", openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (fd < 0)
         return -errno;
-    DIR *d = fdopendir(fd);
+    DIR *d = fault_errno("fdopendir") ? NULL : fdopendir(fd);
     if (d == NULL) {
         int err = errno;
         close(fd);

@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #endif
 #include "platform/file.h"
+#include "platform/posix/fault_calls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,7 +24,7 @@ static int64_t time_ns(const struct timespec *t)
 int piocp_file_get_info(piocp_file file, piocp_file_info *out)
 {
     struct stat st;
-    if (fstat(file, &st) < 0)
+    if (FAULT_CALL("fstat", fstat(file, &st)) < 0)
         return -errno;
     out->size = (uint64_t)st.st_size;
     out->mtime_ns = time_ns(&st.st_mtim);
@@ -38,13 +39,13 @@ int piocp_file_get_info(piocp_file file, piocp_file_info *out)
 
 void piocp_file_close(piocp_file file)
 {
-    close(file);
+    (void)fault_close("close", file); /* the descriptor is gone either way */
 }
 
 ssize_t piocp_file_pread(piocp_file file, void *buf, size_t len, uint64_t offset)
 {
     for (;;) {
-        ssize_t n = pread(file, buf, len, (off_t)offset);
+        ssize_t n = fault_pread("pread", file, buf, len, (off_t)offset);
         if (n >= 0)
             return n;
         if (errno != EINTR)
@@ -57,7 +58,7 @@ size_t piocp_file_write_all(piocp_file file, const void *buf, size_t len)
     const char *p = buf;
     size_t done = 0;
     while (done < len) {
-        ssize_t w = write(file, p + done, len - done);
+        ssize_t w = fault_write("write", file, p + done, len - done);
         if (w > 0) {
             done += (size_t)w;
         } else if (w < 0 && errno == EINTR) {
@@ -77,7 +78,7 @@ size_t piocp_file_write_all(piocp_file file, const void *buf, size_t len)
 
 int piocp_dir_open_root(const char *path, piocp_file *out)
 {
-    int fd = open(path, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+    int fd = FAULT_CALL("open", open(path, O_DIRECTORY | O_RDONLY | O_CLOEXEC));
     if (fd < 0)
         return -errno;
     *out = fd;

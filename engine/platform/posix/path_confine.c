@@ -15,6 +15,7 @@
 #include "files/path_confine.h"
 #include "files/path_names.h"
 #include "platform/atomics.h"
+#include "platform/posix/fault_calls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -98,7 +99,7 @@ static int sys_openat2(int dirfd, const char *path, uint64_t flags)
     long fd;
     int tries = 0;
     do {
-        fd = syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+        fd = FAULT_CALL("openat2", syscall(SYS_openat2, dirfd, path, &how, sizeof how));
     } while (fd < 0 && (errno == EINTR || (errno == EAGAIN && ++tries < OPENAT2_RETRIES)));
     return fd < 0 ? -errno : (int)fd;
 }
@@ -139,7 +140,7 @@ static int walk_open(int root_fd, char *path, int *out_fd, const char **reason)
 
         /* O_PATH + fstat instead of O_DIRECTORY so that a symbolic link
          * and a plain file give different, honest reasons. */
-        int fd = openat(dir, p, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        int fd = FAULT_CALL("openat", openat(dir, p, O_PATH | O_NOFOLLOW | O_CLOEXEC));
         int err = errno;
         if (dir != root_fd)
             close(dir);
@@ -147,7 +148,7 @@ static int walk_open(int root_fd, char *path, int *out_fd, const char **reason)
             return fail(err, reason_for(err), reason);
 
         struct stat st;
-        if (fstat(fd, &st) < 0) {
+        if (FAULT_CALL("fstat", fstat(fd, &st)) < 0) {
             err = errno;
             close(fd);
             return fail(err, reason_for(err), reason);
@@ -164,7 +165,7 @@ static int walk_open(int root_fd, char *path, int *out_fd, const char **reason)
         p = slash + 1;
     }
 
-    int fd = openat(dir, p, FINAL_FLAGS | O_NOFOLLOW);
+    int fd = FAULT_CALL("openat", openat(dir, p, FINAL_FLAGS | O_NOFOLLOW));
     int err = errno;
     if (dir != root_fd)
         close(dir);
@@ -251,7 +252,7 @@ int piocp_open_dir_beneath(piocp_file root_fd, const char *name, size_t name_len
 {
     *out_fd = -1;
     if (name_len == 0) {
-        int fd = openat(root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        int fd = FAULT_CALL("openat", openat(root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         if (fd < 0)
             return fail(errno, reason_for(errno), reason);
         *out_fd = fd;

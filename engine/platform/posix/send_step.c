@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #endif
 #include "platform/platform.h"
+#include "platform/posix/fault_calls.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -24,8 +25,8 @@ ssize_t piocp_socket_send_step(piocp_socket fd, const piocp_request *r)
     if (r->op == PIOCP_OP_SEND) {
         if (r->done == r->u.send.len)
             return 0;
-        ssize_t n = send(fd, (const char *)r->u.send.buf + r->done, r->u.send.len - r->done,
-                         MSG_NOSIGNAL);
+        ssize_t n = fault_send("send", fd, (const char *)r->u.send.buf + r->done,
+                               r->u.send.len - r->done, MSG_NOSIGNAL);
         return n < 0 ? -errno : n;
     }
     size_t head_len = r->u.transmit.head_len;
@@ -33,8 +34,8 @@ ssize_t piocp_socket_send_step(piocp_socket fd, const piocp_request *r)
     if (r->done < head_len) {
         /* MSG_MORE: the head and the first file bytes leave in one segment */
         int flags = MSG_NOSIGNAL | (count ? MSG_MORE : 0);
-        ssize_t n = send(fd, (const char *)r->u.transmit.head + r->done, head_len - r->done,
-                         flags);
+        ssize_t n = fault_send("send", fd, (const char *)r->u.transmit.head + r->done,
+                               head_len - r->done, flags);
         return n < 0 ? -errno : n;
     }
     uint64_t file_done = r->done - head_len;
@@ -45,7 +46,7 @@ ssize_t piocp_socket_send_step(piocp_socket fd, const piocp_request *r)
     if (want > SENDFILE_CHUNK)
         want = SENDFILE_CHUNK;
     off_t offset = (off_t)(r->u.transmit.offset + file_done);
-    ssize_t n = sendfile(fd, r->u.transmit.fd, &offset, (size_t)want);
+    ssize_t n = fault_sendfile("sendfile", fd, r->u.transmit.fd, &offset, (size_t)want);
     if (n < 0)
         return -errno;
     if (n == 0)

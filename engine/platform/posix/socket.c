@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #endif
 #include "platform/platform.h"
+#include "platform/posix/fault_calls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,13 +18,14 @@
 int piocp_socket_listen_new(const struct sockaddr *addr, socklen_t addrlen, int backlog,
                             bool reuse_port, piocp_socket *out)
 {
-    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = FAULT_CALL("socket", socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (fd < 0)
         return -errno;
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if ((reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
-        bind(fd, addr, addrlen) < 0 || listen(fd, backlog) < 0) {
+        FAULT_CALL("bind", bind(fd, addr, addrlen)) < 0 ||
+        FAULT_CALL("listen", listen(fd, backlog)) < 0) {
         int rc = -errno;
         close(fd);
         return rc;
@@ -86,7 +88,7 @@ void piocp_socket_close(piocp_socket fd, bool reset)
         struct linger linger = {.l_onoff = 1, .l_linger = 0};
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, sizeof linger);
     }
-    close(fd);
+    (void)fault_close("close", fd); /* nothing to do about a failure: the descriptor is gone */
 }
 
 void piocp_socket_set_nodelay(piocp_socket fd)
@@ -95,7 +97,10 @@ void piocp_socket_set_nodelay(piocp_socket fd)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-int piocp_socket_shutdown_write(piocp_socket fd) { return shutdown(fd, SHUT_WR) < 0 ? -errno : 0; }
+int piocp_socket_shutdown_write(piocp_socket fd)
+{
+    return FAULT_CALL("shutdown", shutdown(fd, SHUT_WR)) < 0 ? -errno : 0;
+}
 
 void piocp_socket_shutdown_listener(piocp_socket fd)
 {
@@ -106,7 +111,7 @@ void piocp_socket_shutdown_listener(piocp_socket fd)
 
 ssize_t piocp_socket_send_now(piocp_socket fd, const void *buf, size_t len)
 {
-    ssize_t n = send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    ssize_t n = fault_send("send_now", fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
     return n < 0 ? -errno : n;
 }
 
@@ -114,7 +119,7 @@ bool piocp_socket_drain(piocp_socket fd)
 {
     char scratch[4096];
     for (;;) {
-        ssize_t n = recv(fd, scratch, sizeof scratch, MSG_DONTWAIT);
+        ssize_t n = fault_recv("recv_drain", fd, scratch, sizeof scratch, MSG_DONTWAIT);
         if (n > 0)
             continue;
         if (n < 0 && errno == EINTR)
@@ -158,12 +163,12 @@ int piocp_socket_make_nonblocking(piocp_socket fd)
 
 int piocp_socket_connect_start(const struct sockaddr *addr, socklen_t addrlen, piocp_socket *out)
 {
-    *out = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    *out = FAULT_CALL("socket", socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (*out < 0) {
         *out = PIOCP_INVALID_SOCKET;
         return -errno;
     }
-    if (connect(*out, addr, addrlen) == 0)
+    if (FAULT_CALL("connect", connect(*out, addr, addrlen)) == 0)
         return 0;
     /* interrupted, a non-blocking connect still goes on in the background */
     return errno == EINTR ? -EINPROGRESS : -errno;
@@ -173,7 +178,7 @@ int piocp_socket_connect_result(piocp_socket fd)
 {
     int error = 0;
     socklen_t len = sizeof error;
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) < 0)
+    if (FAULT_CALL("getsockopt", getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len)) < 0)
         return -errno;
     if (error)
         return -error;
@@ -188,7 +193,7 @@ int piocp_socket_connect_result(piocp_socket fd)
 int piocp_file_size(piocp_file fd, uint64_t *size)
 {
     struct stat st;
-    if (fstat(fd, &st) < 0)
+    if (FAULT_CALL("fstat", fstat(fd, &st)) < 0)
         return -errno;
     if (!S_ISREG(st.st_mode))
         return -EINVAL;

@@ -9,6 +9,7 @@
  * core makes (drain, connect), which are written not to block either way.
  */
 #include "platform/platform.h"
+#include "core/fault.h"
 
 #include <winsock2.h>
 #include <ws2tcpip.h>
@@ -30,6 +31,9 @@ int piocp_socket_listen_new(const struct sockaddr *addr, socklen_t addrlen, int 
      * lets another process steal the port: say so rather than pretend. */
     if (reuse_port)
         return -PIOCP_EOPNOTSUPP;
+    int injected = PIOCP_FAULT("socket");
+    if (injected)
+        return injected;
     SOCKET fd = WSASocketW(addr->sa_family, SOCK_STREAM, IPPROTO_TCP, NULL, 0,
                            WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
     if (fd == INVALID_SOCKET)
@@ -40,8 +44,14 @@ int piocp_socket_listen_new(const struct sockaddr *addr, socklen_t addrlen, int 
      * Windows as it does on POSIX without SO_REUSEADDR. */
     BOOL one = TRUE;
     setsockopt(fd, SOL_SOCKET, SO_EXCLUSIVEADDRUSE, (const char *)&one, sizeof one);
-    if (bind(fd, addr, addrlen) == SOCKET_ERROR || listen(fd, backlog) == SOCKET_ERROR) {
-        int rc = wsa_error();
+    injected = PIOCP_FAULT("bind");
+    if (!injected && bind(fd, addr, addrlen) == SOCKET_ERROR)
+        injected = wsa_error();
+    if (!injected && (injected = PIOCP_FAULT("listen")) == 0 &&
+        listen(fd, backlog) == SOCKET_ERROR)
+        injected = wsa_error();
+    if (injected) {
+        int rc = injected;
         closesocket(fd);
         return rc;
     }
@@ -108,6 +118,9 @@ void piocp_socket_close(piocp_socket fd, bool reset)
         setsockopt(fd, SOL_SOCKET, SO_LINGER, (const char *)&linger, sizeof linger);
     }
     closesocket(fd);
+    /* a failed closesocket has nothing to undo here: the point only counts
+     * the pass (its failure is ignored, as the real one's is) */
+    (void)PIOCP_FAULT("close");
 }
 
 void piocp_socket_set_nodelay(piocp_socket fd)
@@ -226,11 +239,13 @@ int piocp_socket_connect_start(const struct sockaddr *addr, socklen_t addrlen, p
         *out = PIOCP_INVALID_SOCKET;
         return -PIOCP_EAFNOSUPPORT;
     }
-    *out = WSASocketW(addr->sa_family, SOCK_STREAM, IPPROTO_TCP, NULL, 0,
-                      WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
+    int injected = PIOCP_FAULT("socket");
+    *out = injected ? INVALID_SOCKET
+                    : WSASocketW(addr->sa_family, SOCK_STREAM, IPPROTO_TCP, NULL, 0,
+                                 WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
     if (*out == INVALID_SOCKET) {
         *out = PIOCP_INVALID_SOCKET;
-        return wsa_error();
+        return injected ? injected : wsa_error();
     }
     /* non-blocking as an accepted socket is: the core's drain reads it */
     u_long one = 1;
