@@ -3,6 +3,10 @@
 
 _backend_choice_logged = False
 
+# PIOCP_METRICS, as the compile-time constant an array's size must be
+cdef extern from "pyiocp.h":
+    enum: METRICS_SIZE "PIOCP_METRICS"
+
 
 def _log_backend_choice_once(chosen, note):
     global _backend_choice_logged
@@ -340,18 +344,14 @@ cdef class Engine:
         - backend, and backend_note (why "auto" passed over a preferred
           backend, or "")."""
         cdef piocp_engine_stats s
-        cdef uint64_t *values
+        # on the stack (about 1 KiB): stop() reads the final stats before it
+        # frees the engine, so this must not fail for want of memory
+        cdef uint64_t values[METRICS_SIZE]
         if self._c == NULL:
             return dict(self._final_stats) if self._final_stats else {}
-        values = <uint64_t *>malloc(PIOCP_METRICS * sizeof(uint64_t))
-        if values == NULL:
-            raise MemoryError()
         piocp_engine_get_stats(self._c, &s)
         piocp_engine_read_metrics(self._c, values)
-        try:
-            counted = _metrics_dict(values)
-        finally:
-            free(values)
+        counted = _metrics_dict(values)
         stats = {"accepted": s.accepted, "refused": s.refused,
                  "accept_errors": s.accept_errors, "accept_pauses": s.accept_pauses,
                  "connections": s.connections, "transmit_file_bytes": s.transmit_file_bytes,
