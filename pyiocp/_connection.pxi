@@ -319,7 +319,7 @@ cdef class Connection:
             return False
         if self._eof_written:
             return True
-        sr = <send_request *>calloc(1, sizeof(send_request))
+        sr = <send_request *>binding_calloc(b"py_shutdown", 1, sizeof(send_request))
         if sr == NULL:
             raise MemoryError()
         dispatch_node_init(&sr.node, ITEM_SEND, sr)
@@ -329,7 +329,7 @@ cdef class Connection:
         sr.file_fd = PIOCP_INVALID_FILE
         rc = piocp_shutdown(self._conn, &sr.req)
         if rc < 0:
-            free(sr)
+            binding_free(sr)
             if rc == -PIOCP_ENOTCONN:
                 return False
             raise os_error(rc, "write_eof")

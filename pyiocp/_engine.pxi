@@ -490,7 +490,7 @@ cdef class Engine:
         length = ip_to_sockaddr(family, ip_port[0], ip_port[1], &addr)
         if self._c == NULL:
             raise RuntimeError("the engine is stopped")
-        cr = <connect_request *>calloc(1, sizeof(connect_request))
+        cr = <connect_request *>binding_calloc(b"py_connect", 1, sizeof(connect_request))
         if cr == NULL:
             raise MemoryError()
         dispatch_node_init(&cr.node, ITEM_CONNECT_FAILED, cr)
@@ -500,7 +500,7 @@ cdef class Engine:
         rc = piocp_connect(self._c, <sockaddr *>&addr, length, timeout_ms, on_connect_done, cr)
         if rc < 0:
             Py_DECREF(handler)
-            free(cr)
+            binding_free(cr)
             raise os_error(rc, f"connect to {ip_port[0]!r} port {ip_port[1]}")
 
     def adopt(self, sock, factory):
