@@ -53,6 +53,10 @@ cdef struct call_request:
     dispatch_node node
     engine_shared *shared
     PyObject *callback
+    # NULL for a posted call (allocated, freed once dispatched); for one of
+    # the Engine's own requests (Engine._post_own), the Engine's flag that
+    # says it is posted, cleared once dispatched
+    bint *posted
 
 cdef struct connect_request:
     dispatch_node node        # queued only when the connect failed
@@ -311,7 +315,10 @@ cdef dispatch_one(int kind, void *ptr, ssize_t result, bint run_handlers):
         cr = <call_request *>ptr
         callback = <object>cr.callback
         Py_DECREF(callback)
-        binding_free(cr)
+        if cr.posted != NULL:
+            cr.posted[0] = 0      # the Engine's own: it may post it again
+        else:
+            binding_free(cr)
         if not run_handlers:
             return
         try:

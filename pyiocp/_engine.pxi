@@ -205,6 +205,12 @@ cdef class Engine:
     cdef object _metrics_area    # counted into (serve_workers): kept while the engine is
     # send_in_place's counters (changed with the GIL held)
     cdef uint64_t _in_place_sends, _in_place_bytes
+    # Requests the engine posts to itself where a failed allocation could
+    # not be reported (_post_own): the wake-up of _wake_dispatch, which
+    # runs after the caller's send or adopt has succeeded, and the stopping
+    # hooks' call.  Posted (flag set) from post until dispatched.
+    cdef call_request _wake_call, _stopping_call
+    cdef bint _wake_posted, _stopping_posted
 
     def __cinit__(self, *args, **kwargs):
         self._c = NULL
@@ -415,13 +421,33 @@ cdef class Engine:
 
     cdef _wake_dispatch(self):
         """Makes a worker end a batch soon, so that what was queued for
-        Python without a completion behind it (a resume) is dispatched."""
-        cdef call_request *cr
+        Python without a completion behind it (a resume) is dispatched.
+        Allocates nothing, so it cannot fail after its caller's work is
+        done; one wake-up on its way is enough (the batch it ends
+        dispatches everything queued before it)."""
+        self._post_own(&self._wake_call, &self._wake_posted, _nothing)
+
+    cdef int _post_own(self, call_request *cr, bint *posted, object callback) except? -1:
+        """Posts one of the engine's own call requests (see _wake_call),
+        unless it is posted already; returns 0 or the post's -errno."""
+        cdef int rc
         if self._c == NULL:
-            return
-        cr = new_call_request(&self._shared, _nothing)
-        if piocp_post(self._c, &cr.req, 0) < 0:
-            free_call_request(cr)
+            return -PIOCP_ENOTCONN
+        if posted[0]:
+            return 0
+        memset(cr, 0, sizeof(call_request))
+        cr.req.complete = on_call_done
+        dispatch_node_init(&cr.node, ITEM_CALL, cr)
+        cr.shared = &self._shared
+        cr.callback = <PyObject *>callback
+        cr.posted = posted
+        Py_INCREF(callback)
+        rc = piocp_post(self._c, &cr.req, 0)
+        if rc < 0:
+            Py_DECREF(callback)
+            return rc
+        posted[0] = 1
+        return 0
 
     # -- connections the engine did not accept --
 
@@ -478,7 +504,7 @@ cdef class Engine:
         (here, if the workers are gone)."""
         try:
             self.post(lambda: connection_failed(handler, exc))
-        except (OSError, RuntimeError):
+        except (OSError, RuntimeError, MemoryError):
             connection_failed(handler, exc)
 
     def _connect_resolved(self, info, int timeout_ms, handler):
@@ -622,9 +648,8 @@ cdef class Engine:
                     conn._stopping()
             finally:
                 done.set()
-        try:
-            self.post(run_hooks)
-        except (OSError, RuntimeError):
+        # the engine's own request: a stop must not fail for want of memory
+        if self._post_own(&self._stopping_call, &self._stopping_posted, run_hooks) < 0:
             return   # the workers are already gone
         done.wait(self._drain_timeout)
 
