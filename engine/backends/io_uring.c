@@ -56,6 +56,7 @@ typedef struct uring_worker {
     piocp_uring ring;
     bool ready;                /* ring created (in the worker's own thread) */
     int wake_fd;
+    bool wake_armed;           /* its multishot poll is on the ring */
     bool armed[PIOCP_MAX_LISTENERS]; /* multishot accept armed per listener */
     /* The wait's timeout (the sweeper's next sweep) as a ring timeout: one
      * in flight at most, re-armed only when it has fired. */
@@ -248,9 +249,12 @@ static void arm_listeners(piocp_engine *e, uring_worker *uw)
     }
 }
 
+/* Without an SQE (a ring the kernel does not empty) the wake-up is armed
+ * again by the next uring_poll: a worker nobody can wake never stops. */
 static void arm_wake(uring_worker *uw)
 {
     struct io_uring_sqe *sqe = get_sqe(uw);
+    uw->wake_armed = sqe != NULL;
     if (sqe)
         piocp_uring_prep_poll_multishot(sqe, uw->wake_fd, POLLIN, kind_data(KIND_WAKE, 0));
 }
@@ -659,6 +663,11 @@ static int uring_poll(piocp_worker *w, int timeout_ms)
     piocp_engine *e = w->engine;
     uring_worker *uw = w->backend;
     int rc;
+    if (!uw->wake_armed) {
+        arm_wake(uw);
+        if (!uw->wake_armed && (timeout_ms < 0 || timeout_ms > 10))
+            timeout_ms = 10; /* not wakeable yet: look again soon */
+    }
     if (timeout_ms > 0 && (uw->ring.features & IORING_FEAT_EXT_ARG)) {
         /* The wait's own timeout (5.11+): a shorter one can be asked on
          * every call, when a user timer comes before the next sweep. */
