@@ -67,7 +67,9 @@ def judge(stream: Stream, expected: bytes, stop_mid: bool) -> Outcome:
 # -------------------------------------------------------------- handlers --
 
 class Echo(Checked):
-    """Echoes, honouring flow control: no recv while writing is paused."""
+    """Echoes, honouring flow control: no recv while writing is paused.  At
+    the peer's end: write_eof(), then a timer closes (a shutdown request
+    and a timer request, each an allocation of the binding)."""
 
     def made(self):
         self.paused = self.want = False
@@ -91,6 +93,12 @@ class Echo(Checked):
         if self.want:
             self.want = False
             self.recv()
+
+    def eof_received(self, conn):
+        super().eof_received(conn)
+        conn.write_eof()
+        conn.engine.call_later(0.001, conn.close)
+        return True
 
 
 class Transmit(Checked):
