@@ -442,8 +442,9 @@ cdef class Connection:
         self._engine._open_connections.discard(self)
         # give the pool slot back now, not when Python drops this object (a
         # logged traceback may keep it for long): a stopped engine can then
-        # free everything at once
-        piocp_conn_release(self._conn)
+        # free everything at once (a freed one has taken its slots with it)
+        if self._engine._shared.c_engine != NULL:
+            piocp_conn_release(self._conn)
         self._conn = NULL
         if self._on_lost is None:
             return

@@ -283,11 +283,15 @@ cdef class Engine:
             with nogil:
                 piocp_engine_stop(self._c, 0)
             dispatch_pending(&self._shared, False)   # only releases what was queued
-        self._free()
+        self._free(False)
 
-    cdef _free(self):
+    cdef _free(self, bint run_handlers=True):
         """Gives back every descriptor and byte: called once stopped and
-        drained, when every Connection has been told it closed."""
+        drained, when every Connection has been told it closed but those
+        no worker ever served (an engine never started, or one whose stop
+        gave up on a connection): piocp_engine_free closes these, and they
+        are told here, once the engine is gone (shared.c_engine NULL: their
+        dispatch touches nothing of it)."""
         cdef Listener listener
         if self._c != NULL:
             for listener in self._listeners or ():
@@ -295,6 +299,7 @@ cdef class Engine:
             self._shared.c_engine = NULL
             piocp_engine_free(self._c)
             self._c = NULL
+            dispatch_pending(&self._shared, run_handlers)
         if self._queue_ready:
             dispatch_queue_destroy(&self._shared.queue)
             self._queue_ready = 0

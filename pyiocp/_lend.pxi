@@ -127,7 +127,8 @@ cdef dispatch_lend(lend_request *lr, int error, bint run_handlers):
         if run_handlers:
             lending._returned(lr, error)
     finally:
-        piocp_conn_release(lr.conn)
+        if lr.shared.c_engine != NULL:   # a freed engine took it with it
+            piocp_conn_release(lr.conn)
         binding_free(lr)
         Py_DECREF(lending)
 
