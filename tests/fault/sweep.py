@@ -150,16 +150,18 @@ class Child:
         if self.proc is not None:
             self.proc.stdin.close()
             self.proc.wait(30)
+            self.proc.stdout.close()
             self.proc = None
             self.log.close()
 
     def _line(self, deadline: float):
+        poll = select.poll()
+        poll.register(self.proc.stdout, select.POLLIN)
         while b"\n" not in self.buffer:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            ready, _, _ = select.select([self.proc.stdout], [], [], left)
-            if ready:
+            if poll.poll(left * 1000):
                 chunk = os.read(self.proc.stdout.fileno(), 65536)
                 if not chunk:
                     return b""
@@ -183,6 +185,8 @@ class Child:
             time.sleep(2)
             self.proc.kill()
         code = self.proc.wait()
+        self.proc.stdin.close()
+        self.proc.stdout.close()
         problem = (f"hang: no result after {limit:.0f} s (stacks below)" if line is None
                    else f"crash: the run's process ended with status {code}")
         with open(self.log.name, "rb") as f:
@@ -204,6 +208,8 @@ class Sweep:
         self.stop = threading.Event()
         self.local = threading.local()
         self.children = []
+        # one pool for the sweep: its threads each keep their child process
+        self.pool = ThreadPoolExecutor(args.jobs)
 
     def child(self) -> Child:
         if not hasattr(self.local, "child"):
@@ -243,10 +249,10 @@ class Sweep:
         sys.stdout.flush()
 
     def map(self, specs) -> list:
-        with ThreadPoolExecutor(self.args.jobs) as pool:
-            return list(pool.map(self.run, specs))
+        return list(self.pool.map(self.run, specs))
 
     def close(self) -> None:
+        self.pool.shutdown()
         for child in self.children:
             child.close()
 
