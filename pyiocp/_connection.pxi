@@ -328,7 +328,7 @@ cdef class Connection:
             return False
         if self._eof_written:
             return True
-        sr = <send_request *>calloc(1, sizeof(send_request))
+        sr = <send_request *>binding_calloc(b"py_shutdown", 1, sizeof(send_request))
         if sr == NULL:
             raise MemoryError()
         dispatch_node_init(&sr.node, ITEM_SEND, sr)
@@ -338,7 +338,7 @@ cdef class Connection:
         sr.file_fd = PIOCP_INVALID_FILE
         rc = piocp_shutdown(self._conn, &sr.req)
         if rc < 0:
-            free(sr)
+            binding_free(sr)
             if rc == -PIOCP_ENOTCONN:
                 return False
             raise os_error(rc, "write_eof")
@@ -451,8 +451,9 @@ cdef class Connection:
         self._engine._open_connections.discard(self)
         # give the pool slot back now, not when Python drops this object (a
         # logged traceback may keep it for long): a stopped engine can then
-        # free everything at once
-        piocp_conn_release(self._conn)
+        # free everything at once (a freed one has taken its slots with it)
+        if self._engine._shared.c_engine != NULL:
+            piocp_conn_release(self._conn)
         self._conn = NULL
         if self._on_lost is None:
             return

@@ -10,6 +10,9 @@ from .handler import Handler
 _H = TypeVar("_H", bound=Handler)
 
 __version__: str
+# True in a fault build (setup.py, PYIOCP_FAULT_INJECTION=1), whose private
+# _fault_* functions only tests use (tests/fault/sweep.py)
+_FAULT_INJECTION: bool
 
 class _EngineDefaults(TypedDict):
     threads: Optional[int]

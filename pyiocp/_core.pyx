@@ -15,10 +15,17 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
 from libc.stdint cimport uint64_t, int64_t, intptr_t
-from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy, memset, strlen
 
 from ._engine_api cimport *
+
+# The binding allocates and frees only through these (binding_fault.h): in
+# a fault build each site is an injection point and the live count is
+# kept; otherwise they are malloc, calloc and free.
+cdef extern from "binding_fault.h" nogil:
+    void *binding_malloc(const char *point, size_t size)
+    void *binding_calloc(const char *point, size_t count, size_t size)
+    void binding_free(void *p)
 
 import atexit
 import logging
@@ -130,3 +137,4 @@ include "_lend.pxi"
 include "_natives.pxi"
 include "_metrics.pxi"
 include "_engine.pxi"
+include "_fault.pxi"

@@ -53,6 +53,10 @@ cdef struct call_request:
     dispatch_node node
     engine_shared *shared
     PyObject *callback
+    # NULL for a posted call (allocated, freed once dispatched); for one of
+    # the Engine's own requests (Engine._post_own), the Engine's flag that
+    # says it is posted, cleared once dispatched
+    bint *posted
 
 cdef struct connect_request:
     dispatch_node node        # queued only when the connect failed
@@ -68,12 +72,12 @@ cdef struct timer_request:
 
 cdef conn_state *new_conn_state(listener_state *ls, piocp_conn *conn) noexcept nogil:
     """The binding's state of an accepted connection, or NULL (no memory)."""
-    cdef conn_state *cs = <conn_state *>calloc(1, sizeof(conn_state))
+    cdef conn_state *cs = <conn_state *>binding_calloc(b"py_conn_state", 1, sizeof(conn_state))
     if cs == NULL:
         return NULL
-    cs.recv_buf = <char *>malloc(ls.recv_size)
+    cs.recv_buf = <char *>binding_malloc(b"py_recv_buffer", ls.recv_size)
     if cs.recv_buf == NULL:
-        free(cs)
+        binding_free(cs)
         return NULL
     cs.recv_size = ls.recv_size
     cs.conn = conn
@@ -90,8 +94,8 @@ cdef conn_state *new_conn_state(listener_state *ls, piocp_conn *conn) noexcept n
 
 
 cdef void free_conn_state(conn_state *cs) noexcept nogil:
-    free(cs.recv_buf)
-    free(cs)
+    binding_free(cs.recv_buf)
+    binding_free(cs)
 
 
 cdef void on_connection(piocp_listener *listener, piocp_conn *conn, void *user) noexcept nogil:
@@ -114,7 +118,7 @@ cdef void on_connect_done(piocp_conn *conn, int error, void *user) noexcept nogi
             piocp_conn_retain(conn)   # handed to the Connection object
             piocp_conn_set_callbacks(conn, on_closed, cs)
             cs.handler = cr.handler   # its reference moves with it
-            free(cr)
+            binding_free(cr)
             dispatch_queue_push(&cs.listener.shared.queue, &cs.accept_node, 0)
             return
         piocp_abort(conn)
@@ -152,7 +156,7 @@ cdef void on_send_done(piocp_request *req, ssize_t result) noexcept nogil:
     if sr.notify or sr.holds_view:
         dispatch_queue_push(&sr.shared.queue, &sr.node, result)
     else:
-        free(sr)              # copied payload, nobody to tell
+        binding_free(sr)              # copied payload, nobody to tell
 
 
 cdef void on_call_done(piocp_request *req, ssize_t result) noexcept nogil:
@@ -275,14 +279,14 @@ cdef dispatch_one(int kind, void *ptr, ssize_t result, bint run_handlers):
         ccr = <connect_request *>ptr
         handler = <object>ccr.handler
         Py_DECREF(handler)
-        free(ccr)
+        binding_free(ccr)
         if run_handlers:
             connection_failed(handler, os_error(result, "connect"))
     elif kind == ITEM_TIMER:
         tr = <timer_request *>ptr
         timer = <TimerHandle>tr.handle
         timer._req = NULL
-        free(tr)
+        binding_free(tr)
         try:
             if result == 0 and run_handlers:
                 timer._run()
@@ -311,7 +315,10 @@ cdef dispatch_one(int kind, void *ptr, ssize_t result, bint run_handlers):
         cr = <call_request *>ptr
         callback = <object>cr.callback
         Py_DECREF(callback)
-        free(cr)
+        if cr.posted != NULL:
+            cr.posted[0] = 0      # the Engine's own: it may post it again
+        else:
+            binding_free(cr)
         if not run_handlers:
             return
         try:
@@ -322,7 +329,7 @@ cdef dispatch_one(int kind, void *ptr, ssize_t result, bint run_handlers):
 
 cdef call_request *new_call_request(engine_shared *shared, object callback) except NULL:
     """A posted call holding a reference to `callback` until dispatched."""
-    cdef call_request *cr = <call_request *>calloc(1, sizeof(call_request))
+    cdef call_request *cr = <call_request *>binding_calloc(b"py_call", 1, sizeof(call_request))
     if cr == NULL:
         raise MemoryError()
     cr.req.complete = on_call_done
@@ -336,7 +343,7 @@ cdef call_request *new_call_request(engine_shared *shared, object callback) exce
 cdef void free_call_request(call_request *cr) noexcept:
     """For a call that was never posted."""
     Py_DECREF(<object>cr.callback)
-    free(cr)
+    binding_free(cr)
 
 
 cdef void free_send_request(send_request *sr) noexcept:
@@ -344,7 +351,7 @@ cdef void free_send_request(send_request *sr) noexcept:
         PyBuffer_Release(&sr.view)
     if sr.own_fd:
         binding_close_file(sr.file_fd)
-    free(sr)
+    binding_free(sr)
 
 
 cdef send_request *new_send_request(object data, const void **pointer,
@@ -359,14 +366,14 @@ cdef send_request *new_send_request(object data, const void **pointer,
     PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
     length[0] = <size_t>view.len
     if view.len <= COPY_LIMIT or type(data) is not bytes:
-        sr = <send_request *>malloc(sizeof(send_request) + <size_t>view.len)
+        sr = <send_request *>binding_malloc(b"py_send", sizeof(send_request) + <size_t>view.len)
         if sr != NULL:
             memset(sr, 0, sizeof(send_request))
             memcpy((<char *>sr) + sizeof(send_request), view.buf, <size_t>view.len)
             pointer[0] = (<char *>sr) + sizeof(send_request)
         PyBuffer_Release(&view)
     else:
-        sr = <send_request *>malloc(sizeof(send_request))
+        sr = <send_request *>binding_malloc(b"py_send", sizeof(send_request))
         if sr != NULL:
             memset(sr, 0, sizeof(send_request))
             sr.view = view

@@ -3,6 +3,10 @@
 
 _backend_choice_logged = False
 
+# PIOCP_METRICS, as the compile-time constant an array's size must be
+cdef extern from "pyiocp.h":
+    enum: METRICS_SIZE "PIOCP_METRICS"
+
 
 def _log_backend_choice_once(chosen, note):
     global _backend_choice_logged
@@ -201,6 +205,12 @@ cdef class Engine:
     cdef object _metrics_area    # counted into (serve_workers): kept while the engine is
     # send_in_place's counters (changed with the GIL held)
     cdef uint64_t _in_place_sends, _in_place_bytes
+    # Requests the engine posts to itself where a failed allocation could
+    # not be reported (_post_own): the wake-up of _wake_dispatch, which
+    # runs after the caller's send or adopt has succeeded, and the stopping
+    # hooks' call.  Posted (flag set) from post until dispatched.
+    cdef call_request _wake_call, _stopping_call
+    cdef bint _wake_posted, _stopping_posted
 
     def __cinit__(self, *args, **kwargs):
         self._c = NULL
@@ -273,11 +283,15 @@ cdef class Engine:
             with nogil:
                 piocp_engine_stop(self._c, 0)
             dispatch_pending(&self._shared, False)   # only releases what was queued
-        self._free()
+        self._free(False)
 
-    cdef _free(self):
+    cdef _free(self, bint run_handlers=True):
         """Gives back every descriptor and byte: called once stopped and
-        drained, when every Connection has been told it closed."""
+        drained, when every Connection has been told it closed but those
+        no worker ever served (an engine never started, or one whose stop
+        gave up on a connection): piocp_engine_free closes these, and they
+        are told here, once the engine is gone (shared.c_engine NULL: their
+        dispatch touches nothing of it)."""
         cdef Listener listener
         if self._c != NULL:
             for listener in self._listeners or ():
@@ -285,6 +299,7 @@ cdef class Engine:
             self._shared.c_engine = NULL
             piocp_engine_free(self._c)
             self._c = NULL
+            dispatch_pending(&self._shared, run_handlers)
         if self._queue_ready:
             dispatch_queue_destroy(&self._shared.queue)
             self._queue_ready = 0
@@ -340,18 +355,14 @@ cdef class Engine:
         - backend, and backend_note (why "auto" passed over a preferred
           backend, or "")."""
         cdef piocp_engine_stats s
-        cdef uint64_t *values
+        # on the stack (about 1 KiB): stop() reads the final stats before it
+        # frees the engine, so this must not fail for want of memory
+        cdef uint64_t values[METRICS_SIZE]
         if self._c == NULL:
             return dict(self._final_stats) if self._final_stats else {}
-        values = <uint64_t *>malloc(PIOCP_METRICS * sizeof(uint64_t))
-        if values == NULL:
-            raise MemoryError()
         piocp_engine_get_stats(self._c, &s)
         piocp_engine_read_metrics(self._c, values)
-        try:
-            counted = _metrics_dict(values)
-        finally:
-            free(values)
+        counted = _metrics_dict(values)
         stats = {"accepted": s.accepted, "refused": s.refused,
                  "accept_errors": s.accept_errors, "accept_pauses": s.accept_pauses,
                  "connections": s.connections, "transmit_file_bytes": s.transmit_file_bytes,
@@ -415,13 +426,33 @@ cdef class Engine:
 
     cdef _wake_dispatch(self):
         """Makes a worker end a batch soon, so that what was queued for
-        Python without a completion behind it (a resume) is dispatched."""
-        cdef call_request *cr
+        Python without a completion behind it (a resume) is dispatched.
+        Allocates nothing, so it cannot fail after its caller's work is
+        done; one wake-up on its way is enough (the batch it ends
+        dispatches everything queued before it)."""
+        self._post_own(&self._wake_call, &self._wake_posted, _nothing)
+
+    cdef int _post_own(self, call_request *cr, bint *posted, object callback) except? -1:
+        """Posts one of the engine's own call requests (see _wake_call),
+        unless it is posted already; returns 0 or the post's -errno."""
+        cdef int rc
         if self._c == NULL:
-            return
-        cr = new_call_request(&self._shared, _nothing)
-        if piocp_post(self._c, &cr.req, 0) < 0:
-            free_call_request(cr)
+            return -PIOCP_ENOTCONN
+        if posted[0]:
+            return 0
+        memset(cr, 0, sizeof(call_request))
+        cr.req.complete = on_call_done
+        dispatch_node_init(&cr.node, ITEM_CALL, cr)
+        cr.shared = &self._shared
+        cr.callback = <PyObject *>callback
+        cr.posted = posted
+        Py_INCREF(callback)
+        rc = piocp_post(self._c, &cr.req, 0)
+        if rc < 0:
+            Py_DECREF(callback)
+            return rc
+        posted[0] = 1
+        return 0
 
     # -- connections the engine did not accept --
 
@@ -478,7 +509,7 @@ cdef class Engine:
         (here, if the workers are gone)."""
         try:
             self.post(lambda: connection_failed(handler, exc))
-        except (OSError, RuntimeError):
+        except (OSError, RuntimeError, MemoryError):
             connection_failed(handler, exc)
 
     def _connect_resolved(self, info, int timeout_ms, handler):
@@ -490,7 +521,7 @@ cdef class Engine:
         length = ip_to_sockaddr(family, ip_port[0], ip_port[1], &addr)
         if self._c == NULL:
             raise RuntimeError("the engine is stopped")
-        cr = <connect_request *>calloc(1, sizeof(connect_request))
+        cr = <connect_request *>binding_calloc(b"py_connect", 1, sizeof(connect_request))
         if cr == NULL:
             raise MemoryError()
         dispatch_node_init(&cr.node, ITEM_CONNECT_FAILED, cr)
@@ -500,7 +531,7 @@ cdef class Engine:
         rc = piocp_connect(self._c, <sockaddr *>&addr, length, timeout_ms, on_connect_done, cr)
         if rc < 0:
             Py_DECREF(handler)
-            free(cr)
+            binding_free(cr)
             raise os_error(rc, f"connect to {ip_port[0]!r} port {ip_port[1]}")
 
     def adopt(self, sock, factory):
@@ -622,9 +653,8 @@ cdef class Engine:
                     conn._stopping()
             finally:
                 done.set()
-        try:
-            self.post(run_hooks)
-        except (OSError, RuntimeError):
+        # the engine's own request: a stop must not fail for want of memory
+        if self._post_own(&self._stopping_call, &self._stopping_posted, run_hooks) < 0:
             return   # the workers are already gone
         done.wait(self._drain_timeout)
 

@@ -82,7 +82,7 @@ cdef Lending lend_transmit(Engine engine, int sock_fd, int file_fd, unsigned lon
     file = binding_file_from_os_handle(_os_handle(file_fd))   # may raise: before allocating
     PyObject_GetBuffer(head, &view, PyBUF_SIMPLE)
     try:
-        lr = <lend_request *>calloc(1, sizeof(lend_request) + <size_t>view.len)
+        lr = <lend_request *>binding_calloc(b"py_lend", 1, sizeof(lend_request) + <size_t>view.len)
         if lr == NULL:
             raise MemoryError()
         head_copy = (<char *>lr) + sizeof(lend_request)
@@ -93,13 +93,13 @@ cdef Lending lend_transmit(Engine engine, int sock_fd, int file_fd, unsigned lon
         dispatch_node_init(&lr.node, ITEM_LEND, lr)
         rc = binding_dup_file(file, &dup_fd)
         if rc < 0:
-            free(lr)
+            binding_free(lr)
             raise os_error(rc, "sendfile")
         lr.file_fd = dup_fd
         rc = piocp_borrow(engine._c, sock_fd, &conn)
         if rc < 0:
             binding_close_file(dup_fd)
-            free(lr)
+            binding_free(lr)
             raise os_error(rc, "sendfile")
         lr.conn = conn
         piocp_conn_retain(conn)
@@ -127,8 +127,9 @@ cdef dispatch_lend(lend_request *lr, int error, bint run_handlers):
         if run_handlers:
             lending._returned(lr, error)
     finally:
-        piocp_conn_release(lr.conn)
-        free(lr)
+        if lr.shared.c_engine != NULL:   # a freed engine took it with it
+            piocp_conn_release(lr.conn)
+        binding_free(lr)
         Py_DECREF(lending)
 
 

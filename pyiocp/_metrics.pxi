@@ -116,7 +116,7 @@ cdef str _render_metrics(const piocp_engine *engine, const void *area):
     cdef char *buf
     cap = piocp_metrics_render(engine, area, NULL, 0) + 1024
     while True:
-        buf = <char *>malloc(cap)
+        buf = <char *>binding_malloc(b"py_metrics_text", cap)
         if buf == NULL:
             raise MemoryError()
         try:
@@ -124,7 +124,7 @@ cdef str _render_metrics(const piocp_engine *engine, const void *area):
             if n < cap:
                 return buf[:n].decode()
         finally:
-            free(buf)
+            binding_free(buf)
         cap = n + 1024
 
 

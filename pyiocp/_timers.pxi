@@ -64,7 +64,7 @@ cdef TimerHandle schedule_timer(Engine engine, double when, object callback, tup
     handle._callback = callback
     handle._args = args
     handle._when = when
-    tr = <timer_request *>calloc(1, sizeof(timer_request))
+    tr = <timer_request *>binding_calloc(b"py_timer", 1, sizeof(timer_request))
     if tr == NULL:
         raise MemoryError()
     tr.req.complete = on_timer_done
@@ -77,6 +77,6 @@ cdef TimerHandle schedule_timer(Engine engine, double when, object callback, tup
     if rc < 0:
         handle._req = NULL
         Py_DECREF(handle)
-        free(tr)
+        binding_free(tr)
         raise os_error(rc, "call_later")
     return handle

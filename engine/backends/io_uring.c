@@ -253,6 +253,8 @@ static void arm_listeners(piocp_engine *e, uring_worker *uw)
     }
 }
 
+/* Without an SQE (a ring the kernel does not empty) the wake-up is armed
+ * again by the next uring_poll: a worker nobody can wake never stops. */
 static void arm_wake(uring_worker *uw)
 {
     struct io_uring_sqe *sqe = get_sqe(uw);
